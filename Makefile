@@ -1,0 +1,38 @@
+# Two commands to start: `make demo` and `make test`. Both install first.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+TSTAMP  := $(VENV)/.test-installed
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+# torch/torchvision are large and resolve from the machine's local files: install them
+# once per venv, then the package in editable mode. Re-running does nothing unless the
+# package metadata changed.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || \
+	  $(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# CLIP_benchmark is a parity peer in the tests only. Its pinned deps would pull in
+# unrelated packages, so it is installed without them (PROTOCOLS.md §6).
+$(TSTAMP): $(STAMP)
+	$(BIN)/pip install -q --no-deps clip-benchmark==1.6.2
+	touch $@
+
+demo: install
+	$(BIN)/silc-bench demo
+
+test: $(TSTAMP)
+	$(BIN)/python -m pytest tests
+
+lint: install
+	$(BIN)/ruff check silc_bench tests
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,139 @@
+"""`silc-bench` command line: run, list, demo.
+
+Bad input ends with one line on stderr and exit code 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from silc_bench.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="silc-bench", description="Evaluate CLIP-like models the way the SILC paper did.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="evaluate a model on a task")
+    r.add_argument("--task", required=True, help="zs-cls, fs-cls, retrieval (see `list tasks`)")
+    r.add_argument("--model", required=True,
+                   help="NAME, NAME:teacher|student, or open_clip:ARCH with --weights")
+    r.add_argument("--dataset", help="NAME[,NAME] or imagefolder:PATH (default: all of the task's)")
+    r.add_argument("--data-root", default=os.environ.get("SILC_BENCH_DATA", "data"),
+                   help="folder holding the datasets (default: $SILC_BENCH_DATA or ./data)")
+    r.add_argument("--out", default="results", help="results folder (default: results/)")
+    r.add_argument("--weights", help="checkpoint file (for open_clip:ARCH, or to override a registry path)")
+    r.add_argument("--protocol", default="default", help="protocol profile (see `list tasks`)")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="image decoding workers")
+    r.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
+    r.add_argument("--force", action="store_true", help="recompute even if the result exists")
+    r.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("list", help="list tasks, models or datasets")
+    ls.add_argument("what", choices=["tasks", "models", "datasets"])
+
+    d = sub.add_parser("demo", help="the main job on the embedded default (generated data)")
+    d.add_argument("--out", default="results")
+    d.add_argument("--quiet", action="store_true")
+    return p
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from silc_bench.api import EvalOptions, LazyModel, evaluate
+    from silc_bench.config import list_datasets, load_task
+    from silc_bench.report import markdown_table
+
+    if a.dataset:
+        datasets = [d for d in a.dataset.split(",") if d] if not a.dataset.startswith("imagefolder:") \
+            else [a.dataset]
+    else:
+        datasets = [d for d in list_datasets(a.task) if d != "imagefolder"]
+    for ds in datasets:  # validate every name before loading anything
+        load_task(a.task, ds, a.protocol)
+    for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers")):
+        if n < 1:
+            raise UserError(f"{flag} must be positive")
+    opts = EvalOptions(
+        data_root=Path(a.data_root), out=Path(a.out), device=a.device, precision=a.precision,
+        batch_size=a.batch_size, workers=a.workers, limit=a.limit, force=a.force,
+        profile=a.protocol, weights=a.weights, cache=not a.no_cache, progress=not a.quiet,
+    )
+    model = LazyModel(a.model, opts)
+    outcomes = []
+    for ds in datasets:
+        out = evaluate(model, a.task, ds, opts)
+        state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
+        print(f"{out.path}: {state}", file=sys.stderr)
+        outcomes.append(out)
+    print(markdown_table(o.result for o in outcomes))
+    return 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from silc_bench.config import list_datasets, list_profiles, list_tasks, load_task
+
+    if a.what == "tasks":
+        rows = []
+        for t in list_tasks():
+            rows.append([t, ", ".join(list_datasets(t)), ", ".join(list_profiles(t))])
+        print(tabulate(rows, headers=["task", "datasets", "protocol profiles"], tablefmt="github"))
+    elif a.what == "datasets":
+        rows = []
+        for t in list_tasks():
+            for d in list_datasets(t):
+                spec = load_task(t, d if d != "imagefolder" else "imagefolder:PATH")
+                where = spec.data.get("path", "")
+                rows.append([d if d != "imagefolder" else "imagefolder:PATH", t,
+                             spec.data.get("format"), where, spec.description])
+        print(tabulate(rows, headers=["dataset", "task", "format", "path (under --data-root)", "about"],
+                       tablefmt="github"))
+    else:
+        from silc_bench.models import list_models
+        from silc_bench.models.resolve import _weight_files
+
+        rows = []
+        for name, spec in list_models().items():
+            files = _weight_files(spec, None)
+            status = "random init" if not files else (
+                "present" if all(p.is_file() for p, _ in files) else f"missing: {files[0][0]}")
+            arch = spec.arch.get("open_clip", "custom config")
+            rows.append([name, arch, ", ".join(spec.variants) or "-", spec.dense_mode, status])
+        print(tabulate(rows, headers=["model", "arch", "variants", "dense mode", "weights"],
+                       tablefmt="github"))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from silc_bench.demo import run_demo
+
+    return run_demo(Path(a.out), progress=not a.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "demo": cmd_demo}[args.command](args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"silc-bench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("silc-bench: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,228 @@
+"""YAML → validated, frozen dataclasses: task specs (`tasks/`) and model specs (`checkpoints.yaml`).
+
+Unknown keys are errors, so a typo in a YAML file cannot silently change a protocol.
+Discovery walks the `tasks/` folder: a new dataset or protocol variant is one YAML
+file and no Python.
+
+Task layout::
+
+    tasks/<task>/_task.yaml           type (plugin), version, protocol defaults
+    tasks/<task>/<dataset>.yaml       data (reader + paths) and dataset protocol overrides
+    tasks/<task>/profiles/<name>.yaml a named protocol profile (`--protocol NAME`)
+
+A dataset YAML may `include:` another dataset file of the same task and override keys.
+Protocol merge order: task defaults < dataset < profile (< profile's per-dataset block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from silc_bench.errors import UserError, did_you_mean
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+ASSETS = PACKAGE_DIR / "assets"
+DEFAULT_PROFILE = "default"
+
+
+def tasks_dir() -> Path:
+    return Path(os.environ.get("SILC_BENCH_TASKS", REPO_ROOT / "tasks"))
+
+
+def checkpoint_files() -> list[Path]:
+    """The model registry, plus any extra registries named in $SILC_BENCH_CHECKPOINTS."""
+    files = [REPO_ROOT / "checkpoints.yaml"]
+    extra = os.environ.get("SILC_BENCH_CHECKPOINTS", "")
+    files += [Path(p) for p in extra.split(os.pathsep) if p]
+    return files
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    """Instantiate dataclass `cls` from `raw`, refusing unknown keys with a clear message."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    try:
+        return cls(**raw)
+    except TypeError as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; `over` wins, nested mappings merge key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One (task, dataset, profile): everything the plugin needs besides the model."""
+
+    task: str
+    type: str
+    version: int
+    dataset: str
+    data: dict[str, Any]
+    protocol: dict[str, Any]
+    profile: str = DEFAULT_PROFILE
+    description: str = ""
+
+
+@dataclass
+class _TaskFile:
+    type: str
+    version: int
+    description: str = ""
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _DatasetFile:
+    data: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    include: str | None = None
+
+
+@dataclass
+class _ProfileFile:
+    description: str = ""
+    version: int = 1
+    protocol: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def list_tasks() -> list[str]:
+    root = tasks_dir()
+    return sorted(p.parent.name for p in root.glob("*/_task.yaml"))
+
+
+def _task_folder(task: str) -> Path:
+    folder = tasks_dir() / task
+    if not (folder / "_task.yaml").is_file():
+        raise did_you_mean("task", task, list_tasks())
+    return folder
+
+
+def list_datasets(task: str) -> list[str]:
+    folder = _task_folder(task)
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def list_profiles(task: str) -> list[str]:
+    folder = _task_folder(task)
+    return [DEFAULT_PROFILE] + sorted(p.stem for p in (folder / "profiles").glob("*.yaml"))
+
+
+def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise did_you_mean(f"dataset for task {folder.name!r}", name, list_datasets(folder.name))
+    if name in seen:
+        raise UserError(f"{path}: include cycle {' -> '.join(seen + (name,))}")
+    ds = build(_DatasetFile, read_yaml(path), str(path))
+    raw = {"data": ds.data, "protocol": ds.protocol, "description": ds.description}
+    if ds.include:
+        parent = _dataset_raw(folder, ds.include, seen + (name,))
+        raw = merge(parent, {k: v for k, v in raw.items() if v})
+    return raw
+
+
+def load_task(task: str, dataset: str, profile: str = DEFAULT_PROFILE) -> TaskSpec:
+    """Resolve `tasks/<task>/<dataset>.yaml` (+ profile) into a frozen TaskSpec.
+
+    `dataset` may be `imagefolder:PATH`: the task's `imagefolder.yaml` with `path` set.
+    """
+    folder = _task_folder(task)
+    tf = build(_TaskFile, read_yaml(folder / "_task.yaml"), str(folder / "_task.yaml"))
+    base_name, _, arg = dataset.partition(":")
+    raw = _dataset_raw(folder, base_name)
+    data = dict(raw["data"])
+    if arg:
+        if data.get("format") != "imagefolder":
+            raise UserError(f"dataset {dataset!r}: only 'imagefolder:PATH' takes a path")
+        data["path"] = arg
+    elif data.get("format") == "imagefolder" and "path" not in data:
+        raise UserError(f"dataset 'imagefolder' needs a path: use --dataset imagefolder:PATH")
+    protocol = merge(tf.protocol, raw["protocol"])
+    version = tf.version
+    if profile != DEFAULT_PROFILE:
+        ppath = folder / "profiles" / f"{profile}.yaml"
+        if not ppath.is_file():
+            raise did_you_mean(f"protocol profile for task {task!r}", profile, list_profiles(task))
+        pf = build(_ProfileFile, read_yaml(ppath), str(ppath))
+        protocol = merge(protocol, pf.protocol)
+        protocol = merge(protocol, pf.datasets.get(base_name, {}))
+    return TaskSpec(
+        task=task,
+        type=tf.type,
+        version=version,
+        dataset=dataset,
+        data=data,
+        protocol=protocol,
+        profile=profile,
+        description=raw["description"] or tf.description,
+    )
+
+
+# ---------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of checkpoints.yaml. Preprocessing lives with the checkpoint (timm's rule)."""
+
+    name: str
+    arch: dict[str, Any]
+    backend: str = "open_clip"
+    weights: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    dense_mode: str = "maskclip"
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_variant: str | None = None
+    paper: dict[str, Any] = field(default_factory=dict)
+    expected: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    reproduce: str = ""
+    tags: tuple[str, ...] = ()
+
+
+def load_models() -> dict[str, ModelSpec]:
+    models: dict[str, ModelSpec] = {}
+    for path in checkpoint_files():
+        raw = read_yaml(path).get("models", {})
+        for name, entry in raw.items():
+            if not isinstance(entry, dict):
+                raise UserError(f"{path}: model {name!r} must be a mapping")
+            entry = dict(entry)
+            entry["tags"] = tuple(entry.get("tags", ()))
+            models[name] = build(ModelSpec, {"name": name, **entry}, f"{path}: model {name!r}")
+    return models

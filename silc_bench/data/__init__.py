@@ -1,0 +1,1 @@
+"""Readers for the standard on-disk layouts. Each returns plain lists plus a fingerprint."""

@@ -1,0 +1,233 @@
+"""Image classification layouts: imagefolder, ImageNet (val/train by wnid) and CIFAR-100.
+
+Sample order is fixed: classes by sorted folder name, then files by sorted name. The
+few-shot permutations index into that order, so it is part of the protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from silc_bench.data.images import is_image, open_image
+from silc_bench.errors import UserError
+from silc_bench.hashing import files_fingerprint, hash_obj
+from silc_bench.registry import Registry
+
+
+@dataclass
+class ImageSplit:
+    """One split: items in protocol order, their labels, and how to read an item."""
+
+    name: str
+    items: list[Any]
+    labels: np.ndarray
+    read: Callable[[Any], Image.Image]
+    fingerprint: str
+    describe: Callable[[Any], str] = str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def head(self, n: int | None) -> ImageSplit:
+        if n is None or n >= len(self.items):
+            return self
+        fp = hash_obj([self.fingerprint, "head", n])
+        return ImageSplit(self.name, self.items[:n], self.labels[:n], self.read, fp, self.describe)
+
+
+@dataclass
+class ClassificationData:
+    classes: list[str]                  # raw ids: folder names, wnids, CIFAR fine labels
+    classnames: list[str] | None        # display names the dataset ships (None: use an asset)
+    templates: list[str] | None         # templates the dataset ships (None: use an asset)
+    splits: dict[str, ImageSplit] = field(default_factory=dict)
+    meta_files: list[Path] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + hash_obj([self.classes, {k: s.fingerprint for k, s in self.splits.items()},
+                                     self.classnames, self.templates])
+
+
+FORMATS: Registry[Callable[..., ClassificationData]] = Registry("classification data format")
+
+
+def _listing(folder: Path, n: int = 6) -> str:
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    except OSError:
+        return "nothing (not a folder)"
+    if not names:
+        return "an empty folder"
+    return ", ".join(names[:n]) + (f", ... ({len(names)} entries)" if len(names) > n else "")
+
+
+def _class_folders(split_dir: Path, what: str) -> list[Path]:
+    if not split_dir.is_dir():
+        raise UserError(f"{what}: expected folder {split_dir}, found {_listing(split_dir.parent)}")
+    dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
+    loose = [p.name for p in split_dir.iterdir() if p.is_file() and is_image(p)]
+    if loose or not dirs:
+        raise UserError(f"{what}: expected one folder per class in {split_dir} "
+                        f"(<class>/<images>), found {_listing(split_dir)}")
+    return dirs
+
+
+def _folder_split(split_dir: Path, classes: list[str], what: str, per_class: int | None) -> ImageSplit:
+    items: list[Path] = []
+    labels: list[int] = []
+    for label, cls in enumerate(classes):
+        files = sorted(p for p in (split_dir / cls).iterdir() if p.is_file() and is_image(p)) \
+            if (split_dir / cls).is_dir() else []
+        if per_class is not None:
+            files = files[:per_class]
+        items += files
+        labels += [label] * len(files)
+    if not items:
+        raise UserError(f"{what}: no images found under {split_dir}/<class>/ "
+                        f"(extensions: .jpg, .jpeg, .png, ...)")
+    return ImageSplit(split_dir.name, items, np.asarray(labels, dtype=np.int64), open_image,
+                      files_fingerprint(split_dir.parent, items), lambda p: str(p))
+
+
+def _read_lines(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+@FORMATS.register("imagefolder")
+def imagefolder(root: Path, path: str, splits: dict[str, Any], train_per_class: int | None = None,
+                **_: Any) -> ClassificationData:
+    """`PATH/{train,val,test}/<class>/<images>`, optional classnames.txt and templates.txt."""
+    base = Path(path).expanduser()
+    base = base if base.is_absolute() else root / base
+    what = f"imagefolder {base}"
+    if not base.is_dir():
+        raise UserError(f"dataset folder not found: {base}")
+    chosen = {role: _pick_split(base, names, what) for role, names in splits.items()}
+    classes = [d.name for d in _class_folders(base / chosen["eval"], what)]
+    for role, split in chosen.items():
+        found = [d.name for d in _class_folders(base / split, what)]
+        if role != "eval" and found != classes:
+            extra = sorted(set(found) ^ set(classes))[:6]
+            raise UserError(f"{what}: class folders of {split}/ and {chosen['eval']}/ differ: {extra}")
+    out = ClassificationData(classes=classes, classnames=None, templates=None)
+    cn, tp = base / "classnames.txt", base / "templates.txt"
+    if cn.is_file():
+        out.classnames = _read_lines(cn)
+        if len(out.classnames) != len(classes):
+            raise UserError(f"{cn}: {len(out.classnames)} names for {len(classes)} class folders; "
+                            f"expected one display name per line, in sorted folder order")
+        out.meta_files.append(cn)
+    else:
+        out.classnames = list(classes)
+    if tp.is_file():
+        out.templates = _read_lines(tp)
+        bad = [t for t in out.templates if "{c}" not in t]
+        if bad:
+            raise UserError(f"{tp}: every template needs '{{c}}' for the class name; not: {bad[0]!r}")
+        out.meta_files.append(tp)
+    for role, split in chosen.items():
+        per = train_per_class if role == "train" else None
+        out.splits[role] = _folder_split(base / split, classes, what, per)
+    return out
+
+
+def _pick_split(base: Path, names: Any, what: str) -> str:
+    names = [names] if isinstance(names, str) else list(names)
+    for n in names:
+        if (base / n).is_dir():
+            return n
+    want = " or ".join(f"{base}/{n}/" for n in names)
+    raise UserError(f"{what}: expected {want} (with <class>/<images> inside), found {_listing(base)}")
+
+
+_WNID = re.compile(r"^n\d{8}$")
+
+
+@FORMATS.register("imagenet")
+def imagenet(root: Path, path: str, splits: dict[str, Any], train_per_class: int | None = None,
+             **_: Any) -> ClassificationData:
+    """`<root>/imagenet/{train,val}/<wnid>/*`: the 1000 classes, in sorted wnid order."""
+    base = root / path
+    what = f"imagenet {base}"
+    if not base.is_dir():
+        raise UserError(f"dataset folder not found: {base} (expected <data-root>/{path}/val/<wnid>/*)")
+    out: ClassificationData | None = None
+    for role, split in splits.items():
+        sdir = base / split
+        dirs = _class_folders(sdir, what)
+        wnids = [d.name for d in dirs]
+        bad = [w for w in wnids if not _WNID.match(w)]
+        if len(wnids) != 1000 or bad:
+            raise UserError(f"{what}: expected 1000 wnid folders (n01440764 ...) in {sdir}, "
+                            f"found {len(wnids)}" + (f", including {bad[:3]}" if bad else ""))
+        if out is None:
+            out = ClassificationData(classes=wnids, classnames=None, templates=None)
+        per = train_per_class if role == "train" else None
+        out.splits[role] = _folder_split(sdir, wnids, what, per)
+    assert out is not None
+    return out
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """CIFAR's pickles hold dicts of bytes, lists and numpy arrays; allow nothing else."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor"),
+        ("builtins", "object"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _load_cifar_pickle(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"cifar100: expected file {path}, found {_listing(path.parent)}")
+    try:
+        d = _ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except Exception as e:
+        raise UserError(f"{path}: not a CIFAR-100 python pickle ({type(e).__name__}: {e})") from None
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+@FORMATS.register("cifar100")
+def cifar100(root: Path, path: str, splits: dict[str, Any], **_: Any) -> ClassificationData:
+    """torchvision's python layout `<root>/cifar-100-python/{train,test,meta}`."""
+    base = root / path
+    if not base.is_dir():
+        raise UserError(f"dataset folder not found: {base} (expected {path}/{{train,test,meta}})")
+    meta = _load_cifar_pickle(base / "meta")
+    classes = list(meta["fine_label_names"])
+    out = ClassificationData(classes=classes, classnames=[c.replace("_", " ") for c in classes],
+                             templates=None)
+    for role, split in splits.items():
+        f = base / split
+        d = _load_cifar_pickle(f)
+        data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(d["fine_labels"], dtype=np.int64)
+        fp = files_fingerprint(root, [], full=[f, base / "meta"])
+        out.splits[role] = ImageSplit(
+            split, list(range(len(labels))), labels,
+            lambda i, data=data: Image.fromarray(data[i]), fp,
+            lambda i, split=split: f"{base / split}[{i}]",
+        )
+    return out
+
+
+def read_classification(data_cfg: dict[str, Any], data_root: Path) -> ClassificationData:
+    cfg = dict(data_cfg)
+    fmt = FORMATS.get(cfg.pop("format"))
+    return fmt(Path(data_root), **cfg)

@@ -1,0 +1,81 @@
+"""Karpathy-split caption datasets (COCO 5k test, Flickr30k 1k test).
+
+The split file lists images with `split`, `filename` (and for COCO `filepath`) and
+`sentences[].raw`. Every caption of every test image is kept (COCO: 25,010), in file
+order, which fixes the caption indices.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from silc_bench.data.classification import ImageSplit
+from silc_bench.data.images import open_image
+from silc_bench.errors import UserError
+from silc_bench.hashing import files_fingerprint, hash_obj
+
+
+@dataclass
+class CaptionData:
+    images: ImageSplit
+    captions: list[str]
+    text_to_image: np.ndarray
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + hash_obj([self.images.fingerprint, self.captions])
+
+    def head(self, n: int | None) -> CaptionData:
+        """The first n images and their captions (for --limit)."""
+        if n is None or n >= len(self.images):
+            return self
+        keep = self.text_to_image < n
+        return CaptionData(self.images.head(n), [c for c, k in zip(self.captions, keep) if k],
+                           self.text_to_image[keep])
+
+
+def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
+    cfg = dict(data_cfg)
+    if cfg.pop("format") != "karpathy":
+        raise UserError("retrieval datasets use `format: karpathy`")
+    base = Path(data_root) / cfg["path"]
+    split_file = base / cfg["split_file"]
+    image_dir = cfg["image_dir"]
+    split = cfg.get("split", "test")
+    if not split_file.is_file():
+        raise UserError(f"retrieval: expected the Karpathy split file {split_file} "
+                        f"(and images under {base / image_dir}/)")
+    try:
+        meta = json.loads(split_file.read_text())
+        entries = [e for e in meta["images"] if e.get("split") == split]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{split_file}: not a Karpathy split file "
+                        f"(expected {{'images': [{{'split', 'filename', 'sentences'}}]}}): {e}") from None
+    if not entries:
+        raise UserError(f"{split_file}: no images with split == {split!r}")
+    paths: list[Path] = []
+    captions: list[str] = []
+    owner: list[int] = []
+    for i, e in enumerate(entries):
+        try:
+            folder = e.get("filepath") or image_dir
+            paths.append(base / folder / e["filename"])
+            sents = [s["raw"].strip() for s in e["sentences"]]
+        except (KeyError, TypeError) as err:
+            raise UserError(f"{split_file}: image entry {i} lacks {err}") from None
+        if not sents:
+            raise UserError(f"{split_file}: image {e['filename']} has no captions")
+        captions += sents
+        owner += [i] * len(sents)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"retrieval: {len(missing)} of {len(paths)} images listed in {split_file.name} "
+                        f"are missing, e.g. {missing[0]}")
+    fp = files_fingerprint(base, paths, full=[split_file])
+    images = ImageSplit(split, paths, np.arange(len(paths)), open_image, fp, str)
+    return CaptionData(images, captions, np.asarray(owner, dtype=np.int64))

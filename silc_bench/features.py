@@ -1,0 +1,101 @@
+"""Feature extraction, always behind the content-keyed cache.
+
+Image features for a (checkpoint sha256, variant, dataset split fingerprint,
+preprocessing, precision) are computed once and reused by every task on that split
+(zs-cls and fs-cls share one pass). Text embeddings are cached per (checkpoint,
+texts). This is the one place a later issue shards across torchrun workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from silc_bench.cache import FeatureCache
+from silc_bench.data.classification import ImageSplit
+from silc_bench.data.images import ImageDataset
+from silc_bench.errors import UserError
+from silc_bench.hashing import hash_obj
+from silc_bench.models.adapter import VLModel
+
+FEATURE_VERSION = 1
+
+
+@dataclass
+class RunOptions:
+    """Execution knobs that do not change the number (except precision, which is recorded)."""
+
+    batch_size: int = 64
+    workers: int = 2
+    progress: bool = True
+
+
+def _model_key(model: VLModel) -> dict:
+    return {"checkpoint_sha256": model.checkpoint_sha256, "variant": model.variant,
+            "precision": model.precision, "feature_version": FEATURE_VERSION}
+
+
+def image_features(
+    model: VLModel, split: ImageSplit, cache: FeatureCache, opts: RunOptions, desc: str
+) -> dict[str, np.ndarray]:
+    """{"pre_logits": (N, W), "embed": (N, D)} float32, unnormalised, in split order."""
+    parts = {**_model_key(model), "split": split.fingerprint,
+             "preprocess": model.preprocess.to_dict(), "n": len(split)}
+    return cache.get_or_compute("image", parts, lambda: _encode_images(model, split, opts, desc))
+
+
+def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
+    ds = ImageDataset(split.items, split.read, model.preprocess.transform(), model.preprocess.size)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers,
+        persistent_workers=False, pin_memory=model.device.type == "cuda",
+    )
+    out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
+    bar = tqdm(total=len(ds), desc=desc, unit="img", disable=not opts.progress, leave=False)
+    for images, idx, ok in loader:
+        if not bool(ok.all()):
+            bad = split.describe(split.items[int(idx[~ok][0])])
+            raise UserError(f"cannot decode image {bad}")
+        feats = model.image_features(images)
+        for k, v in feats.items():
+            arr = v.cpu().numpy()
+            if not np.isfinite(arr).all():
+                rows = np.where(~np.isfinite(arr).all(axis=1))[0]
+                first = split.describe(split.items[int(idx[rows[0]])])
+                raise UserError(f"model {model.ref} produced NaN/inf image features "
+                                f"({k}) for {len(rows)} image(s), first: {first}; "
+                                f"try --precision fp32 or check the checkpoint")
+            out[k].append(arr)
+        bar.update(len(idx))
+    bar.close()
+    return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
+
+
+def text_embeddings(
+    model: VLModel, texts: list[str], cache: FeatureCache, opts: RunOptions, desc: str
+) -> np.ndarray:
+    """L2-normalised text embeddings (T, D), float32, in input order."""
+    parts = {**_model_key(model), "texts": hash_obj(texts), "tokenizer": model.info.get("tokenizer")}
+    return cache.get_or_compute("text", parts, lambda: _encode_texts(model, texts, opts, desc))["emb"]
+
+
+def _encode_texts(model: VLModel, texts: list[str], opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
+    bs = max(opts.batch_size, 256)
+    chunks = []
+    bar = tqdm(total=len(texts), desc=desc, unit="txt", disable=not opts.progress, leave=False)
+    for s in range(0, len(texts), bs):
+        emb = model.encode_text(model.tokenize(texts[s : s + bs]))
+        chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
+        bar.update(len(texts[s : s + bs]))
+    bar.close()
+    emb = np.concatenate(chunks).astype(np.float32)
+    if not np.isfinite(emb).all():
+        raise UserError(f"model {model.ref} produced NaN/inf text embeddings; check the checkpoint")
+    return {"emb": emb}
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)

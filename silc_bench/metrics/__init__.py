@@ -1,0 +1,1 @@
+"""Pure metric maths (numpy only). Nothing here imports models, data or tasks."""

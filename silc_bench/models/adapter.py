@@ -1,0 +1,69 @@
+"""The one model adapter every task talks to.
+
+A task never touches open_clip (or TCL, PACL, big_vision) directly: it asks a `VLModel`
+for image features, text embeddings, the tokenizer and the preprocessing. New backends
+subclass this and keep the same four methods, so the tasks and the cache stay unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from silc_bench.models.preprocess import Preprocess
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class VLModel:
+    """A loaded two-tower model plus everything needed to evaluate it reproducibly."""
+
+    ref: str                    # --model as typed
+    name: str                   # registry name or open_clip:ARCH
+    variant: str | None
+    checkpoint_sha256: str
+    module: torch.nn.Module     # an open_clip CLIP (or compatible) model, eval mode
+    tokenizer: Callable[[list[str]], torch.Tensor]
+    preprocess: Preprocess
+    dense_mode: str
+    device: torch.device
+    precision: str = "fp32"
+    info: dict[str, Any] = field(default_factory=dict)  # arch, weights, tokenizer: for results
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Unnormalised text embeddings, float32."""
+        with self.autocast():
+            return self.module.encode_text(tokens.to(self.device)).float()
+
+    @torch.no_grad()
+    def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`pre_logits` (pooled, after the final norm, before the projection) and `embed`.
+
+        One forward gives both, so zero-shot and few-shot share one cached pass.
+        For open_clip ViTs `embed` is `pre_logits @ proj`, exactly what `encode_image` does.
+        """
+        visual = self.module.visual
+        x = images.to(self.device)
+        with self.autocast():
+            if hasattr(visual, "_pool") and hasattr(visual, "proj"):
+                pooled, _ = visual._pool(visual.transformer(visual._embeds(x)))
+                embed = pooled @ visual.proj if visual.proj is not None else pooled
+            else:  # non-ViT towers: no separate pre-logits; recorded by the caller
+                embed = self.module.encode_image(x)
+                pooled = embed
+        return {"pre_logits": pooled.float(), "embed": embed.float()}

@@ -1,0 +1,224 @@
+"""From `--model` text to a loaded `VLModel`.
+
+Three forms:
+- `NAME`: an entry of checkpoints.yaml (its default variant, if it has variants);
+- `NAME:VARIANT`: one variant of a bundle (e.g. `silc-tiny:student`);
+- `open_clip:ARCH` with `--weights PATH`: any local checkpoint in an open_clip architecture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+from silc_bench.config import ASSETS, PACKAGE_DIR, ModelSpec, load_models
+from silc_bench.errors import UserError, did_you_mean
+from silc_bench.hashing import file_sha256, hash_obj
+from silc_bench.models.adapter import PRECISIONS, VLModel
+from silc_bench.models.preprocess import Preprocess
+from silc_bench.models.weights import load_into, read_state_dict, select_variant
+
+# Our own small architectures (tiny test/demo models) become ordinary open_clip names.
+open_clip.add_model_config(ASSETS / "model_configs")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    text: str                      # as typed
+    spec: ModelSpec
+    variant: str | None
+    weights: Path | None = None    # --weights override
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("SILC_BENCH_WEIGHTS", Path.home() / ".cache" / "silc-bench" / "weights"))
+
+
+def list_models() -> dict[str, ModelSpec]:
+    return load_models()
+
+
+def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
+    if text.startswith("open_clip:"):
+        arch = text.split(":", 1)[1]
+        if arch not in open_clip.list_models():
+            raise did_you_mean("open_clip architecture", arch, open_clip.list_models())
+        if not weights:
+            raise UserError(f"--model {text} needs --weights PATH (a local checkpoint for {arch})")
+        spec = ModelSpec(name=text, arch={"open_clip": arch})
+        return ModelRef(text, spec, None, Path(weights).expanduser())
+    name, _, variant = text.partition(":")
+    models = load_models()
+    if name not in models:
+        raise did_you_mean("model", name, models)
+    spec = models[name]
+    if variant:
+        if variant not in spec.variants:
+            valid = ", ".join(spec.variants) or "none"
+            raise UserError(f"model {name!r} has no variant {variant!r} (variants: {valid})")
+    else:
+        variant = spec.default_variant or (next(iter(spec.variants)) if spec.variants else None)
+    return ModelRef(text, spec, variant or None, Path(weights).expanduser() if weights else None)
+
+
+def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
+    arch = spec.arch
+    if len(arch) != 1 or not set(arch) <= {"open_clip", "config"}:
+        raise UserError(f"model {spec.name!r}: arch must be exactly one of "
+                        f"'open_clip: NAME' or 'config: {{...}}', found keys {sorted(arch)}")
+    if "open_clip" in arch:
+        name = arch["open_clip"]
+        if name not in open_clip.list_models():
+            raise did_you_mean(f"open_clip architecture (model {spec.name})", name, open_clip.list_models())
+        with _quiet_root_logger():  # open_clip warns "no pretrained weights": we load our own
+            return open_clip.create_model(name, pretrained=None, load_weights=False), name
+    return open_clip.CLIP(**arch["config"]), None
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _weight_files(spec: ModelSpec, override: Path | None) -> list[tuple[Path, str | None]]:
+    """(path, expected sha256) for each file of the checkpoint."""
+    if override is not None:
+        return [(override, None)]
+    w = spec.weights
+    paths = w.get("path")
+    if paths is None:
+        return []
+    paths = paths if isinstance(paths, list) else [paths]
+    shas = w.get("sha256")
+    shas = shas if isinstance(shas, list) else [shas] * len(paths)
+    out = []
+    for p, sha in zip(paths, shas):
+        p = str(p)
+        if p.startswith("package:"):
+            path = PACKAGE_DIR / p.split(":", 1)[1]
+        else:
+            path = Path(p).expanduser()
+            path = path if path.is_absolute() else weights_dir() / path
+        out.append((path, sha))
+    return out
+
+
+def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> str:
+    how = spec.weights.get("how", "")
+    url = spec.weights.get("url")
+    parts = [f"weights for {spec.name!r} are not on this machine: expected {path}"]
+    if sha:
+        parts.append(f"(sha256 {sha[:12]}...)")
+    if url:
+        parts.append(f"; get them from {url}")
+    if how:
+        parts.append(f"; {how}")
+    parts.append(f"; put the file there, set $SILC_BENCH_WEIGHTS to its folder, or pass --weights PATH")
+    return " ".join(parts).replace(" ;", ";")
+
+
+def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> VLModel:
+    spec = ref.spec
+    if spec.backend != "open_clip":
+        raise UserError(f"model {spec.name!r} needs the {spec.backend!r} backend, which arrives "
+                        f"with the zero-shot segmentation task; it cannot be loaded yet")
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    files = _weight_files(spec, ref.weights)
+    for path, sha in files:  # fail before building a big model
+        if not path.is_file():
+            if ref.weights is not None:
+                raise UserError(f"--weights: file not found: {path}")
+            raise UserError(_missing_weights_message(spec, path, sha))
+    seed = spec.weights.get("random_init_seed")
+    with torch.random.fork_rng(devices=[]):
+        if not files and seed is not None:
+            torch.manual_seed(int(seed))
+        module, arch_name = _build_module(spec)
+    weights_info: dict[str, Any]
+    if files:
+        sd: dict[str, torch.Tensor] = {}
+        shas = []
+        for path, expected in files:
+            got = file_sha256(path)
+            if expected and got != expected:
+                raise UserError(f"{path}: sha256 mismatch for {spec.name!r}: expected {expected}, "
+                                f"found {got}; the file is corrupt or a different checkpoint")
+            shas.append(got)
+            sd.update(read_state_dict(path))
+        sd = select_variant(sd, ref.variant, list(spec.variants))
+        load_into(module, sd, ", ".join(str(p) for p, _ in files))
+        sha = shas[0] if len(shas) == 1 else hash_obj(shas)
+        weights_info = {"files": [str(p) for p, _ in files], "file_sha256": shas}
+    elif seed is not None:
+        # A seeded random model (demo and plumbing tests): its hash is the hash of its tensors.
+        sha = _tensor_sha(module)
+        weights_info = {"random_init_seed": int(seed)}
+    else:
+        raise UserError(f"model {spec.name!r}: checkpoints.yaml gives no weights.path")
+    module.eval().to(device)
+
+    pp_raw = dict(getattr(module.visual, "preprocess_cfg", {}) or {})
+    base = {
+        "size": _as_int(pp_raw.get("size", getattr(module.visual, "image_size", 224))),
+        "resize": pp_raw.get("resize_mode", "shortest"),
+        "interpolation": pp_raw.get("interpolation", "bicubic"),
+        "mean": list(pp_raw.get("mean", Preprocess().mean)),
+        "std": list(pp_raw.get("std", Preprocess().std)),
+    }
+    preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
+    tokenizer, tok_info = _tokenizer(spec, arch_name)
+    info = {"arch": spec.arch, "weights": weights_info, "tokenizer": tok_info}
+    return VLModel(
+        ref=ref.text, name=spec.name, variant=ref.variant, checkpoint_sha256=sha, module=module,
+        tokenizer=tokenizer, preprocess=preprocess, dense_mode=spec.dense_mode,
+        device=torch.device(device), precision=precision, info=info,
+    )
+
+
+def _as_int(size: Any) -> int:
+    if isinstance(size, (list, tuple)):
+        if size[0] != size[1]:
+            raise UserError(f"non-square input size {size} is not supported")
+        return int(size[0])
+    return int(size)
+
+
+def _tensor_sha(module: torch.nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
+    cfg = dict(spec.tokenizer)
+    kind = cfg.pop("type", "open_clip")
+    if kind != "open_clip":
+        raise UserError(f"model {spec.name!r}: tokenizer type {kind!r} is not supported (open_clip)")
+    context_length = cfg.pop("context_length", None)
+    if cfg:
+        raise UserError(f"model {spec.name!r}: unknown tokenizer key(s) {sorted(cfg)}")
+    if arch_name is not None:
+        tok = open_clip.get_tokenizer(arch_name, context_length=context_length)
+    else:
+        tok = open_clip.SimpleTokenizer(context_length=context_length or 77)
+    return tok, {"type": kind, "class": type(tok).__name__,
+                 "context_length": getattr(tok, "context_length", context_length)}

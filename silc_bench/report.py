@@ -1,0 +1,40 @@
+"""Markdown summaries built from Result objects only (never from task internals)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tabulate import tabulate
+
+from silc_bench.results import Result, dataset_filename
+
+
+def headline_metrics(r: Result) -> dict[str, float]:
+    """The metrics a summary shows: everything except per-seed breakdowns."""
+    return {k: v for k, v in r.metrics.items() if "_seed" not in k}
+
+
+def chance_note(r: Result) -> str:
+    p = r.protocol
+    if r.task == "retrieval" and p.get("num_images"):
+        return f"{100.0 / p['num_images']:.2f}"
+    if p.get("num_classes"):
+        return f"{100.0 / p['num_classes']:.2f}"
+    return ""
+
+
+def markdown_table(results: Iterable[Result]) -> str:
+    rows = []
+    metrics: list[str] = []
+    results = list(results)
+    for r in results:
+        for k in headline_metrics(r):
+            if k not in metrics:
+                metrics.append(k)
+    for r in results:
+        m = headline_metrics(r)
+        variant = f" ({r.variant})" if r.variant else ""
+        ds = dataset_filename(r.dataset, r.profile)
+        rows.append([r.model + variant, r.task, ds, chance_note(r)]
+                    + [f"{m[k]:.2f}" if k in m else "" for k in metrics])
+    return tabulate(rows, headers=["model", "task", "dataset", "chance", *metrics], tablefmt="github")

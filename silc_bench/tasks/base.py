@@ -1,0 +1,51 @@
+"""What a task plugin is: a protocol dataclass plus `run(ctx) -> TaskOutput`.
+
+The plugin gets a loaded model, the resolved TaskSpec and the cache; it returns metrics
+(percentages) and the protocol it actually applied. It never writes files: `api.evaluate`
+turns the output into a Result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from silc_bench.cache import FeatureCache
+from silc_bench.config import TaskSpec
+from silc_bench.features import RunOptions
+from silc_bench.models.adapter import VLModel
+from silc_bench.registry import Registry
+
+
+@dataclass
+class TaskContext:
+    spec: TaskSpec
+    model: VLModel
+    data_root: Path
+    cache: FeatureCache
+    opts: RunOptions
+    limit: int | None = None
+
+
+@dataclass
+class TaskOutput:
+    metrics: dict[str, float]
+    protocol: dict[str, Any]            # every parameter that decides the number
+    dataset_fingerprint: str
+    per_class: dict[str, float] | None = None
+    seeds: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class TaskPlugin:
+    """Subclass, set `protocol_cls` (a dataclass of protocol options) and `headline`."""
+
+    protocol_cls: ClassVar[type]
+    headline: ClassVar[tuple[str, ...]] = ()  # metrics shown in the summary table
+
+    def run(self, ctx: TaskContext, protocol: Any) -> TaskOutput:  # pragma: no cover
+        raise NotImplementedError
+
+
+PLUGINS: Registry[type[TaskPlugin]] = Registry("task type")

@@ -1,0 +1,64 @@
+"""Zero-shot classification (PROTOCOLS.md §1): CLIP prompts, cosine logits, top-k.
+
+Equal to CLIP_benchmark's `zeroshot_classification.evaluate` (amp off) on the same model,
+data and templates, except that exact ties break towards the lower class index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from silc_bench.data.classification import read_classification
+from silc_bench.features import image_features
+from silc_bench.metrics.ranking import argmax_low, mean_per_class_recall, per_class_recall, topk_accuracy
+from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
+from silc_bench.text import classifier_weights, resolve_prompts
+
+
+@dataclass
+class ZsClsProtocol:
+    classnames: str = "dataset"        # an asset name, or `dataset`
+    templates: str = "imagenet"        # an asset name, or `dataset` (falls back to imagenet)
+    canonicalize_text: bool = False    # big_vision: lowercase, strip punctuation
+    bare_template: bool = False        # big_vision: add a bare "{c}" template
+    topk: list[int] = field(default_factory=lambda: [1, 5])
+
+
+def zero_shot_logits(ctx: TaskContext, p: ZsClsProtocol, split_role: str = "eval"):  # noqa: ANN201
+    """Shared by zs-cls and anything else that needs (logits, labels, prompts, data)."""
+    data = read_classification(ctx.spec.data, ctx.data_root)
+    split = data.splits[split_role].head(ctx.limit)
+    prompts = resolve_prompts(p.classnames, p.templates, data.classnames, data.templates,
+                              len(data.classes), p.canonicalize_text, p.bare_template)
+    w = classifier_weights(ctx.model, prompts, ctx.cache, ctx.opts)
+    feats = image_features(ctx.model, split, ctx.cache, ctx.opts, f"{ctx.spec.dataset}/{split.name}")
+    img = torch.nn.functional.normalize(torch.from_numpy(feats["embed"]), dim=-1)
+    logits = (img @ w).numpy()
+    return logits, split, prompts, data
+
+
+@PLUGINS.register("zs-cls")
+class ZeroShotClassification(TaskPlugin):
+    protocol_cls = ZsClsProtocol
+    headline = ("top1", "top5", "mean_per_class_recall")
+
+    def run(self, ctx: TaskContext, protocol: ZsClsProtocol) -> TaskOutput:
+        logits, split, prompts, data = zero_shot_logits(ctx, protocol)
+        n_cls = len(data.classes)
+        ks = tuple(k for k in protocol.topk if k <= n_cls)
+        acc = topk_accuracy(logits, split.labels, ks)
+        pred = argmax_low(logits)
+        metrics = {f"top{k}": v for k, v in acc.items()}
+        metrics["mean_per_class_recall"] = mean_per_class_recall(pred, split.labels, n_cls)
+        recalls = per_class_recall(pred, split.labels, n_cls)
+        per_class = {prompts.classnames[c]: v for c, v in recalls.items()}
+        if len(set(prompts.classnames)) != n_cls:  # duplicate display names (ImageNet has two)
+            per_class = {f"{prompts.classnames[c]} ({data.classes[c]})": v for c, v in recalls.items()}
+        rec = {**asdict(protocol), **prompts.record(), "num_classes": n_cls,
+               "num_images": len(split), "split": split.name, "features": "embed",
+               "similarity": "cosine", "ties": "lower class index"}
+        notes = [] if len(ks) == len(protocol.topk) else [f"top-k over {n_cls} classes: k={list(ks)}"]
+        return TaskOutput(metrics, rec, data.fingerprint, per_class=per_class, notes=notes)
+
