@@ -15,7 +15,15 @@ from silc_bench.config import DEFAULT_PROFILE, build, load_task
 from silc_bench.errors import UserError
 from silc_bench.features import RunOptions
 from silc_bench.models import VLModel, load_model, parse_model_ref
-from silc_bench.results import Result, environment, git_commit, now_iso, read_result, result_path, write_result
+from silc_bench.results import (
+    Result,
+    environment,
+    git_commit,
+    now_iso,
+    read_result,
+    result_path,
+    write_result,
+)
 from silc_bench.tasks import PLUGINS, TaskContext
 
 

@@ -144,7 +144,7 @@ def list_profiles(task: str) -> list[str]:
 def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = folder / f"{name}.yaml"
     if not path.is_file():
-        raise did_you_mean(f"dataset for task {folder.name!r}", name, list_datasets(folder.name))
+        raise did_you_mean(f"{folder.name} dataset", name, list_datasets(folder.name))
     if name in seen:
         raise UserError(f"{path}: include cycle {' -> '.join(seen + (name,))}")
     ds = build(_DatasetFile, read_yaml(path), str(path))
@@ -170,13 +170,13 @@ def load_task(task: str, dataset: str, profile: str = DEFAULT_PROFILE) -> TaskSp
             raise UserError(f"dataset {dataset!r}: only 'imagefolder:PATH' takes a path")
         data["path"] = arg
     elif data.get("format") == "imagefolder" and "path" not in data:
-        raise UserError(f"dataset 'imagefolder' needs a path: use --dataset imagefolder:PATH")
+        raise UserError("dataset 'imagefolder' needs a path: use --dataset imagefolder:PATH")
     protocol = merge(tf.protocol, raw["protocol"])
     version = tf.version
     if profile != DEFAULT_PROFILE:
         ppath = folder / "profiles" / f"{profile}.yaml"
         if not ppath.is_file():
-            raise did_you_mean(f"protocol profile for task {task!r}", profile, list_profiles(task))
+            raise did_you_mean(f"{task} protocol profile", profile, list_profiles(task))
         pf = build(_ProfileFile, read_yaml(ppath), str(ppath))
         protocol = merge(protocol, pf.protocol)
         protocol = merge(protocol, pf.datasets.get(base_name, {}))

@@ -33,7 +33,7 @@ def markdown_table(results: Iterable[Result]) -> str:
                 metrics.append(k)
     for r in results:
         m = headline_metrics(r)
-        variant = f" ({r.variant})" if r.variant else ""
+        variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
         ds = dataset_filename(r.dataset, r.profile)
         rows.append([r.model + variant, r.task, ds, chance_note(r)]
                     + [f"{m[k]:.2f}" if k in m else "" for k in metrics])

@@ -44,9 +44,14 @@ def cifar100(root: Path, n_train_per_class: int = 3, n_test_per_class: int = 1) 
         centers = rng.integers(0, 255, size=(100, 3))
         data = np.clip(centers[labels][:, :, None] + rng.normal(0, 30, (len(labels), 3, 1024)), 0, 255)
         with open(base / split, "wb") as f:
-            pickle.dump({b"data": data.astype(np.uint8).reshape(len(labels), 3072),
-                         b"fine_labels": labels.tolist(),
-                         b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}, f)
+            pickle.dump(
+                {
+                    b"data": data.astype(np.uint8).reshape(len(labels), 3072),
+                    b"fine_labels": labels.tolist(),
+                    b"filenames": [f"{i}.png".encode() for i in range(len(labels))],
+                },
+                f,
+            )
     return root
 
 
@@ -61,8 +66,13 @@ def karpathy(root: Path, name: str = "coco", n_test: int = 12, n_train: int = 2)
     image_dir = "val2014" if name == "coco" else "flickr30k-images"
     (base / image_dir).mkdir(parents=True, exist_ok=True)
     images = []
-    palette = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220),
-               "yellow": (230, 210, 40), "purple": (150, 50, 190)}
+    palette = {
+        "red": (220, 40, 40),
+        "green": (40, 200, 60),
+        "blue": (40, 70, 220),
+        "yellow": (230, 210, 40),
+        "purple": (150, 50, 190),
+    }
     for i in range(n_test + n_train):
         col, shp = _COLOURS[i % 5], _SHAPES[i % 3]
         fname = f"COCO_val2014_{i:012d}.jpg" if name == "coco" else f"{1000 + i}.jpg"
@@ -112,8 +122,10 @@ def train_tiny(shapes_dir: Path, out: Path, steps: int = 8, seed: int = 0) -> Pa
         txt = torch.nn.functional.normalize(model.encode_text(captions), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T
         labels = torch.arange(len(files))
-        loss = (torch.nn.functional.cross_entropy(logits, labels)
-                + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+        loss = (
+            torch.nn.functional.cross_entropy(logits, labels)
+            + torch.nn.functional.cross_entropy(logits.T, labels)
+        ) / 2
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -22,12 +22,15 @@ def test_rank_breaks_ties_towards_lower_index():
 
 
 def test_topk_on_4x8():
-    logits = np.array([
-        [9, 1, 2, 3, 4, 5, 6, 7],   # target 0: rank 0
-        [1, 2, 3, 4, 5, 6, 7, 8],   # target 0: rank 7
-        [5, 5, 5, 5, 5, 5, 5, 5],   # all tied, target 3: rank 3
-        [0, 8, 8, 1, 1, 1, 1, 1],   # target 2: tied with 1 → rank 1
-    ], dtype=np.float32)
+    logits = np.array(
+        [
+            [9, 1, 2, 3, 4, 5, 6, 7],  # target 0: rank 0
+            [1, 2, 3, 4, 5, 6, 7, 8],  # target 0: rank 7
+            [5, 5, 5, 5, 5, 5, 5, 5],  # all tied, target 3: rank 3
+            [0, 8, 8, 1, 1, 1, 1, 1],  # target 2: tied with 1 → rank 1
+        ],
+        dtype=np.float32,
+    )
     targets = np.array([0, 0, 3, 2])
     acc = topk_accuracy(logits, targets, (1, 2, 4, 5))
     assert acc == {1: 25.0, 2: 50.0, 4: 75.0, 5: 75.0}
@@ -52,13 +55,16 @@ def test_retrieval_recall_hand_built():
     # 3 images, 5 captions; caption→image owners
     owner = np.array([0, 0, 1, 2, 2])
     img = np.eye(3, dtype=np.float32)
-    txt = np.array([
-        [1, 0, 0],        # caption 0 → image 0 best
-        [0, 1, 0],        # caption 1 (of image 0) → image 1 best: rank of 0 is 1 (tie 0,2 at 0)
-        [0, 1, 0],        # caption 2 → image 1
-        [0.6, 0, 0.8],    # caption 3 → image 2 best
-        [0.8, 0, 0.6],    # caption 4 (of image 2) → image 0 best, image 2 second
-    ], dtype=np.float32)
+    txt = np.array(
+        [
+            [1, 0, 0],  # caption 0 → image 0 best
+            [0, 1, 0],  # caption 1 (of image 0) → image 1 best: rank of 0 is 1 (tie 0,2 at 0)
+            [0, 1, 0],  # caption 2 → image 1
+            [0.6, 0, 0.8],  # caption 3 → image 2 best
+            [0.8, 0, 0.6],  # caption 4 (of image 2) → image 0 best, image 2 second
+        ],
+        dtype=np.float32,
+    )
     r = retrieval_recall(img, txt, owner, ks=(1, 2))
     # t2i ranks: c0 0, c1 1, c2 0, c3 0, c4 1  → R@1 3/5, R@2 5/5
     assert r["t2i_recall@1"] == pytest.approx(60.0)

@@ -27,8 +27,7 @@ def _accuracy_numpy2(output, target, topk=(1,)):
     pred = output.topk(max(topk), 1, True, True)[1].t()
     correct = pred.eq(target.view(1, -1).expand_as(pred))
     n = len(target)
-    return [float(correct[:k].reshape(-1).float().sum(0, keepdim=True).cpu().numpy()[0]) / n
-            for k in topk]
+    return [float(correct[:k].reshape(-1).float().sum(0, keepdim=True).cpu().numpy()[0]) / n for k in topk]
 
 
 class _Split(torch.utils.data.Dataset):
@@ -43,8 +42,9 @@ class _Split(torch.utils.data.Dataset):
 
 
 def _opts(tmp_path: Path, data_root: Path, **kw) -> EvalOptions:
-    return EvalOptions(data_root=data_root, out=tmp_path, device="cpu", workers=0, progress=False,
-                       batch_size=7, **kw)
+    return EvalOptions(
+        data_root=data_root, out=tmp_path, device="cpu", workers=0, progress=False, batch_size=7, **kw
+    )
 
 
 @pytest.mark.parametrize("dataset", ["imagefolder", "cifar100"])
@@ -62,13 +62,15 @@ def test_zero_shot_classification_matches_clip_benchmark(
     templates = data.templates or read_asset("templates", "cifar")
     ds = _Split(data.splits["eval"], trained_model.preprocess.transform(), data.classnames)
     loader = torch.utils.data.DataLoader(ds, batch_size=5)
-    ref = zsc.evaluate(trained_model.module, loader, trained_model.tokenizer, data.classnames,
-                       templates, "cpu", amp=False)
+    ref = zsc.evaluate(
+        trained_model.module, loader, trained_model.tokenizer, data.classnames, templates, "cpu", amp=False
+    )
     assert ours.protocol["templates_sha256"]  # the protocol records what was used
     assert ours.metrics["top1"] == pytest.approx(100 * ref["acc1"], abs=1e-4)
     assert ours.metrics["top5"] == pytest.approx(100 * ref["acc5"], abs=1e-4)
     assert ours.metrics["mean_per_class_recall"] == pytest.approx(
-        100 * ref["mean_per_class_recall"], abs=1e-4)
+        100 * ref["mean_per_class_recall"], abs=1e-4
+    )
     if dataset == "imagefolder":  # a meaningful comparison: not a constant prediction
         assert 20.0 < ours.metrics["top1"] < 100.0 and len(set(ours.per_class.values())) > 1
 
@@ -97,14 +99,20 @@ def test_retrieval_matches_clip_benchmark(dataset, trained_model, data_root, tmp
     from silc_bench.config import load_task
 
     data = read_karpathy(load_task("retrieval", dataset).data, data_root)
-    loader = torch.utils.data.DataLoader(_Captions(data, trained_model.preprocess.transform()),
-                                         batch_size=4, collate_fn=_collate)
-    ref = zsr.evaluate(trained_model.module, loader, trained_model.tokenizer, "cpu", amp=False,
-                       recall_k_list=[1, 5, 10])
+    loader = torch.utils.data.DataLoader(
+        _Captions(data, trained_model.preprocess.transform()), batch_size=4, collate_fn=_collate
+    )
+    ref = zsr.evaluate(
+        trained_model.module, loader, trained_model.tokenizer, "cpu", amp=False, recall_k_list=[1, 5, 10]
+    )
     assert ours.protocol["num_captions"] == len(data.captions)
     for k in (1, 5, 10):  # CLIP_benchmark's names are swapped
-        assert ours.metrics[f"t2i_recall@{k}"] == pytest.approx(100 * ref[f"image_retrieval_recall@{k}"], abs=1e-4)
-        assert ours.metrics[f"i2t_recall@{k}"] == pytest.approx(100 * ref[f"text_retrieval_recall@{k}"], abs=1e-4)
+        assert ours.metrics[f"t2i_recall@{k}"] == pytest.approx(
+            100 * ref[f"image_retrieval_recall@{k}"], abs=1e-4
+        )
+        assert ours.metrics[f"i2t_recall@{k}"] == pytest.approx(
+            100 * ref[f"text_retrieval_recall@{k}"], abs=1e-4
+        )
 
 
 def _big_vision_transcription(x_train, y_train, x_test, y_test, num_classes, shots, seeds, l2):
@@ -177,11 +185,15 @@ def test_fewshot_task_uses_sorted_order_and_pre_logits(trained_model, data_root,
     assert [p.parent.name for p in tr.items] == sorted(p.parent.name for p in tr.items)
     tf = trained_model.preprocess.transform()
     feats = lambda s: trained_model.image_features(  # noqa: E731
-        torch.stack([tf(s.read(i)) for i in s.items]))["pre_logits"].numpy()
-    ref = _big_vision_transcription(feats(tr), tr.labels, feats(te), te.labels, 5,
-                                    (1, 5, 10, 25), (0, 1, 2), 1024.0)
+        torch.stack([tf(s.read(i)) for i in s.items])
+    )["pre_logits"].numpy()
+    ref = _big_vision_transcription(
+        feats(tr), tr.labels, feats(te), te.labels, 5, (1, 5, 10, 25), (0, 1, 2), 1024.0
+    )
     for k in (1, 5, 10, 25):
-        assert res.metrics[f"{k}shot_top1"] == pytest.approx(np.mean([ref[(s, k)] for s in (0, 1, 2)]), abs=1e-4)
+        assert res.metrics[f"{k}shot_top1"] == pytest.approx(
+            np.mean([ref[(s, k)] for s in (0, 1, 2)]), abs=1e-4
+        )
         assert res.metrics[f"{k}shot_top1_seed1"] == pytest.approx(ref[(1, k)], abs=1e-4)
     assert res.seeds == [0, 1, 2]
     assert res.protocol["feature_dim"] == 64  # ViT-Tiny width: pre_logits, not the 32-d embedding

@@ -127,7 +127,7 @@ def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> st
         parts.append(f"; get them from {url}")
     if how:
         parts.append(f"; {how}")
-    parts.append(f"; put the file there, set $SILC_BENCH_WEIGHTS to its folder, or pass --weights PATH")
+    parts.append("; put the file there, set $SILC_BENCH_WEIGHTS to its folder, or pass --weights PATH")
     return " ".join(parts).replace(" ;", ";")
 
 

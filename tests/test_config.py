@@ -1,0 +1,77 @@
+"""Task discovery, includes, profiles, result naming and atomic writes."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from silc_bench.config import list_datasets, list_profiles, list_tasks, load_task
+from silc_bench.errors import UserError
+from silc_bench.results import Result, dataset_filename, model_dirname, read_result, write_result
+
+
+def test_discovery():
+    assert list_tasks() == ["fs-cls", "retrieval", "zs-cls"]
+    assert {"imagenet", "cifar100", "imagefolder"} <= set(list_datasets("zs-cls"))
+    assert list_datasets("retrieval") == ["coco", "flickr30k"]
+    assert "big_vision" in list_profiles("zs-cls")
+
+
+def test_profile_merges_over_dataset():
+    default = load_task("zs-cls", "cifar100")
+    bv = load_task("zs-cls", "cifar100", "big_vision")
+    assert default.protocol["templates"] == bv.protocol["templates"] == "cifar"
+    assert not default.protocol["canonicalize_text"] and bv.protocol["canonicalize_text"]
+    assert bv.profile == "big_vision"
+
+
+def test_a_variant_is_one_yaml_file(tmp_path, monkeypatch):
+    from silc_bench.config import REPO_ROOT
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(REPO_ROOT / "tasks", tasks)
+    (tasks / "zs-cls" / "cifar100-simple.yaml").write_text(
+        "include: cifar100\nprotocol: {templates: imagenet}\n"
+    )
+    monkeypatch.setenv("SILC_BENCH_TASKS", str(tasks))
+    spec = load_task("zs-cls", "cifar100-simple")
+    assert spec.data["format"] == "cifar100" and spec.protocol["templates"] == "imagenet"
+    (tasks / "zs-cls" / "loop.yaml").write_text("include: loop\n")
+    with pytest.raises(UserError, match="include cycle"):
+        load_task("zs-cls", "loop")
+
+
+def test_result_names():
+    assert model_dirname("silc-tiny:student") == "silc-tiny@student"
+    assert model_dirname("open_clip:ViT-B-16") == "open_clip@ViT-B-16"
+    assert dataset_filename("imagefolder:/data/my/pets/") == "imagefolder-pets"
+    assert dataset_filename("ade20k", "sclip") == "ade20k@sclip"
+    assert dataset_filename("ade20k") == "ade20k"
+
+
+def _result(**kw) -> Result:
+    base = dict(
+        model="m",
+        variant=None,
+        checkpoint_sha256="0" * 64,
+        task="zs-cls",
+        task_version=1,
+        dataset="d",
+        dataset_fingerprint="sha256:x",
+        protocol={"num_classes": 2},
+        metrics={"top1": 50.0},
+        precision="fp32",
+    )
+    return Result(**{**base, **kw})
+
+
+def test_atomic_write_and_read_back(tmp_path):
+    path = tmp_path / "a" / "b.json"
+    write_result(path, _result())
+    back = read_result(path)
+    assert back.metrics == {"top1": 50.0} and back.schema_version == 1
+    assert path.read_text().startswith('{\n  "schema_version": 1')
+    with pytest.raises(ValueError):
+        write_result(tmp_path / "nan.json", _result(metrics={"top1": float("nan")}))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.json"]  # no partial file
