@@ -29,6 +29,7 @@ demo: install
 	$(BIN)/silc-bench demo
 
 test: $(TSTAMP)
+	$(BIN)/ruff check silc_bench tests
 	$(BIN)/python -m pytest tests
 
 lint: install
