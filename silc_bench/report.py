@@ -37,4 +37,5 @@ def markdown_table(results: Iterable[Result]) -> str:
         ds = dataset_filename(r.dataset, r.profile)
         rows.append([r.model + variant, r.task, ds, chance_note(r)]
                     + [f"{m[k]:.2f}" if k in m else "" for k in metrics])
-    return tabulate(rows, headers=["model", "task", "dataset", "chance", *metrics], tablefmt="github", disable_numparse=True)
+    headers = ["model", "task", "dataset", "chance", *metrics]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
