@@ -7,11 +7,11 @@ unless forced, runs the plugin, and writes one Result file atomically.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from silc_bench.cache import FeatureCache
-from silc_bench.config import DEFAULT_PROFILE, build, load_task
+from silc_bench.config import build, load_task
 from silc_bench.errors import UserError
 from silc_bench.features import RunOptions
 from silc_bench.models import VLModel, load_model, parse_model_ref
@@ -37,10 +37,11 @@ class EvalOptions:
     workers: int = 2
     limit: int | None = None
     force: bool = False
-    profile: str = DEFAULT_PROFILE
+    profile: str | None = None           # None: the task's default profile
     weights: str | None = None
     cache: bool = True
     progress: bool = True
+    task_options: dict = field(default_factory=dict)  # e.g. zs-seg: dense_mode, pamr, tcl_ensemble
 
 
 @dataclass
@@ -82,10 +83,13 @@ class LazyModel:
 def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: EvalOptions) -> Outcome:
     spec = load_task(task, dataset, opts.profile)
     model_ref = model if isinstance(model, str) else model.ref
-    path = result_path(opts.out, model_ref, task, dataset, opts.profile)
+    plugin_cls = PLUGINS.get(spec.type)
+    path = result_path(opts.out, model_ref, task, dataset, spec.profile, spec.default_profile)
+    tags = plugin_cls.path_tags(opts.task_options)
+    if tags:
+        path = path.with_name(f"{path.stem}+{'+'.join(tags)}.json")
     if path.exists() and not opts.force:
         return Outcome(read_result(path), path, skipped=True)
-    plugin_cls = PLUGINS.get(spec.type)
     protocol = build(plugin_cls.protocol_cls, spec.protocol, f"tasks/{task} protocol ({dataset})")
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be a positive number of images, not {opts.limit}")
@@ -97,7 +101,8 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
         model = model.get()
     ctx = TaskContext(spec=spec, model=model, data_root=Path(opts.data_root),
                       cache=FeatureCache(enabled=opts.cache),
-                      opts=RunOptions(opts.batch_size, opts.workers, opts.progress), limit=opts.limit)
+                      opts=RunOptions(opts.batch_size, opts.workers, opts.progress), limit=opts.limit,
+                      options=dict(opts.task_options), artifacts_dir=path.with_suffix(""))
     t0 = time.perf_counter()
     out = plugin_cls().run(ctx, protocol)
     wall = time.perf_counter() - t0

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder holding the datasets (default: $SILC_BENCH_DATA or ./data)")
     r.add_argument("--out", default="results", help="results folder (default: results/)")
     r.add_argument("--weights", help="checkpoint file (for open_clip:ARCH, or to override a registry path)")
-    r.add_argument("--protocol", default="default", help="protocol profile (see `list tasks`)")
+    r.add_argument("--protocol", default=None,
+                   help="protocol profile (default: the task's; see `list tasks`)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
     r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     r.add_argument("--batch-size", type=int, default=64)
@@ -42,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="recompute even if the result exists")
     r.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    seg = r.add_argument_group("zs-seg")
+    seg.add_argument("--dense-mode", help="patch-proj, maskclip, sclip, clearclip, naclip "
+                     "(default: the model's, from checkpoints.yaml)")
+    seg.add_argument("--pamr", action="store_true", help="TCL only: PAMR refinement (not raw zero-shot)")
+    seg.add_argument("--tcl-ensemble", action="store_true",
+                     help="TCL only: the label-tuned 0.3 MaskCLIP mix (not raw zero-shot)")
+    seg.add_argument("--save-predictions", action="store_true",
+                     help="write one PNG per image to <out>/<model>/zs-seg/<dataset>/pred/")
 
     ls = sub.add_parser("list", help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
@@ -71,6 +80,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         data_root=Path(a.data_root), out=Path(a.out), device=a.device, precision=a.precision,
         batch_size=a.batch_size, workers=a.workers, limit=a.limit, force=a.force,
         profile=a.protocol, weights=a.weights, cache=not a.no_cache, progress=not a.quiet,
+        task_options={k: v for k, v in (("dense_mode", a.dense_mode), ("pamr", a.pamr),
+                      ("tcl_ensemble", a.tcl_ensemble), ("save_predictions", a.save_predictions)) if v},
     )
     model = LazyModel(a.model, opts)
     outcomes = []

@@ -92,6 +92,7 @@ class TaskSpec:
     data: dict[str, Any]
     protocol: dict[str, Any]
     profile: str = DEFAULT_PROFILE
+    default_profile: str = DEFAULT_PROFILE
     description: str = ""
 
 
@@ -100,6 +101,7 @@ class _TaskFile:
     type: str
     version: int
     description: str = ""
+    default_profile: str = DEFAULT_PROFILE
     protocol: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,7 +140,12 @@ def list_datasets(task: str) -> list[str]:
 
 def list_profiles(task: str) -> list[str]:
     folder = _task_folder(task)
-    return [DEFAULT_PROFILE] + sorted(p.stem for p in (folder / "profiles").glob("*.yaml"))
+    named = sorted(p.stem for p in (folder / "profiles").glob("*.yaml"))
+    return named if _default_profile(folder) in named else [DEFAULT_PROFILE, *named]
+
+
+def _default_profile(folder: Path) -> str:
+    return str(read_yaml(folder / "_task.yaml").get("default_profile", DEFAULT_PROFILE))
 
 
 def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -155,13 +162,17 @@ def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[st
     return raw
 
 
-def load_task(task: str, dataset: str, profile: str = DEFAULT_PROFILE) -> TaskSpec:
+def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
     """Resolve `tasks/<task>/<dataset>.yaml` (+ profile) into a frozen TaskSpec.
 
     `dataset` may be `imagefolder:PATH`: the task's `imagefolder.yaml` with `path` set.
+    `profile` None means the task's default profile.
     """
     folder = _task_folder(task)
     tf = build(_TaskFile, read_yaml(folder / "_task.yaml"), str(folder / "_task.yaml"))
+    profile = profile or tf.default_profile
+    if profile == DEFAULT_PROFILE and tf.default_profile != DEFAULT_PROFILE:
+        profile = tf.default_profile
     base_name, _, arg = dataset.partition(":")
     raw = _dataset_raw(folder, base_name)
     data = dict(raw["data"])
@@ -173,7 +184,7 @@ def load_task(task: str, dataset: str, profile: str = DEFAULT_PROFILE) -> TaskSp
         raise UserError("dataset 'imagefolder' needs a path: use --dataset imagefolder:PATH")
     protocol = merge(tf.protocol, raw["protocol"])
     version = tf.version
-    if profile != DEFAULT_PROFILE:
+    if profile != DEFAULT_PROFILE or (folder / "profiles" / f"{profile}.yaml").is_file():
         ppath = folder / "profiles" / f"{profile}.yaml"
         if not ppath.is_file():
             raise did_you_mean(f"{task} protocol profile", profile, list_profiles(task))
@@ -188,6 +199,7 @@ def load_task(task: str, dataset: str, profile: str = DEFAULT_PROFILE) -> TaskSp
         data=data,
         protocol=protocol,
         profile=profile,
+        default_profile=tf.default_profile,
         description=raw["description"] or tf.description,
     )
 

@@ -21,7 +21,7 @@ from silc_bench.errors import UserError
 from silc_bench.hashing import hash_obj
 from silc_bench.models.adapter import VLModel
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 @dataclass
@@ -75,11 +75,15 @@ def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: st
 
 
 def text_embeddings(
-    model: VLModel, texts: list[str], cache: FeatureCache, opts: RunOptions, desc: str
+    model: VLModel, texts: list[str], cache: FeatureCache, opts: RunOptions, desc: str,
+    normalize: bool = True,
 ) -> np.ndarray:
-    """L2-normalised text embeddings (T, D), float32, in input order."""
+    """Text embeddings (T, D), float32, in input order; L2-normalised unless asked not to."""
     parts = {**_model_key(model), "texts": hash_obj(texts), "tokenizer": model.info.get("tokenizer")}
-    return cache.get_or_compute("text", parts, lambda: _encode_texts(model, texts, opts, desc))["emb"]
+    emb = cache.get_or_compute("text", parts, lambda: _encode_texts(model, texts, opts, desc))["emb"]
+    if not normalize:
+        return emb
+    return torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(emb)), dim=-1).numpy()
 
 
 def _encode_texts(model: VLModel, texts: list[str], opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
@@ -87,8 +91,7 @@ def _encode_texts(model: VLModel, texts: list[str], opts: RunOptions, desc: str)
     chunks = []
     bar = tqdm(total=len(texts), desc=desc, unit="txt", disable=not opts.progress, leave=False)
     for s in range(0, len(texts), bs):
-        emb = model.encode_text(model.tokenize(texts[s : s + bs]))
-        chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
+        chunks.append(model.encode_text(model.tokenize(texts[s : s + bs])).cpu().numpy())
         bar.update(len(texts[s : s + bs]))
     bar.close()
     emb = np.concatenate(chunks).astype(np.float32)
@@ -97,5 +100,3 @@ def _encode_texts(model: VLModel, texts: list[str], opts: RunOptions, desc: str)
     return {"emb": emb}
 
 
-def normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)

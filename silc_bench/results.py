@@ -62,15 +62,18 @@ def model_dirname(model_ref: str) -> str:
     return ref.replace("/", "_")
 
 
-def dataset_filename(dataset: str, profile: str = DEFAULT_PROFILE) -> str:
-    """One file name: `imagefolder:PATH` → `imagefolder-<last folder>`; profiles add `@name`."""
+def dataset_filename(dataset: str, profile: str = DEFAULT_PROFILE, default: str = DEFAULT_PROFILE) -> str:
+    """One file name: `imagefolder:PATH` → `imagefolder-<last folder>`; a profile other than
+    the task's default adds `@name`."""
     base, _, arg = dataset.partition(":")
     name = f"{base}-{Path(arg.rstrip('/')).name}" if arg else base
-    return name if profile == DEFAULT_PROFILE else f"{name}@{profile}"
+    return name if profile == default else f"{name}@{profile}"
 
 
-def result_path(out: Path, model_ref: str, task: str, dataset: str, profile: str) -> Path:
-    return Path(out) / model_dirname(model_ref) / task / f"{dataset_filename(dataset, profile)}.json"
+def result_path(out: Path, model_ref: str, task: str, dataset: str, profile: str,
+                default_profile: str = DEFAULT_PROFILE) -> Path:
+    fname = dataset_filename(dataset, profile, default_profile)
+    return Path(out) / model_dirname(model_ref) / task / f"{fname}.json"
 
 
 def write_result(path: Path, result: Result) -> None:

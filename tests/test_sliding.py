@@ -24,8 +24,9 @@ def _encode(num_classes: int, patch: int = 4):
 
 
 def _mmseg_reference(images, encode, crop, stride, num_classes):
-    import silc_bench.segmentation  # noqa: F401  (mmcv.ops stand-in)
     from mmseg.models.segmentors import EncoderDecoder
+
+    import silc_bench.segmentation  # noqa: F401  (mmcv.ops stand-in)
 
     def encode_decode(x, metas):  # mmseg's decode head resizes to the window ('img_shape')
         out = encode(x)

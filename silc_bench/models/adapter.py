@@ -34,6 +34,7 @@ class VLModel:
     device: torch.device
     precision: str = "fp32"
     info: dict[str, Any] = field(default_factory=dict)  # arch, weights, tokenizer: for results
+    extras: dict[str, Any] = field(default_factory=dict)  # backend parts: TCL masker, PACL embedder
 
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]

@@ -105,16 +105,14 @@ def _weight_files(spec: ModelSpec, override: Path | None) -> list[tuple[Path, st
     paths = paths if isinstance(paths, list) else [paths]
     shas = w.get("sha256")
     shas = shas if isinstance(shas, list) else [shas] * len(paths)
-    out = []
-    for p, sha in zip(paths, shas):
-        p = str(p)
-        if p.startswith("package:"):
-            path = PACKAGE_DIR / p.split(":", 1)[1]
-        else:
-            path = Path(p).expanduser()
-            path = path if path.is_absolute() else weights_dir() / path
-        out.append((path, sha))
-    return out
+    return [_resolve_path(str(p), sha) for p, sha in zip(paths, shas)]
+
+
+def _resolve_path(p: str, sha: str | None) -> tuple[Path, str | None]:
+    if p.startswith("package:"):
+        return PACKAGE_DIR / p.split(":", 1)[1], sha
+    path = Path(p).expanduser()
+    return (path if path.is_absolute() else weights_dir() / path), sha
 
 
 def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> str:
@@ -133,12 +131,13 @@ def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> st
 
 def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> VLModel:
     spec = ref.spec
-    if spec.backend != "open_clip":
-        raise UserError(f"model {spec.name!r} needs the {spec.backend!r} backend, which arrives "
-                        f"with the zero-shot segmentation task; it cannot be loaded yet")
+    if spec.backend not in BACKENDS:
+        raise UserError(f"model {spec.name!r}: unknown backend {spec.backend!r} ({', '.join(BACKENDS)})")
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     files = _weight_files(spec, ref.weights)
+    if spec.backend == "tcl" and ref.weights is None:
+        files.append(_resolve_path(str(spec.weights.get("masker", "")), spec.weights.get("masker_sha256")))
     for path, sha in files:  # fail before building a big model
         if not path.is_file():
             if ref.weights is not None:
@@ -150,6 +149,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
             torch.manual_seed(int(seed))
         module, arch_name = _build_module(spec)
     weights_info: dict[str, Any]
+    extras: dict[str, Any] = {}
     if files:
         sd: dict[str, torch.Tensor] = {}
         shas = []
@@ -161,6 +161,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
             shas.append(got)
             sd.update(read_state_dict(path))
         sd = select_variant(sd, ref.variant, list(spec.variants))
+        sd = _attach_backend(spec, module, sd, extras, ", ".join(str(p) for p, _ in files))
         load_into(module, sd, ", ".join(str(p) for p, _ in files))
         sha = shas[0] if len(shas) == 1 else hash_obj(shas)
         weights_info = {"files": [str(p) for p, _ in files], "file_sha256": shas}
@@ -171,6 +172,8 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     else:
         raise UserError(f"model {spec.name!r}: checkpoints.yaml gives no weights.path")
     module.eval().to(device)
+    for part in extras.values():
+        part.eval().to(device)
 
     pp_raw = dict(getattr(module.visual, "preprocess_cfg", {}) or {})
     base = {
@@ -182,12 +185,35 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     }
     preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
     tokenizer, tok_info = _tokenizer(spec, arch_name)
-    info = {"arch": spec.arch, "weights": weights_info, "tokenizer": tok_info}
+    info = {"arch": spec.arch, "backend": spec.backend, "weights": weights_info, "tokenizer": tok_info}
     return VLModel(
         ref=ref.text, name=spec.name, variant=ref.variant, checkpoint_sha256=sha, module=module,
         tokenizer=tokenizer, preprocess=preprocess, dense_mode=spec.dense_mode,
-        device=torch.device(device), precision=precision, info=info,
+        device=torch.device(device), precision=precision, info=info, extras=extras,
     )
+
+
+BACKENDS = ("open_clip", "tcl", "pacl")
+
+
+def _attach_backend(spec: ModelSpec, module: torch.nn.Module, sd: dict[str, torch.Tensor],
+                    extras: dict[str, Any], source: str) -> dict[str, torch.Tensor]:
+    """Take the backend's own parts out of the state dict; return what the CLIP should load."""
+    if spec.backend == "pacl":
+        from silc_bench.models.pacl import PACLEmbedder, split_state_dict
+
+        sd, emb_sd = split_state_dict(sd)
+        visual = module.visual
+        embedder = PACLEmbedder(visual.conv1.out_channels, visual.proj.shape[1])
+        load_into(embedder, emb_sd, f"{source} (pacl.*)")
+        extras["pacl"] = embedder
+    elif spec.backend == "tcl":
+        from silc_bench.models.tcl import load_tcl_masker
+
+        masker_sd = {k: v for k, v in sd.items() if k.startswith("masker.")}
+        sd = {k: v for k, v in sd.items() if not k.startswith("masker.")}
+        extras["tcl"] = load_tcl_masker(module, masker_sd)
+    return sd
 
 
 def _as_int(size: Any) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import types
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,8 @@ UNAVAILABLE = ("sigmoid_focal_loss", "CrissCrossAttention", "PSAMask", "DeformCo
 
 def install() -> bool:
     """Make `import mmcv.ops` work; returns True if the stand-in was installed."""
+    # mmcv-lite warns on import that a compiled attention op is missing; we never use it
+    warnings.filterwarnings("ignore", message="Fail to import ``MultiScaleDeformableAttention``")
     try:
         import mmcv.ops  # noqa: F401
 

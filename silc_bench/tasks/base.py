@@ -26,6 +26,8 @@ class TaskContext:
     cache: FeatureCache
     opts: RunOptions
     limit: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)   # task-specific CLI options
+    artifacts_dir: Path = Path(".")                          # where a task may write extra files
 
 
 @dataclass
@@ -43,6 +45,11 @@ class TaskPlugin:
 
     protocol_cls: ClassVar[type]
     headline: ClassVar[tuple[str, ...]] = ()  # metrics shown in the summary table
+
+    @staticmethod
+    def path_tags(options: dict[str, Any]) -> list[str]:
+        """Suffixes for the result file name when options change the number."""
+        return []
 
     def run(self, ctx: TaskContext, protocol: Any) -> TaskOutput:  # pragma: no cover
         raise NotImplementedError

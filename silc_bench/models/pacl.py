@@ -1,0 +1,67 @@
+"""PACL (Mukhoti et al., CVPR 2023): a vision embedder on the patch tokens of a frozen CLIP.
+
+PACL has no official code; the SILC authors reproduced it from the PACL authors'
+instructions, and so do we (PROTOCOLS.md §4): the embedder is Linear + a residual
+Linear→ReLU→Linear, applied to the frozen CLIP's patch tokens (after `ln_post`, before
+`proj`). Segmentation is the per-patch cosine to each class, upsampled, argmax. The PACL
+paper's test-time thresholding with labels is not zero-shot and is not done.
+
+Checkpoint layout: the frozen CLIP's keys as usual plus the embedder under `pacl.`
+(`pacl.proj.weight`, `pacl.mlp.0.weight`, `pacl.mlp.2.weight`, with biases). The
+training stack writes this layout.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from silc_bench.segmentation.dense import embed_tokens
+
+PREFIX = "pacl."
+
+
+class PACLEmbedder(torch.nn.Module):
+    def __init__(self, width: int, dim: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(width, dim)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.ReLU(), torch.nn.Linear(dim, dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        e = self.proj(tokens)
+        return e + self.mlp(e)
+
+
+def patch_tokens(visual: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The frozen CLIP's patch tokens after `ln_post`: (N, h·w, W), and the grid (h, w)."""
+    x, hw = embed_tokens(visual, images)
+    batch_first = getattr(visual.transformer, "batch_first", True)
+    x = x if batch_first else x.transpose(0, 1)
+    for blk in visual.transformer.resblocks:
+        x = blk(x)
+    x = x if batch_first else x.transpose(0, 1)
+    return visual.ln_post(x[:, 1:]), hw
+
+
+def split_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """(CLIP keys, embedder keys without the `pacl.` prefix)."""
+    clip = {k: v for k, v in sd.items() if not k.startswith(PREFIX)}
+    emb = {k[len(PREFIX):]: v for k, v in sd.items() if k.startswith(PREFIX)}
+    return clip, emb
+
+
+def pacl_encoder(model, text: torch.Tensor):  # noqa: ANN001, ANN201
+    embedder: PACLEmbedder = model.extras["pacl"]
+    visual = model.module.visual
+    text = text.to(model.device)
+
+    @torch.no_grad()
+    def encode(windows: torch.Tensor) -> torch.Tensor:
+        with model.autocast():
+            tokens, (h, w) = patch_tokens(visual, windows)
+            emb = embedder(tokens)
+        emb = F.normalize(emb.float(), dim=-1)
+        cos = emb @ text.T                                   # (N, h·w, Q)
+        return cos.permute(0, 2, 1).reshape(len(windows), -1, h, w)
+
+    return encode

@@ -1,0 +1,131 @@
+"""Assemble a zs-seg run: text queries, the backend's window encoder, the segmentor, and
+the mmseg test loop that feeds IoUMetric (with mmengine's sampler, for torchrun later)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from silc_bench.data.segmentation import build_dataset, check_label_map
+from silc_bench.errors import UserError
+from silc_bench.hashing import hash_obj
+from silc_bench.segmentation.dense import MODES
+from silc_bench.segmentation.rules import ScoreRule
+from silc_bench.segmentation.text import parse_class_lines, queries, query_embeddings
+from silc_bench.text import read_asset
+
+
+def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file: str):  # noqa: ANN001, ANN201
+    from silc_bench.segmentation.encoders import cosine_encoder
+    from silc_bench.segmentation.segmentor import ZeroShotSegmentor
+
+    model = ctx.model
+    data = ctx.spec.data
+    backend = model.info.get("backend", "open_clip")
+    background = bool(data.get("background", False))
+    kind = "sigmoid" if backend == "tcl" else "cosine"
+    classes = parse_class_lines(lines, n_cls, class_file)
+    first = 1 if (kind == "sigmoid" and background) else 0
+    names, owner = queries(classes, first)
+    templates = read_asset("templates", p.templates)
+    text = query_embeddings(model, names, templates, p.text_average, ctx.cache, ctx.opts)
+    if opts["pamr"] and backend != "tcl":
+        raise UserError("--pamr applies to TCL's masks only (model backend 'tcl')")
+    if opts["tcl_ensemble"] and backend != "tcl":
+        raise UserError("--tcl-ensemble applies to TCL only (model backend 'tcl')")
+    mode = opts["dense_mode"] or model.dense_mode
+    if backend == "tcl":
+        from silc_bench.models.tcl import tcl_encoder
+
+        encode = tcl_encoder(model, text, pamr=opts["pamr"], kp_w=0.3 if opts["tcl_ensemble"] else 0.0)
+        mode = "tcl"
+    elif backend == "pacl":
+        from silc_bench.models.pacl import pacl_encoder
+
+        encode = pacl_encoder(model, text)
+        mode = "pacl"
+    else:
+        if mode not in MODES:
+            from silc_bench.errors import did_you_mean
+
+            raise did_you_mean("dense mode", mode, MODES)
+        encode = cosine_encoder(model, text, mode)
+    mean = p.mean or [255.0 * m for m in model.preprocess.mean]
+    std = p.std or [255.0 * s for s in model.preprocess.std]
+    bg = p.bg_thresh_pamr if opts["pamr"] else p.bg_thresh
+    rule = ScoreRule(kind, tuple(owner), n_cls, background, p.logit_scale, p.prob_thd, p.area_thd, bg)
+    seg = ZeroShotSegmentor(encode, rule, len(names), p.crop, p.stride, mean, std, p.window_batch)
+    seg.to(model.device)
+    info: dict[str, Any] = {
+        "dense_mode": mode, "backend": backend, "score": kind,
+        "class_file": class_file, "class_file_sha256": hash_obj(lines), "num_queries": len(names),
+        "templates_sha256": hash_obj(templates), "num_templates": len(templates),
+        "mean_255": [round(m, 4) for m in mean], "std_255": [round(s, 4) for s in std],
+        "normalisation_source": "profile" if p.mean else "checkpoint",
+        "background_rule": (("constant bg_thresh" if kind == "sigmoid" else "sclip prob_thd")
+                            if background else "none"),
+    }
+    return seg, info
+
+
+def run_mmseg_loop(ctx, seg, resize: int, raw_classes: list[str], pred_dir: Path | None):  # noqa: ANN001, ANN201
+    """Feed mmseg's IoUMetric exactly as its test loop would; return metrics and per-class IoU."""
+    from mmengine.dataset import DefaultSampler, pseudo_collate
+    from mmengine.logging import MMLogger
+    from mmseg.evaluation import IoUMetric
+
+    data = ctx.spec.data
+    n_cls = int(data["num_classes"])
+    ds = build_dataset(data, ctx.data_root, resize, raw_classes)
+    if ctx.limit is not None:
+        ds = torch.utils.data.Subset(ds, range(min(ctx.limit, len(ds))))
+        meta = ds.dataset.metainfo
+    else:
+        meta = ds.metainfo
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=1, sampler=DefaultSampler(ds, shuffle=False, round_up=False),
+        collate_fn=pseudo_collate, num_workers=ctx.opts.workers)
+    metric = IoUMetric(iou_metrics=["mIoU"], prefix="zs-seg")
+    metric.dataset_meta = meta
+    tmp_pred = None
+    if pred_dir is not None:
+        tmp_pred = pred_dir.with_name(f".{pred_dir.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp_pred, ignore_errors=True)
+        tmp_pred.mkdir(parents=True)
+    files = []
+    for batch in tqdm(loader, desc=ctx.spec.dataset, unit="img", disable=not ctx.opts.progress, leave=False):
+        prepared = seg.data_preprocessor(batch, False)
+        samples = seg.predict(prepared["inputs"], prepared["data_samples"])
+        for s in samples:
+            gt = s.gt_sem_seg.data.cpu().numpy()[0]
+            check_label_map(gt, s.metainfo["ori_shape"][:2], n_cls, s.metainfo["seg_map_path"])
+            files.append(os.path.relpath(s.metainfo["img_path"], ctx.data_root))
+            if tmp_pred is not None:
+                stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
+                pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
+                Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
+        metric.process(batch, [s.to_dict() for s in samples])
+    areas = [sum(r[i] for r in metric.results) for i in range(4)]
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # IoUMetric prints its own per-class table; ours is in the result
+    try:
+        summary = metric.compute_metrics(metric.results)
+    finally:
+        logger.setLevel(level)
+    per = IoUMetric.total_area_to_metrics(*areas, ["mIoU"])
+    per_class = {c: round(float(v) * 100, 2) for c, v in enumerate(per["IoU"].tolist()) if np.isfinite(v)}
+    if tmp_pred is not None:
+        shutil.rmtree(pred_dir, ignore_errors=True)
+        os.replace(tmp_pred, pred_dir)
+    metrics = {k: float(summary[k]) for k in ("mIoU", "mAcc", "aAcc")}
+    fingerprint = "sha256:" + hash_obj([files, data, raw_classes])
+    return metrics, per_class, len(files), fingerprint
