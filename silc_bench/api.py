@@ -37,7 +37,7 @@ class EvalOptions:
     workers: int = 2
     limit: int | None = None
     force: bool = False
-    profile: str | None = None           # None: the task's default profile
+    profile: str | None = None  # None: the task's default profile
     weights: str | None = None
     cache: bool = True
     progress: bool = True
@@ -99,10 +99,16 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
         model = LazyModel(model, opts)
     if isinstance(model, LazyModel):
         model = model.get()
-    ctx = TaskContext(spec=spec, model=model, data_root=Path(opts.data_root),
-                      cache=FeatureCache(enabled=opts.cache),
-                      opts=RunOptions(opts.batch_size, opts.workers, opts.progress), limit=opts.limit,
-                      options=dict(opts.task_options), artifacts_dir=path.with_suffix(""))
+    ctx = TaskContext(
+        spec=spec,
+        model=model,
+        data_root=Path(opts.data_root),
+        cache=FeatureCache(enabled=opts.cache),
+        opts=RunOptions(opts.batch_size, opts.workers, opts.progress),
+        limit=opts.limit,
+        options=dict(opts.task_options),
+        artifacts_dir=path.with_suffix(""),
+    )
     t0 = time.perf_counter()
     out = plugin_cls().run(ctx, protocol)
     wall = time.perf_counter() - t0
@@ -114,15 +120,28 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
         **out.protocol,
     }
     result = Result(
-        model=model.ref, variant=model.variant, checkpoint_sha256=model.checkpoint_sha256,
-        task=task, task_version=spec.version, dataset=dataset,
-        dataset_fingerprint=out.dataset_fingerprint, protocol=protocol_record,
-        metrics={k: round(float(v), 6) for k, v in out.metrics.items()}, precision=model.precision,
-        seeds=out.seeds, per_class=out.per_class, profile=spec.profile, wall_s=round(wall, 3),
-        notes=out.notes, git_commit=git_commit(), created=now_iso(),
-        env={**environment(str(model.device)), "model": model.info,
-             "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses}},
+        model=model.ref,
+        variant=model.variant,
+        checkpoint_sha256=model.checkpoint_sha256,
+        task=task,
+        task_version=spec.version,
+        dataset=dataset,
+        dataset_fingerprint=out.dataset_fingerprint,
+        protocol=protocol_record,
+        metrics={k: round(float(v), 6) for k, v in out.metrics.items()},
+        precision=model.precision,
+        seeds=out.seeds,
+        per_class=out.per_class,
+        profile=spec.profile,
+        wall_s=round(wall, 3),
+        notes=out.notes,
+        git_commit=git_commit(),
+        created=now_iso(),
+        env={
+            **environment(str(model.device)),
+            "model": model.info,
+            "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
+        },
     )
     write_result(path, result)
     return Outcome(result, path, skipped=False)
-

@@ -25,32 +25,44 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="evaluate a model on a task")
     r.add_argument("--task", required=True, help="zs-cls, fs-cls, retrieval (see `list tasks`)")
-    r.add_argument("--model", required=True,
-                   help="NAME, NAME:teacher|student, or open_clip:ARCH with --weights")
+    r.add_argument(
+        "--model", required=True, help="NAME, NAME:teacher|student, or open_clip:ARCH with --weights"
+    )
     r.add_argument("--dataset", help="NAME[,NAME] or imagefolder:PATH (default: all of the task's)")
-    r.add_argument("--data-root", default=os.environ.get("SILC_BENCH_DATA", "data"),
-                   help="folder holding the datasets (default: $SILC_BENCH_DATA or ./data)")
+    r.add_argument(
+        "--data-root",
+        default=os.environ.get("SILC_BENCH_DATA", "data"),
+        help="folder holding the datasets (default: $SILC_BENCH_DATA or ./data)",
+    )
     r.add_argument("--out", default="results", help="results folder (default: results/)")
     r.add_argument("--weights", help="checkpoint file (for open_clip:ARCH, or to override a registry path)")
-    r.add_argument("--protocol", default=None,
-                   help="protocol profile (default: the task's; see `list tasks`)")
+    r.add_argument(
+        "--protocol", default=None, help="protocol profile (default: the task's; see `list tasks`)"
+    )
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
     r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     r.add_argument("--batch-size", type=int, default=64)
-    r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="image decoding workers")
+    r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding workers")
     r.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     r.add_argument("--force", action="store_true", help="recompute even if the result exists")
     r.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     seg = r.add_argument_group("zs-seg")
-    seg.add_argument("--dense-mode", help="patch-proj, maskclip, sclip, clearclip, naclip "
-                     "(default: the model's, from checkpoints.yaml)")
+    seg.add_argument(
+        "--dense-mode",
+        help="patch-proj, maskclip, sclip, clearclip, naclip (default: the model's, from checkpoints.yaml)",
+    )
     seg.add_argument("--pamr", action="store_true", help="TCL only: PAMR refinement (not raw zero-shot)")
-    seg.add_argument("--tcl-ensemble", action="store_true",
-                     help="TCL only: the label-tuned 0.3 MaskCLIP mix (not raw zero-shot)")
-    seg.add_argument("--save-predictions", action="store_true",
-                     help="write one PNG per image to <out>/<model>/zs-seg/<dataset>/pred/")
+    seg.add_argument(
+        "--tcl-ensemble",
+        action="store_true",
+        help="TCL only: the label-tuned 0.3 MaskCLIP mix (not raw zero-shot)",
+    )
+    seg.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="write one PNG per image to <out>/<model>/zs-seg/<dataset>/pred/",
+    )
 
     ls = sub.add_parser("list", help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
@@ -67,8 +79,11 @@ def cmd_run(a: argparse.Namespace) -> int:
     from silc_bench.report import markdown_table
 
     if a.dataset:
-        datasets = [d for d in a.dataset.split(",") if d] if not a.dataset.startswith("imagefolder:") \
+        datasets = (
+            [d for d in a.dataset.split(",") if d]
+            if not a.dataset.startswith("imagefolder:")
             else [a.dataset]
+        )
     else:
         datasets = [d for d in list_datasets(a.task) if d != "imagefolder"]
     for ds in datasets:  # validate every name before loading anything
@@ -77,11 +92,28 @@ def cmd_run(a: argparse.Namespace) -> int:
         if n < 1:
             raise UserError(f"{flag} must be positive")
     opts = EvalOptions(
-        data_root=Path(a.data_root), out=Path(a.out), device=a.device, precision=a.precision,
-        batch_size=a.batch_size, workers=a.workers, limit=a.limit, force=a.force,
-        profile=a.protocol, weights=a.weights, cache=not a.no_cache, progress=not a.quiet,
-        task_options={k: v for k, v in (("dense_mode", a.dense_mode), ("pamr", a.pamr),
-                      ("tcl_ensemble", a.tcl_ensemble), ("save_predictions", a.save_predictions)) if v},
+        data_root=Path(a.data_root),
+        out=Path(a.out),
+        device=a.device,
+        precision=a.precision,
+        batch_size=a.batch_size,
+        workers=a.workers,
+        limit=a.limit,
+        force=a.force,
+        profile=a.protocol,
+        weights=a.weights,
+        cache=not a.no_cache,
+        progress=not a.quiet,
+        task_options={
+            k: v
+            for k, v in (
+                ("dense_mode", a.dense_mode),
+                ("pamr", a.pamr),
+                ("tcl_ensemble", a.tcl_ensemble),
+                ("save_predictions", a.save_predictions),
+            )
+            if v
+        },
     )
     model = LazyModel(a.model, opts)
     outcomes = []
@@ -110,10 +142,22 @@ def cmd_list(a: argparse.Namespace) -> int:
             for d in list_datasets(t):
                 spec = load_task(t, d if d != "imagefolder" else "imagefolder:PATH")
                 where = spec.data.get("path", "")
-                rows.append([d if d != "imagefolder" else "imagefolder:PATH", t,
-                             spec.data.get("format"), where, spec.description])
-        print(tabulate(rows, headers=["dataset", "task", "format", "path (under --data-root)", "about"],
-                       tablefmt="github"))
+                rows.append(
+                    [
+                        d if d != "imagefolder" else "imagefolder:PATH",
+                        t,
+                        spec.data.get("format"),
+                        where,
+                        spec.description,
+                    ]
+                )
+        print(
+            tabulate(
+                rows,
+                headers=["dataset", "task", "format", "path (under --data-root)", "about"],
+                tablefmt="github",
+            )
+        )
     else:
         from silc_bench.models import list_models
         from silc_bench.models.resolve import _weight_files
@@ -121,12 +165,16 @@ def cmd_list(a: argparse.Namespace) -> int:
         rows = []
         for name, spec in list_models().items():
             files = _weight_files(spec, None)
-            status = "random init" if not files else (
-                "present" if all(p.is_file() for p, _ in files) else f"missing: {files[0][0]}")
+            status = (
+                "random init"
+                if not files
+                else ("present" if all(p.is_file() for p, _ in files) else f"missing: {files[0][0]}")
+            )
             arch = spec.arch.get("open_clip", "custom config")
             rows.append([name, arch, ", ".join(spec.variants) or "-", spec.dense_mode, status])
-        print(tabulate(rows, headers=["model", "arch", "variants", "dense mode", "weights"],
-                       tablefmt="github"))
+        print(
+            tabulate(rows, headers=["model", "arch", "variants", "dense mode", "weights"], tablefmt="github")
+        )
     return 0
 
 

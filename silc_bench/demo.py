@@ -28,7 +28,9 @@ def run_demo(out: Path, progress: bool = True) -> int:
     outcome = evaluate(DEMO_MODEL, "zs-cls", dataset, opts)
     print(f"wrote {outcome.path}", file=sys.stderr)
     print(markdown_table([outcome.result]))
-    print(f"\n{DEMO_MODEL} is a random model: its numbers sit near chance. "
-          f"Next: silc-bench list models; silc-bench run --task zs-cls --model NAME --dataset ...",
-          file=sys.stderr)
+    print(
+        f"\n{DEMO_MODEL} is a random model: its numbers sit near chance. "
+        f"Next: silc-bench list models; silc-bench run --task zs-cls --model NAME --dataset ...",
+        file=sys.stderr,
+    )
     return 0

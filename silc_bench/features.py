@@ -34,24 +34,36 @@ class RunOptions:
 
 
 def _model_key(model: VLModel) -> dict:
-    return {"checkpoint_sha256": model.checkpoint_sha256, "variant": model.variant,
-            "precision": model.precision, "feature_version": FEATURE_VERSION}
+    return {
+        "checkpoint_sha256": model.checkpoint_sha256,
+        "variant": model.variant,
+        "precision": model.precision,
+        "feature_version": FEATURE_VERSION,
+    }
 
 
 def image_features(
     model: VLModel, split: ImageSplit, cache: FeatureCache, opts: RunOptions, desc: str
 ) -> dict[str, np.ndarray]:
     """{"pre_logits": (N, W), "embed": (N, D)} float32, unnormalised, in split order."""
-    parts = {**_model_key(model), "split": split.fingerprint,
-             "preprocess": model.preprocess.to_dict(), "n": len(split)}
+    parts = {
+        **_model_key(model),
+        "split": split.fingerprint,
+        "preprocess": model.preprocess.to_dict(),
+        "n": len(split),
+    }
     return cache.get_or_compute("image", parts, lambda: _encode_images(model, split, opts, desc))
 
 
 def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
     ds = ImageDataset(split.items, split.read, model.preprocess.transform(), model.preprocess.size)
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers,
-        persistent_workers=False, pin_memory=model.device.type == "cuda",
+        ds,
+        batch_size=opts.batch_size,
+        shuffle=False,
+        num_workers=opts.workers,
+        persistent_workers=False,
+        pin_memory=model.device.type == "cuda",
     )
     out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
     bar = tqdm(total=len(ds), desc=desc, unit="img", disable=not opts.progress, leave=False)
@@ -65,9 +77,11 @@ def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: st
             if not np.isfinite(arr).all():
                 rows = np.where(~np.isfinite(arr).all(axis=1))[0]
                 first = split.describe(split.items[int(idx[rows[0]])])
-                raise UserError(f"model {model.ref} produced NaN/inf image features "
-                                f"({k}) for {len(rows)} image(s), first: {first}; "
-                                f"try --precision fp32 or check the checkpoint")
+                raise UserError(
+                    f"model {model.ref} produced NaN/inf image features "
+                    f"({k}) for {len(rows)} image(s), first: {first}; "
+                    f"try --precision fp32 or check the checkpoint"
+                )
             out[k].append(arr)
         bar.update(len(idx))
     bar.close()
@@ -75,7 +89,11 @@ def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: st
 
 
 def text_embeddings(
-    model: VLModel, texts: list[str], cache: FeatureCache, opts: RunOptions, desc: str,
+    model: VLModel,
+    texts: list[str],
+    cache: FeatureCache,
+    opts: RunOptions,
+    desc: str,
     normalize: bool = True,
 ) -> np.ndarray:
     """Text embeddings (T, D), float32, in input order; L2-normalised unless asked not to."""
@@ -98,5 +116,3 @@ def _encode_texts(model: VLModel, texts: list[str], opts: RunOptions, desc: str)
     if not np.isfinite(emb).all():
         raise UserError(f"model {model.ref} produced NaN/inf text embeddings; check the checkpoint")
     return {"emb": emb}
-
-

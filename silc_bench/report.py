@@ -35,7 +35,9 @@ def markdown_table(results: Iterable[Result]) -> str:
         m = headline_metrics(r)
         variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
         ds = dataset_filename(r.dataset, r.profile)
-        rows.append([r.model + variant, r.task, ds, chance_note(r)]
-                    + [f"{m[k]:.2f}" if k in m else "" for k in metrics])
+        rows.append(
+            [r.model + variant, r.task, ds, chance_note(r)]
+            + [f"{m[k]:.2f}" if k in m else "" for k in metrics]
+        )
     headers = ["model", "task", "dataset", "chance", *metrics]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

@@ -70,8 +70,9 @@ def dataset_filename(dataset: str, profile: str = DEFAULT_PROFILE, default: str 
     return name if profile == default else f"{name}@{profile}"
 
 
-def result_path(out: Path, model_ref: str, task: str, dataset: str, profile: str,
-                default_profile: str = DEFAULT_PROFILE) -> Path:
+def result_path(
+    out: Path, model_ref: str, task: str, dataset: str, profile: str, default_profile: str = DEFAULT_PROFILE
+) -> Path:
     fname = dataset_filename(dataset, profile, default_profile)
     return Path(out) / model_dirname(model_ref) / task / f"{fname}.json"
 
@@ -102,13 +103,19 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
         if out.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -69,8 +69,13 @@ class Prompts:
 
 
 def resolve_prompts(
-    classnames: str, templates: str, dataset_classnames: list[str] | None,
-    dataset_templates: list[str] | None, num_classes: int, canonical: bool, bare: bool,
+    classnames: str,
+    templates: str,
+    dataset_classnames: list[str] | None,
+    dataset_templates: list[str] | None,
+    num_classes: int,
+    canonical: bool,
+    bare: bool,
 ) -> Prompts:
     """`classnames`/`templates` name an asset, or `dataset` for what the dataset ships."""
     if classnames == "dataset":

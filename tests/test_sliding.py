@@ -32,8 +32,11 @@ def _mmseg_reference(images, encode, crop, stride, num_classes):
         out = encode(x)
         return F.interpolate(out, size=metas[0]["img_shape"], mode="bilinear", align_corners=False)
 
-    fake = SimpleNamespace(test_cfg=SimpleNamespace(stride=(stride, stride), crop_size=(crop, crop)),
-                           out_channels=num_classes, encode_decode=encode_decode)
+    fake = SimpleNamespace(
+        test_cfg=SimpleNamespace(stride=(stride, stride), crop_size=(crop, crop)),
+        out_channels=num_classes,
+        encode_decode=encode_decode,
+    )
     metas = [dict(img_shape=images.shape[2:], ori_shape=images.shape[2:]) for _ in range(len(images))]
     return EncoderDecoder.slide_inference(fake, images, metas)
 

@@ -28,15 +28,34 @@ PROJ = "masker.image_encoder.decoder.image_proj."
 # Each of the authors' keys → where it must land in our masker (attribute path), written out
 # independently of the module's own AUTHORS_PREFIX.
 LANDING: dict[str, str] = {
-    **{BLK + k: "block." + k for k in (
-        "attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias",
-        "ln_1.weight", "ln_1.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight",
-        "mlp.c_proj.bias", "ln_2.weight", "ln_2.bias")},
-    **{f"{NET}{i}.{theirs}.{k}": f"decoder.{i}.{ours}.{k}"
-       for i in (0, 1) for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))
-       for k in ("norm.weight", "norm.bias", "conv.weight", "conv.bias")},
-    **{f"{NET}{i}.{theirs}.gate.gate": f"decoder.{i}.{ours}.gate"
-       for i in (0, 1) for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))},
+    **{
+        BLK + k: "block." + k
+        for k in (
+            "attn.in_proj_weight",
+            "attn.in_proj_bias",
+            "attn.out_proj.weight",
+            "attn.out_proj.bias",
+            "ln_1.weight",
+            "ln_1.bias",
+            "mlp.c_fc.weight",
+            "mlp.c_fc.bias",
+            "mlp.c_proj.weight",
+            "mlp.c_proj.bias",
+            "ln_2.weight",
+            "ln_2.bias",
+        )
+    },
+    **{
+        f"{NET}{i}.{theirs}.{k}": f"decoder.{i}.{ours}.{k}"
+        for i in (0, 1)
+        for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))
+        for k in ("norm.weight", "norm.bias", "conv.weight", "conv.bias")
+    },
+    **{
+        f"{NET}{i}.{theirs}.gate.gate": f"decoder.{i}.{ours}.gate"
+        for i in (0, 1)
+        for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))
+    },
     PROJ + "ln.weight": "image_proj.ln.weight",
     PROJ + "ln.bias": "image_proj.ln.bias",
     PROJ + "proj": "image_proj.proj",
@@ -47,10 +66,19 @@ LANDING: dict[str, str] = {
 
 def _shape(key: str) -> tuple[int, ...]:
     w = WIDTH
-    table = {"attn.in_proj_weight": (3 * w, w), "attn.in_proj_bias": (3 * w,), "attn.out_proj.weight": (w, w),
-             "mlp.c_fc.weight": (MLP, w), "mlp.c_fc.bias": (MLP,), "mlp.c_proj.weight": (w, MLP),
-             "conv.weight": (w, w, 3, 3), "gate.gate": (), "image_proj.proj": (w, EMBED),
-             "sim2mask.w": (), "sim2mask.b": ()}
+    table = {
+        "attn.in_proj_weight": (3 * w, w),
+        "attn.in_proj_bias": (3 * w,),
+        "attn.out_proj.weight": (w, w),
+        "mlp.c_fc.weight": (MLP, w),
+        "mlp.c_fc.bias": (MLP,),
+        "mlp.c_proj.weight": (w, MLP),
+        "conv.weight": (w, w, 3, 3),
+        "gate.gate": (),
+        "image_proj.proj": (w, EMBED),
+        "sim2mask.w": (),
+        "sim2mask.b": (),
+    }
     return next((s for suffix, s in table.items() if key.endswith(suffix)), (w,))
 
 
@@ -126,9 +154,11 @@ def test_padding_is_symmetric_and_cropped(segmenter, text):
 
 
 def test_clip_keys_and_loss_scales_are_ignored(clip, ckpt):
-    extra = {"clip_image_encoder.clip_proj.proj": torch.zeros(WIDTH, EMBED),
-             "clip_text_encoder.ln_final.weight": torch.zeros(EMBED),
-             "tcli_loss.logit_scale": torch.tensor(1.0)}
+    extra = {
+        "clip_image_encoder.clip_proj.proj": torch.zeros(WIDTH, EMBED),
+        "clip_text_encoder.ln_final.weight": torch.zeros(EMBED),
+        "tcli_loss.logit_scale": torch.tensor(1.0),
+    }
     load_tcl_masker(clip, {"model": {**ckpt, **extra}})
 
 
@@ -150,13 +180,14 @@ def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Te
     return (x - mu) / torch.sqrt(var + 1e-5) * w + b
 
 
-def reference_masks(sd: dict[str, torch.Tensor], tokens: torch.Tensor, hw: tuple[int, int],
-                    text: torch.Tensor) -> torch.Tensor:
+def reference_masks(
+    sd: dict[str, torch.Tensor], tokens: torch.Tensor, hw: tuple[int, int], text: torch.Tensor
+) -> torch.Tensor:
     """TCL's masker from the authors' tensors, op by op (the tiny ViT's MLP uses exact GELU)."""
     w = WIDTH
     x = tokens
     y = _ln(x, sd[BLK + "ln_1.weight"], sd[BLK + "ln_1.bias"], -1)
-    v = y @ sd[BLK + "attn.in_proj_weight"][2 * w:].T + sd[BLK + "attn.in_proj_bias"][2 * w:]
+    v = y @ sd[BLK + "attn.in_proj_weight"][2 * w :].T + sd[BLK + "attn.in_proj_bias"][2 * w :]
     x = x + v @ sd[BLK + "attn.out_proj.weight"].T + sd[BLK + "attn.out_proj.bias"]  # attention = identity
     y = _ln(x, sd[BLK + "ln_2.weight"], sd[BLK + "ln_2.bias"], -1)
     hidden = y @ sd[BLK + "mlp.c_fc.weight"].T + sd[BLK + "mlp.c_fc.bias"]
@@ -170,8 +201,9 @@ def reference_masks(sd: dict[str, torch.Tensor], tokens: torch.Tensor, hw: tuple
             p = f"{NET}{i}.{c}."
             y = _ln(x, col(sd[p + "norm.weight"]), col(sd[p + "norm.bias"]), 1)
             y = 0.5 * y * (1 + torch.erf(y / math.sqrt(2)))
-            x = x + torch.tanh(sd[p + "gate.gate"]) * F.conv2d(y, sd[p + "conv.weight"], sd[p + "conv.bias"],
-                                                               padding=1)
+            x = x + torch.tanh(sd[p + "gate.gate"]) * F.conv2d(
+                y, sd[p + "conv.weight"], sd[p + "conv.bias"], padding=1
+            )
     e = _ln(x.permute(0, 2, 3, 1), sd[PROJ + "ln.weight"], sd[PROJ + "ln.bias"], -1) @ sd[PROJ + "proj"]
     e = e / e.norm(dim=-1, keepdim=True)
     t = text / text.norm(dim=-1, keepdim=True)
@@ -265,16 +297,26 @@ def slow_pamr(
         for j in range(w):
             stds = []
             for c in range(k):
-                s = [at(image[c], i + dy * d, j + dx * d).item()
-                     for d in dilations for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+                s = [
+                    at(image[c], i + dy * d, j + dx * d).item()
+                    for d in dilations
+                    for dy in (-1, 0, 1)
+                    for dx in (-1, 0, 1)
+                ]
                 mean = sum(s) / len(s)
                 stds.append(math.sqrt(sum((v - mean) ** 2 for v in s) / (len(s) - 1)))
             cells, aff = [], []
             for d in dilations:
                 for dy, dx in ring:
                     cells.append((i + dy * d, j + dx * d))
-                    aff.append(sum(-abs(image[c, i, j].item() - at(image[c], i + dy * d, j + dx * d).item())
-                                   / (1e-8 + 0.1 * stds[c]) for c in range(k)) / k)
+                    aff.append(
+                        sum(
+                            -abs(image[c, i, j].item() - at(image[c], i + dy * d, j + dx * d).item())
+                            / (1e-8 + 0.1 * stds[c])
+                            for c in range(k)
+                        )
+                        / k
+                    )
             top = max(aff)
             z = sum(math.exp(a - top) for a in aff)
             weights[i, j] = [(cell, math.exp(a - top) / z) for cell, a in zip(cells, aff, strict=True)]

@@ -46,16 +46,22 @@ class ImageSplit:
 
 @dataclass
 class ClassificationData:
-    classes: list[str]                  # raw ids: folder names, wnids, CIFAR fine labels
-    classnames: list[str] | None        # display names the dataset ships (None: use an asset)
-    templates: list[str] | None         # templates the dataset ships (None: use an asset)
+    classes: list[str]  # raw ids: folder names, wnids, CIFAR fine labels
+    classnames: list[str] | None  # display names the dataset ships (None: use an asset)
+    templates: list[str] | None  # templates the dataset ships (None: use an asset)
     splits: dict[str, ImageSplit] = field(default_factory=dict)
     meta_files: list[Path] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> str:
-        return "sha256:" + hash_obj([self.classes, {k: s.fingerprint for k, s in self.splits.items()},
-                                     self.classnames, self.templates])
+        return "sha256:" + hash_obj(
+            [
+                self.classes,
+                {k: s.fingerprint for k, s in self.splits.items()},
+                self.classnames,
+                self.templates,
+            ]
+        )
 
 
 FORMATS: Registry[Callable[..., ClassificationData]] = Registry("classification data format")
@@ -77,8 +83,10 @@ def _class_folders(split_dir: Path, what: str) -> list[Path]:
     dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
     loose = [p.name for p in split_dir.iterdir() if p.is_file() and is_image(p)]
     if loose or not dirs:
-        raise UserError(f"{what}: expected one folder per class in {split_dir} "
-                        f"(<class>/<images>), found {_listing(split_dir)}")
+        raise UserError(
+            f"{what}: expected one folder per class in {split_dir} "
+            f"(<class>/<images>), found {_listing(split_dir)}"
+        )
     return dirs
 
 
@@ -86,17 +94,27 @@ def _folder_split(split_dir: Path, classes: list[str], what: str, per_class: int
     items: list[Path] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (split_dir / cls).iterdir() if p.is_file() and is_image(p)) \
-            if (split_dir / cls).is_dir() else []
+        files = (
+            sorted(p for p in (split_dir / cls).iterdir() if p.is_file() and is_image(p))
+            if (split_dir / cls).is_dir()
+            else []
+        )
         if per_class is not None:
             files = files[:per_class]
         items += files
         labels += [label] * len(files)
     if not items:
-        raise UserError(f"{what}: no images found under {split_dir}/<class>/ "
-                        f"(extensions: .jpg, .jpeg, .png, ...)")
-    return ImageSplit(split_dir.name, items, np.asarray(labels, dtype=np.int64), open_image,
-                      files_fingerprint(split_dir.parent, items), lambda p: str(p))
+        raise UserError(
+            f"{what}: no images found under {split_dir}/<class>/ (extensions: .jpg, .jpeg, .png, ...)"
+        )
+    return ImageSplit(
+        split_dir.name,
+        items,
+        np.asarray(labels, dtype=np.int64),
+        open_image,
+        files_fingerprint(split_dir.parent, items),
+        lambda p: str(p),
+    )
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -104,8 +122,9 @@ def _read_lines(path: Path) -> list[str]:
 
 
 @FORMATS.register("imagefolder")
-def imagefolder(root: Path, path: str, splits: dict[str, Any], train_per_class: int | None = None,
-                **_: Any) -> ClassificationData:
+def imagefolder(
+    root: Path, path: str, splits: dict[str, Any], train_per_class: int | None = None, **_: Any
+) -> ClassificationData:
     """`PATH/{train,val,test}/<class>/<images>`, optional classnames.txt and templates.txt."""
     base = Path(path).expanduser()
     base = base if base.is_absolute() else root / base
@@ -124,8 +143,10 @@ def imagefolder(root: Path, path: str, splits: dict[str, Any], train_per_class: 
     if cn.is_file():
         out.classnames = _read_lines(cn)
         if len(out.classnames) != len(classes):
-            raise UserError(f"{cn}: {len(out.classnames)} names for {len(classes)} class folders; "
-                            f"expected one display name per line, in sorted folder order")
+            raise UserError(
+                f"{cn}: {len(out.classnames)} names for {len(classes)} class folders; "
+                f"expected one display name per line, in sorted folder order"
+            )
         out.meta_files.append(cn)
     else:
         out.classnames = list(classes)
@@ -154,8 +175,9 @@ _WNID = re.compile(r"^n\d{8}$")
 
 
 @FORMATS.register("imagenet")
-def imagenet(root: Path, path: str, splits: dict[str, Any], train_per_class: int | None = None,
-             **_: Any) -> ClassificationData:
+def imagenet(
+    root: Path, path: str, splits: dict[str, Any], train_per_class: int | None = None, **_: Any
+) -> ClassificationData:
     """`<root>/imagenet/{train,val}/<wnid>/*`: the 1000 classes, in sorted wnid order."""
     base = root / path
     what = f"imagenet {base}"
@@ -168,8 +190,10 @@ def imagenet(root: Path, path: str, splits: dict[str, Any], train_per_class: int
         wnids = [d.name for d in dirs]
         bad = [w for w in wnids if not _WNID.match(w)]
         if len(wnids) != 1000 or bad:
-            raise UserError(f"{what}: expected 1000 wnid folders (n01440764 ...) in {sdir}, "
-                            f"found {len(wnids)}" + (f", including {bad[:3]}" if bad else ""))
+            raise UserError(
+                f"{what}: expected 1000 wnid folders (n01440764 ...) in {sdir}, "
+                f"found {len(wnids)}" + (f", including {bad[:3]}" if bad else "")
+            )
         if out is None:
             out = ClassificationData(classes=wnids, classnames=None, templates=None)
         per = train_per_class if role == "train" else None
@@ -182,8 +206,11 @@ class _ArrayUnpickler(pickle.Unpickler):
     """CIFAR's pickles hold dicts of bytes, lists and numpy arrays; allow nothing else."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("copyreg", "_reconstructor"),
         ("builtins", "object"),
     }
 
@@ -211,8 +238,9 @@ def cifar100(root: Path, path: str, splits: dict[str, Any], **_: Any) -> Classif
         raise UserError(f"dataset folder not found: {base} (expected {path}/{{train,test,meta}})")
     meta = _load_cifar_pickle(base / "meta")
     classes = list(meta["fine_label_names"])
-    out = ClassificationData(classes=classes, classnames=[c.replace("_", " ") for c in classes],
-                             templates=None)
+    out = ClassificationData(
+        classes=classes, classnames=[c.replace("_", " ") for c in classes], templates=None
+    )
     for role, split in splits.items():
         f = base / split
         d = _load_cifar_pickle(f)
@@ -220,8 +248,11 @@ def cifar100(root: Path, path: str, splits: dict[str, Any], **_: Any) -> Classif
         labels = np.asarray(d["fine_labels"], dtype=np.int64)
         fp = files_fingerprint(root, [], full=[f, base / "meta"])
         out.splits[role] = ImageSplit(
-            split, list(range(len(labels))), labels,
-            lambda i, data=data: Image.fromarray(data[i]), fp,
+            split,
+            list(range(len(labels))),
+            labels,
+            lambda i, data=data: Image.fromarray(data[i]),
+            fp,
             lambda i, split=split: f"{base / split}[{i}]",
         )
     return out

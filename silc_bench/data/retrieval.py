@@ -35,8 +35,9 @@ class CaptionData:
         if n is None or n >= len(self.images):
             return self
         keep = self.text_to_image < n
-        return CaptionData(self.images.head(n), [c for c, k in zip(self.captions, keep) if k],
-                           self.text_to_image[keep])
+        return CaptionData(
+            self.images.head(n), [c for c, k in zip(self.captions, keep) if k], self.text_to_image[keep]
+        )
 
 
 def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
@@ -48,14 +49,17 @@ def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
     image_dir = cfg["image_dir"]
     split = cfg.get("split", "test")
     if not split_file.is_file():
-        raise UserError(f"retrieval: expected the Karpathy split file {split_file} "
-                        f"(and images under {base / image_dir}/)")
+        raise UserError(
+            f"retrieval: expected the Karpathy split file {split_file} (and images under {base / image_dir}/)"
+        )
     try:
         meta = json.loads(split_file.read_text())
         entries = [e for e in meta["images"] if e.get("split") == split]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UserError(f"{split_file}: not a Karpathy split file "
-                        f"(expected {{'images': [{{'split', 'filename', 'sentences'}}]}}): {e}") from None
+        raise UserError(
+            f"{split_file}: not a Karpathy split file "
+            f"(expected {{'images': [{{'split', 'filename', 'sentences'}}]}}): {e}"
+        ) from None
     if not entries:
         raise UserError(f"{split_file}: no images with split == {split!r}")
     paths: list[Path] = []
@@ -74,8 +78,10 @@ def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
         owner += [i] * len(sents)
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise UserError(f"retrieval: {len(missing)} of {len(paths)} images listed in {split_file.name} "
-                        f"are missing, e.g. {missing[0]}")
+        raise UserError(
+            f"retrieval: {len(missing)} of {len(paths)} images listed in {split_file.name} "
+            f"are missing, e.g. {missing[0]}"
+        )
     fp = files_fingerprint(base, paths, full=[split_file])
     images = ImageSplit(split, paths, np.arange(len(paths)), open_image, fp, str)
     return CaptionData(images, captions, np.asarray(owner, dtype=np.int64))

@@ -16,8 +16,20 @@ import numpy as np
 
 from silc_bench.errors import UserError
 
-_DATA_KEYS = {"format", "dataset", "data_root", "data_prefix", "img_suffix", "seg_map_suffix",
-              "reduce_zero_label", "ann_file", "classes", "num_classes", "background", "metainfo_classes"}
+_DATA_KEYS = {
+    "format",
+    "dataset",
+    "data_root",
+    "data_prefix",
+    "img_suffix",
+    "seg_map_suffix",
+    "reduce_zero_label",
+    "ann_file",
+    "classes",
+    "num_classes",
+    "background",
+    "metainfo_classes",
+}
 
 
 def _expect_dir(path: Path, what: str) -> None:
@@ -75,8 +87,9 @@ def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: l
         ds = DATASETS.build(cfg)
     if len(ds) == 0:
         suffix = cfg.get("img_suffix", "the dataset's image suffix")
-        raise UserError(f"{what}: no images ({suffix}) with label maps found under "
-                        f"{root / prefix['img_path']}")
+        raise UserError(
+            f"{what}: no images ({suffix}) with label maps found under {root / prefix['img_path']}"
+        )
     n_meta = len(ds.metainfo["classes"])
     if n_meta != data["num_classes"]:
         raise UserError(f"{name}: mmseg lists {n_meta} classes, the task expects {data['num_classes']}")
@@ -90,9 +103,13 @@ def check_label_map(label: np.ndarray, image_hw: tuple[int, int], num_classes: i
     without a word.
     """
     if tuple(label.shape[-2:]) != tuple(image_hw):
-        raise UserError(f"label map {path} is {label.shape[-2]}x{label.shape[-1]} but its image is "
-                        f"{image_hw[0]}x{image_hw[1]}")
+        raise UserError(
+            f"label map {path} is {label.shape[-2]}x{label.shape[-1]} but its image is "
+            f"{image_hw[0]}x{image_hw[1]}"
+        )
     bad = np.unique(label[(label != 255) & ((label < 0) | (label >= num_classes))])
     if bad.size:
-        raise UserError(f"label map {path} holds values {bad[:8].tolist()} outside [0, {num_classes - 1}] "
-                        f"and 255 (after reduce_zero_label); wrong dataset or wrong label files?")
+        raise UserError(
+            f"label map {path} holds values {bad[:8].tolist()} outside [0, {num_classes - 1}] "
+            f"and 255 (after reduce_zero_label); wrong dataset or wrong label files?"
+        )

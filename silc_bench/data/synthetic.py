@@ -37,7 +37,11 @@ def draw(color: tuple[int, int, int], shape: str, size: int, rng: np.random.Gene
 
 
 def make_imagefolder(
-    path: Path, n_train: int = 8, n_test: int = 8, size: int = 48, seed: int = 0,
+    path: Path,
+    n_train: int = 8,
+    n_test: int = 8,
+    size: int = 48,
+    seed: int = 0,
     classes: dict[str, tuple[tuple[int, int, int], str]] | None = None,
 ) -> Path:
     """Write PATH/{train,test}/<class>/<i>.png plus classnames.txt and templates.txt."""

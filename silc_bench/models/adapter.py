@@ -23,11 +23,11 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class VLModel:
     """A loaded two-tower model plus everything needed to evaluate it reproducibly."""
 
-    ref: str                    # --model as typed
-    name: str                   # registry name or open_clip:ARCH
+    ref: str  # --model as typed
+    name: str  # registry name or open_clip:ARCH
     variant: str | None
     checkpoint_sha256: str
-    module: torch.nn.Module     # an open_clip CLIP (or compatible) model, eval mode
+    module: torch.nn.Module  # an open_clip CLIP (or compatible) model, eval mode
     tokenizer: Callable[[list[str]], torch.Tensor]
     preprocess: Preprocess
     dense_mode: str

@@ -46,7 +46,7 @@ def patch_tokens(visual: torch.nn.Module, images: torch.Tensor) -> tuple[torch.T
 def split_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     """(CLIP keys, embedder keys without the `pacl.` prefix)."""
     clip = {k: v for k, v in sd.items() if not k.startswith(PREFIX)}
-    emb = {k[len(PREFIX):]: v for k, v in sd.items() if k.startswith(PREFIX)}
+    emb = {k[len(PREFIX) :]: v for k, v in sd.items() if k.startswith(PREFIX)}
     return clip, emb
 
 
@@ -61,7 +61,7 @@ def pacl_encoder(model, text: torch.Tensor):  # noqa: ANN001, ANN201
             tokens, (h, w) = patch_tokens(visual, windows)
             emb = embedder(tokens)
         emb = F.normalize(emb.float(), dim=-1)
-        cos = emb @ text.T                                   # (N, h·w, Q)
+        cos = emb @ text.T  # (N, h·w, Q)
         return cos.permute(0, 2, 1).reshape(len(windows), -1, h, w)
 
     return encode

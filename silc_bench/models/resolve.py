@@ -32,10 +32,10 @@ open_clip.add_model_config(ASSETS / "model_configs")
 
 @dataclass(frozen=True)
 class ModelRef:
-    text: str                      # as typed
+    text: str  # as typed
     spec: ModelSpec
     variant: str | None
-    weights: Path | None = None    # --weights override
+    weights: Path | None = None  # --weights override
 
 
 def weights_dir() -> Path:
@@ -72,8 +72,10 @@ def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
 def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
     arch = spec.arch
     if len(arch) != 1 or not set(arch) <= {"open_clip", "config"}:
-        raise UserError(f"model {spec.name!r}: arch must be exactly one of "
-                        f"'open_clip: NAME' or 'config: {{...}}', found keys {sorted(arch)}")
+        raise UserError(
+            f"model {spec.name!r}: arch must be exactly one of "
+            f"'open_clip: NAME' or 'config: {{...}}', found keys {sorted(arch)}"
+        )
     if "open_clip" in arch:
         name = arch["open_clip"]
         if name not in open_clip.list_models():
@@ -156,8 +158,10 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         for path, expected in files:
             got = file_sha256(path)
             if expected and got != expected:
-                raise UserError(f"{path}: sha256 mismatch for {spec.name!r}: expected {expected}, "
-                                f"found {got}; the file is corrupt or a different checkpoint")
+                raise UserError(
+                    f"{path}: sha256 mismatch for {spec.name!r}: expected {expected}, "
+                    f"found {got}; the file is corrupt or a different checkpoint"
+                )
             shas.append(got)
             sd.update(read_state_dict(path))
         sd = select_variant(sd, ref.variant, list(spec.variants))
@@ -187,17 +191,27 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     tokenizer, tok_info = _tokenizer(spec, arch_name)
     info = {"arch": spec.arch, "backend": spec.backend, "weights": weights_info, "tokenizer": tok_info}
     return VLModel(
-        ref=ref.text, name=spec.name, variant=ref.variant, checkpoint_sha256=sha, module=module,
-        tokenizer=tokenizer, preprocess=preprocess, dense_mode=spec.dense_mode,
-        device=torch.device(device), precision=precision, info=info, extras=extras,
+        ref=ref.text,
+        name=spec.name,
+        variant=ref.variant,
+        checkpoint_sha256=sha,
+        module=module,
+        tokenizer=tokenizer,
+        preprocess=preprocess,
+        dense_mode=spec.dense_mode,
+        device=torch.device(device),
+        precision=precision,
+        info=info,
+        extras=extras,
     )
 
 
 BACKENDS = ("open_clip", "tcl", "pacl")
 
 
-def _attach_backend(spec: ModelSpec, module: torch.nn.Module, sd: dict[str, torch.Tensor],
-                    extras: dict[str, Any], source: str) -> dict[str, torch.Tensor]:
+def _attach_backend(
+    spec: ModelSpec, module: torch.nn.Module, sd: dict[str, torch.Tensor], extras: dict[str, Any], source: str
+) -> dict[str, torch.Tensor]:
     """Take the backend's own parts out of the state dict; return what the CLIP should load."""
     if spec.backend == "pacl":
         from silc_bench.models.pacl import PACLEmbedder, split_state_dict
@@ -246,5 +260,8 @@ def _tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
         tok = open_clip.get_tokenizer(arch_name, context_length=context_length)
     else:
         tok = open_clip.SimpleTokenizer(context_length=context_length or 77)
-    return tok, {"type": kind, "class": type(tok).__name__,
-                 "context_length": getattr(tok, "context_length", context_length)}
+    return tok, {
+        "type": kind,
+        "class": type(tok).__name__,
+        "context_length": getattr(tok, "context_length", context_length),
+    }

@@ -46,10 +46,16 @@ NORMALIZE_EPS = 1e-6  # TCL's own normalize()
 _NET = "masker.image_encoder.decoder.decoder.net"
 AUTHORS_PREFIX: dict[str, str] = {
     "masker.image_encoder.backbone.transformer.resblocks.{last}.": "block.",
-    **{f"{_NET}.{i}.{theirs}.": f"decoder.{i}.{ours}."
-       for i in (0, 1) for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))},
-    **{f"{_NET}.{i}.{theirs}.gate.gate": f"decoder.{i}.{ours}.gate"
-       for i in (0, 1) for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))},
+    **{
+        f"{_NET}.{i}.{theirs}.": f"decoder.{i}.{ours}."
+        for i in (0, 1)
+        for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))
+    },
+    **{
+        f"{_NET}.{i}.{theirs}.gate.gate": f"decoder.{i}.{ours}.gate"
+        for i in (0, 1)
+        for theirs, ours in (("conv", "conv1"), ("conv2", "conv2"))
+    },
     "masker.image_encoder.decoder.image_proj.": "image_proj.",
     "masker.sim2mask.w": "mask_w",
     "masker.sim2mask.b": "mask_b",
@@ -70,7 +76,7 @@ def _rename(key: str, mapping: Mapping[str, str]) -> str:
     if not hits:
         return key
     best = max(hits, key=len)
-    return mapping[best] + key[len(best):]
+    return mapping[best] + key[len(best) :]
 
 
 def from_authors(sd: Mapping[str, torch.Tensor], last_block: int) -> dict[str, torch.Tensor]:
@@ -105,7 +111,7 @@ class ConvBlock(nn.Module):
         self.gate = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.gate) * self.conv(F.gelu(self.norm(x)))
+        return torch.tanh(self.gate) * self.conv(F.gelu(self.norm(x), approximate="tanh"))
 
 
 class UpStage(nn.Module):
@@ -203,9 +209,11 @@ def load_tcl_masker(
     missing = sorted(to_authors(k, last) for k in own if k not in ours)
     unexpected = sorted(k for k, o in renamed.items() if o not in own)
     if missing or unexpected:
-        raise UserError(f"{source}: checkpoint does not match the TCL masker for this CLIP "
-                        f"(last block {last}): missing keys {_short(missing)}; "
-                        f"unexpected keys {_short(unexpected)}")
+        raise UserError(
+            f"{source}: checkpoint does not match the TCL masker for this CLIP "
+            f"(last block {last}): missing keys {_short(missing)}; "
+            f"unexpected keys {_short(unexpected)}"
+        )
     load_into(masker, ours, source)
     return masker.eval().requires_grad_(False)
 
@@ -213,7 +221,7 @@ def load_tcl_masker(
 def pad_to_multiple(images: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Zero-pad (B, 3, H, W) symmetrically (the extra pixel at the bottom/right) → padded, (top, left)."""
     ph, pw = (-images.shape[-2]) % patch, (-images.shape[-1]) % patch
-    top, left = ph - ph // 2, pw - pw // 2
+    top, left = ph // 2, pw // 2
     if ph or pw:
         images = F.pad(images, (left, pw - left, top, ph - top))
     return images, (top, left)
@@ -278,4 +286,4 @@ class TCLSegmenter:
         if kp_w:
             mask = kp_mix(mask, cosine_map(self.clip_dense(tokens, hw), text), kp_w)
         mask = F.interpolate(mask, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-        return mask[..., top: top + h, left: left + w].float()
+        return mask[..., top : top + h, left : left + w].float()

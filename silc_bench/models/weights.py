@@ -26,8 +26,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     if path.suffix not in SUFFIXES:
-        raise UserError(f"{path}: unsupported checkpoint format {path.suffix!r}; "
-                        f"expected one of {', '.join(SUFFIXES)}")
+        raise UserError(
+            f"{path}: unsupported checkpoint format {path.suffix!r}; expected one of {', '.join(SUFFIXES)}"
+        )
     if path.suffix == ".safetensors":
         try:
             sd = load_file(str(path))
@@ -38,11 +39,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"{path}: refused to load: the pickle holds objects other than "
-                            f"tensors (weights_only=True): {first}") from None
+            raise UserError(
+                f"{path}: refused to load: the pickle holds objects other than "
+                f"tensors (weights_only=True): {first}"
+            ) from None
         except Exception as e:
-            raise UserError(f"{path}: corrupt checkpoint ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
+            raise UserError(
+                f"{path}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from None
     return unwrap(sd, path)
 
 
@@ -54,11 +58,13 @@ def unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
             break
         obj = inner
     if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"{path}: no state dict found (expected a mapping of tensor names, "
-                        f"possibly under 'state_dict' or 'model')")
+        raise UserError(
+            f"{path}: no state dict found (expected a mapping of tensor names, "
+            f"possibly under 'state_dict' or 'model')"
+        )
     sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -73,7 +79,7 @@ def select_variant(
         if owner is None:
             out[k] = t
         elif owner == variant:
-            out[k[len(prefixes[owner]):]] = t
+            out[k[len(prefixes[owner]) :]] = t
     return out
 
 
@@ -88,10 +94,15 @@ def load_into(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str) 
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     if missing or unexpected:
-        raise UserError(f"{source}: checkpoint does not match the architecture: "
-                        f"missing keys {_short(missing)}; unexpected keys {_short(unexpected)}")
-    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
-           for k in own if tuple(sd[k].shape) != tuple(own[k].shape)]
+        raise UserError(
+            f"{source}: checkpoint does not match the architecture: "
+            f"missing keys {_short(missing)}; unexpected keys {_short(unexpected)}"
+        )
+    bad = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
     if bad:
         raise UserError(f"{source}: checkpoint shapes do not match the architecture: {_short(bad)}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)

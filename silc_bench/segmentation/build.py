@@ -65,13 +65,20 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
     seg = ZeroShotSegmentor(encode, rule, len(names), p.crop, p.stride, mean, std, p.window_batch)
     seg.to(model.device)
     info: dict[str, Any] = {
-        "dense_mode": mode, "backend": backend, "score": kind,
-        "class_file": class_file, "class_file_sha256": hash_obj(lines), "num_queries": len(names),
-        "templates_sha256": hash_obj(templates), "num_templates": len(templates),
-        "mean_255": [round(m, 4) for m in mean], "std_255": [round(s, 4) for s in std],
+        "dense_mode": mode,
+        "backend": backend,
+        "score": kind,
+        "class_file": class_file,
+        "class_file_sha256": hash_obj(lines),
+        "num_queries": len(names),
+        "templates_sha256": hash_obj(templates),
+        "num_templates": len(templates),
+        "mean_255": [round(m, 4) for m in mean],
+        "std_255": [round(s, 4) for s in std],
         "normalisation_source": "profile" if p.mean else "checkpoint",
-        "background_rule": (("constant bg_thresh" if kind == "sigmoid" else "sclip prob_thd")
-                            if background else "none"),
+        "background_rule": (
+            ("constant bg_thresh" if kind == "sigmoid" else "sclip prob_thd") if background else "none"
+        ),
     }
     return seg, info
 
@@ -91,8 +98,12 @@ def run_mmseg_loop(ctx, seg, resize: int, raw_classes: list[str], pred_dir: Path
     else:
         meta = ds.metainfo
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=1, sampler=DefaultSampler(ds, shuffle=False, round_up=False),
-        collate_fn=pseudo_collate, num_workers=ctx.opts.workers)
+        ds,
+        batch_size=1,
+        sampler=DefaultSampler(ds, shuffle=False, round_up=False),
+        collate_fn=pseudo_collate,
+        num_workers=ctx.opts.workers,
+    )
     metric = IoUMetric(iou_metrics=["mIoU"], prefix="zs-seg")
     metric.dataset_meta = meta
     tmp_pred = None

@@ -52,8 +52,8 @@ def embed_tokens(visual: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
 
 
 def _heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
-    n, l, d = t.shape
-    return t.reshape(n, l, n_heads, d // n_heads).permute(0, 2, 1, 3)  # (N, H, L, hd)
+    n, length, d = t.shape
+    return t.reshape(n, length, n_heads, d // n_heads).permute(0, 2, 1, 3)  # (N, H, L, hd)
 
 
 def gaussian_prior(h: int, w: int, std: float = NACLIP_STD) -> torch.Tensor:
@@ -65,7 +65,9 @@ def gaussian_prior(h: int, w: int, std: float = NACLIP_STD) -> torch.Tensor:
     return F.pad(omega, (1, 0, 1, 0))
 
 
-def _custom_attention(block: torch.nn.Module, y: torch.Tensor, mode: str, hw: tuple[int, int]) -> torch.Tensor:
+def _custom_attention(
+    block: torch.nn.Module, y: torch.Tensor, mode: str, hw: tuple[int, int]
+) -> torch.Tensor:
     attn = block.attn
     if not hasattr(attn, "in_proj_weight") or hasattr(block, "ln_attn"):
         raise UserError(f"dense mode {mode!r} needs a standard attention block (in_proj_weight)")

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 
-def point_sample(input: torch.Tensor, points: torch.Tensor, align_corners: bool = False,
-                 **kwargs) -> torch.Tensor:
+def point_sample(
+    input: torch.Tensor, points: torch.Tensor, align_corners: bool = False, **kwargs
+) -> torch.Tensor:
     """Sample `input` (N, C, H, W) at `points` (N, P, 2) or (N, Hp, Wp, 2) in [0, 1] coordinates."""
     add_dim = points.dim() == 3
     if add_dim:
@@ -33,15 +34,25 @@ def point_sample(input: torch.Tensor, points: torch.Tensor, align_corners: bool 
 
 def _unavailable(name: str):  # noqa: ANN202
     def fail(*_args, **_kwargs):
-        raise RuntimeError(f"mmcv.ops.{name} needs the compiled mmcv, which is not installed "
-                           f"(silc-bench runs mmseg on mmcv-lite; only point_sample is provided)")
+        raise RuntimeError(
+            f"mmcv.ops.{name} needs the compiled mmcv, which is not installed "
+            f"(silc-bench runs mmseg on mmcv-lite; only point_sample is provided)"
+        )
 
     fail.__name__ = name
     return fail
 
 
-UNAVAILABLE = ("sigmoid_focal_loss", "CrissCrossAttention", "PSAMask", "DeformConv2d",
-               "ModulatedDeformConv2d", "nms", "roi_align", "RoIAlign")
+UNAVAILABLE = (
+    "sigmoid_focal_loss",
+    "CrissCrossAttention",
+    "PSAMask",
+    "DeformConv2d",
+    "ModulatedDeformConv2d",
+    "nms",
+    "roi_align",
+    "RoIAlign",
+)
 
 
 def install() -> bool:

@@ -37,7 +37,7 @@ def _shifted(x: torch.Tensor, d: int, offsets: Sequence[tuple[int, int]]) -> lis
     """x[..., i + dy·d, j + dx·d] for each offset, with coordinates clamped to the border."""
     h, w = x.shape[-2:]
     xp = F.pad(x, [d, d, d, d], mode="replicate")
-    return [xp[..., d + dy * d: d + dy * d + h, d + dx * d: d + dx * d + w] for dy, dx in offsets]
+    return [xp[..., d + dy * d : d + dy * d + h, d + dx * d : d + dx * d + w] for dy, dx in offsets]
 
 
 def _neighbours(x: torch.Tensor, dilations: Sequence[int]) -> list[torch.Tensor]:
@@ -77,6 +77,6 @@ def pamr(
     for _ in range(iterations):
         out = torch.zeros_like(mask)
         for p, n in enumerate(_neighbours(mask, dilations)):
-            out += n * weights[:, p: p + 1]
+            out += n * weights[:, p : p + 1]
         mask = out
     return mask.to(out_dtype)

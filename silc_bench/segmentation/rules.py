@@ -19,9 +19,9 @@ import torch
 
 @dataclass(frozen=True)
 class ScoreRule:
-    kind: str                      # "cosine" or "sigmoid"
-    query_class: tuple[int, ...]   # query index → class index (into the scored classes)
-    num_classes: int               # classes in the label space (background included)
+    kind: str  # "cosine" or "sigmoid"
+    query_class: tuple[int, ...]  # query index → class index (into the scored classes)
+    num_classes: int  # classes in the label space (background included)
     background: bool = False
     logit_scale: float = 50.0
     prob_thd: float = 0.0

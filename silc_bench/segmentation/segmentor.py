@@ -34,8 +34,9 @@ class ZeroShotSegmentor(BaseSegmentor):
         std: list[float],
         window_batch: int | None = 8,
     ) -> None:
-        super().__init__(data_preprocessor=dict(type="mmseg.SegDataPreProcessor", mean=mean, std=std,
-                                                bgr_to_rgb=True))
+        super().__init__(
+            data_preprocessor=dict(type="mmseg.SegDataPreProcessor", mean=mean, std=std, bgr_to_rgb=True)
+        )
         self.encode = encode
         self.rule = rule
         self.num_queries = num_queries
@@ -47,8 +48,9 @@ class ZeroShotSegmentor(BaseSegmentor):
     def _slide(self, inputs: torch.Tensor) -> torch.Tensor:
         while True:
             try:
-                return sliding_window_logits(inputs, self.encode, self.crop, self.stride,
-                                             self.num_queries, self.window_batch)
+                return sliding_window_logits(
+                    inputs, self.encode, self.crop, self.stride, self.num_queries, self.window_batch
+                )
             except torch.OutOfMemoryError:
                 if self.window_batch == 1:
                     raise
@@ -62,8 +64,9 @@ class ZeroShotSegmentor(BaseSegmentor):
         logits = self._slide(inputs)
         for i, sample in enumerate(data_samples):
             h, w = sample.metainfo["ori_shape"][:2]
-            full = F.interpolate(logits[i : i + 1], size=(h, w), mode="bilinear",
-                                 align_corners=self.align_corners)[0]
+            full = F.interpolate(
+                logits[i : i + 1], size=(h, w), mode="bilinear", align_corners=self.align_corners
+            )[0]
             pred = self.rule.predict(full)
             sample.set_data({"pred_sem_seg": PixelData(data=pred.unsqueeze(0))})
         return data_samples

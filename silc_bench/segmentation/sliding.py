@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 
-def window_boxes(h: int, w: int, crop: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+def window_boxes(
+    h: int, w: int, crop: tuple[int, int], stride: tuple[int, int]
+) -> list[tuple[int, int, int, int]]:
     """(y1, y2, x1, x2) for every window, in mmseg's row-major order."""
     (hc, wc), (hs, ws) = crop, stride
     h_grids = max(h - hc + hs - 1, 0) // hs + 1
@@ -65,8 +67,9 @@ def sliding_window_logits(
         for j, (_, (y1, y2, x1, x2)) in enumerate(chunk):
             groups.setdefault((y2 - y1, x2 - x1), []).append(j)
         for (wh, ww), idx in groups.items():
-            windows = torch.stack([images[chunk[j][0], :, y1:y2, x1:x2]
-                                   for j in idx for (y1, y2, x1, x2) in [chunk[j][1]]])
+            windows = torch.stack(
+                [images[chunk[j][0], :, y1:y2, x1:x2] for j in idx for (y1, y2, x1, x2) in [chunk[j][1]]]
+            )
             logits = encode(windows)
             if logits.shape[-2:] != (wh, ww):
                 logits = F.interpolate(logits, size=(wh, ww), mode="bilinear", align_corners=False)

@@ -39,8 +39,12 @@ def queries(classes: list[list[str]], first_class: int = 0) -> tuple[list[str], 
 
 
 def query_embeddings(
-    model: VLModel, names: list[str], templates: list[str], average: str,
-    cache: FeatureCache, opts: RunOptions,
+    model: VLModel,
+    names: list[str],
+    templates: list[str],
+    average: str,
+    cache: FeatureCache,
+    opts: RunOptions,
 ) -> torch.Tensor:
     """(Q, D) L2-normalised query embeddings."""
     if average not in AVERAGES:

@@ -26,14 +26,14 @@ class TaskContext:
     cache: FeatureCache
     opts: RunOptions
     limit: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)   # task-specific CLI options
-    artifacts_dir: Path = Path(".")                          # where a task may write extra files
+    options: dict[str, Any] = field(default_factory=dict)  # task-specific CLI options
+    artifacts_dir: Path = Path(".")  # where a task may write extra files
 
 
 @dataclass
 class TaskOutput:
     metrics: dict[str, float]
-    protocol: dict[str, Any]            # every parameter that decides the number
+    protocol: dict[str, Any]  # every parameter that decides the number
     dataset_fingerprint: str
     per_class: dict[str, float] | None = None
     seeds: list[int] = field(default_factory=list)

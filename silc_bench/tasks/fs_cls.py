@@ -36,8 +36,16 @@ class FewShotClassification(TaskPlugin):
         tr = image_features(ctx.model, train, ctx.cache, ctx.opts, f"{name}/{train.name}")
         te = image_features(ctx.model, test, ctx.cache, ctx.opts, f"{name}/{test.name}")
         key = protocol.features
-        acc = fewshot_accuracy(tr[key], train.labels, te[key], test.labels, len(data.classes),
-                               tuple(protocol.shots), tuple(protocol.seeds), protocol.l2_reg)
+        acc = fewshot_accuracy(
+            tr[key],
+            train.labels,
+            te[key],
+            test.labels,
+            len(data.classes),
+            tuple(protocol.shots),
+            tuple(protocol.seeds),
+            protocol.l2_reg,
+        )
         metrics: dict[str, float] = {}
         for k in protocol.shots:
             metrics[f"{k}shot_top1"] = float(np.mean([acc[(s, k)] for s in protocol.seeds]))
@@ -45,14 +53,24 @@ class FewShotClassification(TaskPlugin):
             for s in protocol.seeds:
                 metrics[f"{k}shot_top1_seed{s}"] = acc[(s, k)]
         per_class_counts = np.bincount(train.labels, minlength=len(data.classes))
-        rec = {**asdict(protocol), "num_classes": len(data.classes), "num_train_pool": len(train),
-               "num_images": len(test), "train_split": train.name, "split": test.name,
-               "train_per_class": ctx.spec.data.get("train_per_class"),
-               "min_train_per_class": int(per_class_counts.min()),
-               "feature_dim": int(tr[key].shape[1]), "solver": "eigh float32 (big_vision fewshot_lsr)",
-               "bias_constant": 100.0, "sample_order": "classes by sorted folder, files by sorted name"}
+        rec = {
+            **asdict(protocol),
+            "num_classes": len(data.classes),
+            "num_train_pool": len(train),
+            "num_images": len(test),
+            "train_split": train.name,
+            "split": test.name,
+            "train_per_class": ctx.spec.data.get("train_per_class"),
+            "min_train_per_class": int(per_class_counts.min()),
+            "feature_dim": int(tr[key].shape[1]),
+            "solver": "eigh float32 (big_vision fewshot_lsr)",
+            "bias_constant": 100.0,
+            "sample_order": "classes by sorted folder, files by sorted name",
+        }
         notes = []
         if per_class_counts.min() < max(protocol.shots):
-            notes.append(f"some classes have fewer than {max(protocol.shots)} training samples "
-                         f"(min {int(per_class_counts.min())}); they contribute all they have")
+            notes.append(
+                f"some classes have fewer than {max(protocol.shots)} training samples "
+                f"(min {int(per_class_counts.min())}); they contribute all they have"
+            )
         return TaskOutput(metrics, rec, data.fingerprint, seeds=list(protocol.seeds), notes=notes)

@@ -20,15 +20,21 @@ from silc_bench.text import canonicalize
 @dataclass
 class RetrievalProtocol:
     ks: list[int] = field(default_factory=lambda: [1, 5, 10])
-    lowercase_captions: bool = False    # SigLIP-style models
+    lowercase_captions: bool = False  # SigLIP-style models
     canonicalize_text: bool = False
 
 
 @PLUGINS.register("retrieval")
 class Retrieval(TaskPlugin):
     protocol_cls = RetrievalProtocol
-    headline = ("i2t_recall@1", "i2t_recall@5", "i2t_recall@10",
-                "t2i_recall@1", "t2i_recall@5", "t2i_recall@10")
+    headline = (
+        "i2t_recall@1",
+        "i2t_recall@5",
+        "i2t_recall@10",
+        "t2i_recall@1",
+        "t2i_recall@5",
+        "t2i_recall@10",
+    )
 
     def run(self, ctx: TaskContext, protocol: RetrievalProtocol) -> TaskOutput:
         data = read_karpathy(ctx.spec.data, ctx.data_root).head(ctx.limit)
@@ -41,6 +47,12 @@ class Retrieval(TaskPlugin):
         img = torch.nn.functional.normalize(torch.from_numpy(feats["embed"]), dim=-1).numpy()
         txt = text_embeddings(ctx.model, captions, ctx.cache, ctx.opts, "captions")
         metrics = retrieval_recall(img, txt, data.text_to_image, tuple(protocol.ks))
-        rec = {**asdict(protocol), "num_images": len(data.images), "num_captions": len(captions),
-               "split": data.images.name, "similarity": "cosine", "ties": "lower index"}
+        rec = {
+            **asdict(protocol),
+            "num_images": len(data.images),
+            "num_captions": len(captions),
+            "split": data.images.name,
+            "similarity": "cosine",
+            "ties": "lower index",
+        }
         return TaskOutput(metrics, rec, data.fingerprint)

@@ -19,10 +19,10 @@ from silc_bench.text import classifier_weights, resolve_prompts
 
 @dataclass
 class ZsClsProtocol:
-    classnames: str = "dataset"        # an asset name, or `dataset`
-    templates: str = "imagenet"        # an asset name, or `dataset` (falls back to imagenet)
-    canonicalize_text: bool = False    # big_vision: lowercase, strip punctuation
-    bare_template: bool = False        # big_vision: add a bare "{c}" template
+    classnames: str = "dataset"  # an asset name, or `dataset`
+    templates: str = "imagenet"  # an asset name, or `dataset` (falls back to imagenet)
+    canonicalize_text: bool = False  # big_vision: lowercase, strip punctuation
+    bare_template: bool = False  # big_vision: add a bare "{c}" template
     topk: list[int] = field(default_factory=lambda: [1, 5])
 
 
@@ -30,8 +30,15 @@ def zero_shot_logits(ctx: TaskContext, p: ZsClsProtocol, split_role: str = "eval
     """Shared by zs-cls and anything else that needs (logits, labels, prompts, data)."""
     data = read_classification(ctx.spec.data, ctx.data_root)
     split = data.splits[split_role].head(ctx.limit)
-    prompts = resolve_prompts(p.classnames, p.templates, data.classnames, data.templates,
-                              len(data.classes), p.canonicalize_text, p.bare_template)
+    prompts = resolve_prompts(
+        p.classnames,
+        p.templates,
+        data.classnames,
+        data.templates,
+        len(data.classes),
+        p.canonicalize_text,
+        p.bare_template,
+    )
     w = classifier_weights(ctx.model, prompts, ctx.cache, ctx.opts)
     feats = image_features(ctx.model, split, ctx.cache, ctx.opts, f"{ctx.spec.dataset}/{split.name}")
     img = torch.nn.functional.normalize(torch.from_numpy(feats["embed"]), dim=-1)
@@ -56,9 +63,15 @@ class ZeroShotClassification(TaskPlugin):
         per_class = {prompts.classnames[c]: v for c, v in recalls.items()}
         if len(set(prompts.classnames)) != n_cls:  # duplicate display names (ImageNet has two)
             per_class = {f"{prompts.classnames[c]} ({data.classes[c]})": v for c, v in recalls.items()}
-        rec = {**asdict(protocol), **prompts.record(), "num_classes": n_cls,
-               "num_images": len(split), "split": split.name, "features": "embed",
-               "similarity": "cosine", "ties": "lower class index"}
+        rec = {
+            **asdict(protocol),
+            **prompts.record(),
+            "num_classes": n_cls,
+            "num_images": len(split),
+            "split": split.name,
+            "features": "embed",
+            "similarity": "cosine",
+            "ties": "lower class index",
+        }
         notes = [] if len(ks) == len(protocol.topk) else [f"top-k over {n_cls} classes: k={list(ks)}"]
         return TaskOutput(metrics, rec, data.fingerprint, per_class=per_class, notes=notes)
-

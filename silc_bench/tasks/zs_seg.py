@@ -16,26 +16,30 @@ from silc_bench.text import read_asset
 
 @dataclass
 class ZsSegProtocol:
-    resize: int = 448                      # Resize(scale=(2048, resize), keep_ratio=True)
+    resize: int = 448  # Resize(scale=(2048, resize), keep_ratio=True)
     crop: int = 448
     stride: int = 224
-    mean: list[float] | None = None        # 0–255 scale; None: the checkpoint's
+    mean: list[float] | None = None  # 0–255 scale; None: the checkpoint's
     std: list[float] | None = None
-    classnames: str = "spaced"             # class-file style: spaced | mmseg | sclip
+    classnames: str = "spaced"  # class-file style: spaced | mmseg | sclip
     templates: str = "tcl"
     text_average: str = "mean-then-normalise"
-    logit_scale: float = 50.0              # background rule for cosine models
+    logit_scale: float = 50.0  # background rule for cosine models
     prob_thd: float = 0.1
     area_thd: float | None = None
-    bg_thresh: float = 0.5                 # background rule for sigmoid masks (TCL)
+    bg_thresh: float = 0.5  # background rule for sigmoid masks (TCL)
     bg_thresh_pamr: float = 0.4
     window_batch: int = 8
 
 
 def _seg_options(ctx: TaskContext) -> dict:
     o = ctx.options
-    return {"dense_mode": o.get("dense_mode"), "pamr": bool(o.get("pamr")),
-            "tcl_ensemble": bool(o.get("tcl_ensemble")), "save_predictions": bool(o.get("save_predictions"))}
+    return {
+        "dense_mode": o.get("dense_mode"),
+        "pamr": bool(o.get("pamr")),
+        "tcl_ensemble": bool(o.get("tcl_ensemble")),
+        "save_predictions": bool(o.get("save_predictions")),
+    }
 
 
 @PLUGINS.register("zs-seg")
@@ -66,20 +70,30 @@ class ZeroShotSegmentation(TaskPlugin):
         seg, info = build_segmentor(ctx, p, opts, lines, n_cls, style_file)
         pred_dir = ctx.artifacts_dir / "pred" if opts["save_predictions"] else None
         metrics, per_class_iou, n_images, fingerprint = run_mmseg_loop(
-            ctx, seg, p.resize, raw_classes, pred_dir)
+            ctx, seg, p.resize, raw_classes, pred_dir
+        )
         names = [ln.split(",")[0].strip() for ln in lines]
-        per_class = {names[c] if names.count(names[c]) == 1 else f"{names[c]} ({c})": v
-                     for c, v in per_class_iou.items()}
-        rec = {**asdict(p), **info, "num_classes": n_cls, "num_images": n_images,
-               "background": bool(data.get("background", False)),
-               "reduce_zero_label": bool(data.get("reduce_zero_label", False)),
-               "refinement": "pamr" if opts["pamr"] else "none",
-               "label_access": "tuned" if opts["tcl_ensemble"] else "none",
-               "window_batch_used": seg.window_batch,
-               "metric": "mmseg IoUMetric (summary rounded to 2 decimals as mmseg does)"}
+        per_class = {
+            names[c] if names.count(names[c]) == 1 else f"{names[c]} ({c})": v
+            for c, v in per_class_iou.items()
+        }
+        rec = {
+            **asdict(p),
+            **info,
+            "num_classes": n_cls,
+            "num_images": n_images,
+            "background": bool(data.get("background", False)),
+            "reduce_zero_label": bool(data.get("reduce_zero_label", False)),
+            "refinement": "pamr" if opts["pamr"] else "none",
+            "label_access": "tuned" if opts["tcl_ensemble"] else "none",
+            "window_batch_used": seg.window_batch,
+            "metric": "mmseg IoUMetric (summary rounded to 2 decimals as mmseg does)",
+        }
         notes = []
         if seg.oom_fallbacks:
-            notes.append(f"ran out of memory {seg.oom_fallbacks}x; window batch fell back to {seg.window_batch}")
+            notes.append(
+                f"ran out of memory {seg.oom_fallbacks}x; window batch fell back to {seg.window_batch}"
+            )
         if opts["tcl_ensemble"]:
             notes.append("TCL+MaskCLIP ensemble: the 0.3 mixing factor was tuned on segmentation labels")
         return TaskOutput(metrics, rec, fingerprint, per_class=per_class, notes=notes)
