@@ -6,8 +6,10 @@ last block has index 1, so the authors' masker block keys read `resblocks.1.`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from types import SimpleNamespace
 
 import open_clip
 import pytest
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 
 import silc_bench.models.resolve  # noqa: F401  (registers ViT-Tiny-P8)
 from silc_bench.errors import UserError
-from silc_bench.models.tcl import TCLSegmenter, kp_mix, load_tcl_masker
+from silc_bench.models.tcl import TCLSegmenter, kp_mix, load_tcl_masker, tcl_encoder
 from silc_bench.segmentation.dense import dense_features
 from silc_bench.segmentation.pamr import pamr
 
@@ -104,6 +106,15 @@ def authors_checkpoint(seed: int = 0) -> dict[str, torch.Tensor]:
     return sd
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These tensors are tiny: on a busy machine, thread hand-offs cost more than the maths."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def clip():
     torch.manual_seed(0)
@@ -169,6 +180,18 @@ def test_missing_and_unexpected_keys_are_named(clip, ckpt):
         load_tcl_masker(clip, {"model": bad})
     assert NET + "1.conv2.gate.gate" in str(e.value)
     assert "masker.extra.weight" in str(e.value)
+
+
+def test_tcl_encoder_wraps_the_segmenter(clip, segmenter, text):
+    model = SimpleNamespace(
+        module=clip,
+        extras={"tcl": segmenter.masker},
+        device=torch.device("cpu"),
+        autocast=contextlib.nullcontext,
+    )
+    x = torch.randn(2, 3, 24, 32)
+    out = tcl_encoder(model, text, pamr=True, kp_w=0.3)(x)
+    assert torch.equal(out, segmenter.masks(x, text, pamr=True, kp_w=0.3))
 
 
 # --- (b) the masker against a written-out reference ----------------------------------------------

@@ -24,8 +24,9 @@ Inference, in the order of the authors' `generate_masks`:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,9 @@ from silc_bench.errors import UserError
 from silc_bench.models.weights import _short, load_into, unwrap
 from silc_bench.segmentation.dense import embed_tokens
 from silc_bench.segmentation.pamr import pamr as pamr_refine
+
+if TYPE_CHECKING:
+    from silc_bench.models.adapter import VLModel
 
 KP_SHIFT = 0.25
 KP_SCALE = 10.0
@@ -111,7 +115,7 @@ class ConvBlock(nn.Module):
         self.gate = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.gate) * self.conv(F.gelu(self.norm(x), approximate="tanh"))
+        return torch.tanh(self.gate) * self.conv(F.gelu(self.norm(x)))
 
 
 class UpStage(nn.Module):
@@ -287,3 +291,20 @@ class TCLSegmenter:
             mask = kp_mix(mask, cosine_map(self.clip_dense(tokens, hw), text), kp_w)
         mask = F.interpolate(mask, size=padded.shape[-2:], mode="bilinear", align_corners=False)
         return mask[..., top : top + h, left : left + w].float()
+
+
+def tcl_encoder(
+    model: VLModel, text: torch.Tensor, pamr: bool = False, kp_w: float = 0.0
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The sliding-window encoder for a TCL model: windows → (N, Q, h, w) sigmoid masks at window size.
+
+    The masker is `model.extras["tcl"]`, which the model loader attaches.
+    """
+    seg = TCLSegmenter(model.module, model.extras["tcl"])
+    text = text.to(model.device)
+
+    def encode(windows: torch.Tensor) -> torch.Tensor:
+        with model.autocast():
+            return seg.masks(windows, text, pamr=pamr, kp_w=kp_w)
+
+    return encode
