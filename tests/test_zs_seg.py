@@ -24,8 +24,21 @@ def seg_root(tmp_path_factory) -> Path:
 
 
 def _args(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--task", "zs-seg", "--data-root", str(root), "--out", str(out), "--quiet",
-            "--workers", "0", "--device", "cpu", *extra]
+    return [
+        "run",
+        "--task",
+        "zs-seg",
+        "--data-root",
+        str(root),
+        "--out",
+        str(out),
+        "--quiet",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 # label file → metric label space, written independently of mmseg
@@ -68,9 +81,21 @@ def _numpy_iou(root: Path, dataset: str, pred_dir: Path, num_classes: int) -> tu
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_layout_scores_like_numpy(dataset, trained_weights, seg_root, tmp_path, capsys):
-    code = main(_args(seg_root, tmp_path, "--model", "open_clip:ViT-Tiny-P8", "--weights",
-                      str(trained_weights), "--dataset", dataset, "--protocol", "sclip",
-                      "--save-predictions"))
+    code = main(
+        _args(
+            seg_root,
+            tmp_path,
+            "--model",
+            "open_clip:ViT-Tiny-P8",
+            "--weights",
+            str(trained_weights),
+            "--dataset",
+            dataset,
+            "--protocol",
+            "sclip",
+            "--save-predictions",
+        )
+    )
     assert code == 0, capsys.readouterr().err
     res_path = tmp_path / "open_clip@ViT-Tiny-P8" / "zs-seg" / f"{dataset}@sclip.json"
     res = json.loads(res_path.read_text())
@@ -88,8 +113,16 @@ def test_every_layout_scores_like_numpy(dataset, trained_weights, seg_root, tmp_
 
 
 def test_default_profile_path_and_dense_mode_override(trained_weights, seg_root, tmp_path, capsys):
-    base = _args(seg_root, tmp_path, "--model", "open_clip:ViT-Tiny-P8", "--weights", str(trained_weights),
-                 "--dataset", "voc20")
+    base = _args(
+        seg_root,
+        tmp_path,
+        "--model",
+        "open_clip:ViT-Tiny-P8",
+        "--weights",
+        str(trained_weights),
+        "--dataset",
+        "voc20",
+    )
     assert main(base) == 0, capsys.readouterr().err
     assert main([*base, "--dense-mode", "sclip"]) == 0, capsys.readouterr().err
     folder = tmp_path / "open_clip@ViT-Tiny-P8" / "zs-seg"
@@ -110,20 +143,31 @@ def _fails(args, capsys, *needles):
 
 def test_bad_segmentation_input(seg_root, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    _fails(_args(tmp_path, out, "--model", "tiny-random", "--dataset", "ade20k"), capsys,
-           "ade/ADEChallengeData2016")
+    _fails(
+        _args(tmp_path, out, "--model", "tiny-random", "--dataset", "ade20k"),
+        capsys,
+        "ade/ADEChallengeData2016",
+    )
     root = tmp_path / "root"
     shutil.copytree(seg_root, root)
     lab = root / "cityscapes/gtFine/val/frankfurt/frankfurt_000000_000001_gtFine_labelTrainIds.png"
     Image.fromarray(np.full((10, 10), 3, np.uint8)).save(lab)
-    _fails(_args(root, out, "--model", "tiny-random", "--dataset", "cityscapes", "--protocol", "sclip"),
-           capsys, "frankfurt_000000_000001_gtFine_labelTrainIds.png", "but its image is")
+    _fails(
+        _args(root, out, "--model", "tiny-random", "--dataset", "cityscapes", "--protocol", "sclip"),
+        capsys,
+        "frankfurt_000000_000001_gtFine_labelTrainIds.png",
+        "but its image is",
+    )
     lab = root / "ade/ADEChallengeData2016/annotations/validation/ade20k_0001.png"
     arr = np.array(Image.open(lab))
     arr[5, 5] = 200  # 199 after reduce_zero_label: outside [0, 149]
     Image.fromarray(arr).save(lab)
-    _fails(_args(root, out, "--model", "tiny-random", "--dataset", "ade20k", "--protocol", "sclip"),
-           capsys, "ade20k_0001.png", "199")
+    _fails(
+        _args(root, out, "--model", "tiny-random", "--dataset", "ade20k", "--protocol", "sclip"),
+        capsys,
+        "ade20k_0001.png",
+        "199",
+    )
     assert not list(out.rglob("*.json")) and not list(out.rglob("*.png"))
 
     from silc_bench.config import REPO_ROOT
@@ -133,7 +177,11 @@ def test_bad_segmentation_input(seg_root, tmp_path, capsys, monkeypatch):
     text = (tasks / "zs-seg" / "voc20.yaml").read_text().replace("classes: voc20", "classes: voc21")
     (tasks / "zs-seg" / "voc20.yaml").write_text(text)
     monkeypatch.setenv("SILC_BENCH_TASKS", str(tasks))
-    _fails(_args(seg_root, out, "--model", "tiny-random", "--dataset", "voc20"), capsys, "21 lines for 20 classes")
+    _fails(
+        _args(seg_root, out, "--model", "tiny-random", "--dataset", "voc20"),
+        capsys,
+        "21 lines for 20 classes",
+    )
 
 
 def test_score_rules_by_hand():
