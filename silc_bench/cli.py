@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         help="write one PNG per image to <out>/<model>/zs-seg/<dataset>/pred/",
     )
 
+    ck = sub.add_parser("check", help="check result files (protocol audit)")
+    ck.add_argument("results", nargs="?", default="results", help="a results folder or file")
+    ck.add_argument(
+        "--zero-shot-only",
+        action="store_true",
+        help="fail if any result used refinement or label-tuned constants",
+    )
+
     ls = sub.add_parser("list", help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
 
@@ -178,6 +186,22 @@ def cmd_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(a: argparse.Namespace) -> int:
+    from silc_bench.check import load_results, zero_shot_problems
+
+    results = load_results(Path(a.results))
+    problems = zero_shot_problems(results) if a.zero_shot_only else []
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"silc-bench check: {len(problems)} of {len(results)} results refused", file=sys.stderr)
+        return 1
+    print(
+        f"silc-bench check: {len(results)} results OK" + (" (all raw zero-shot)" if a.zero_shot_only else "")
+    )
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from silc_bench.demo import run_demo
 
@@ -187,7 +211,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "demo": cmd_demo}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "demo": cmd_demo, "check": cmd_check}[args.command](args)
     except UserError as e:
         if args.debug:
             raise

@@ -24,7 +24,11 @@ def chance_note(r: Result) -> str:
 
 
 def markdown_table(results: Iterable[Result]) -> str:
+    """One row per result; rows that are not raw zero-shot are marked † with a footnote."""
+    from silc_bench.check import audit_note, is_raw_zero_shot
+
     rows = []
+    notes: list[str] = []
     metrics: list[str] = []
     results = list(results)
     for r in results:
@@ -35,9 +39,13 @@ def markdown_table(results: Iterable[Result]) -> str:
         m = headline_metrics(r)
         variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
         ds = dataset_filename(r.dataset, r.profile)
+        if not is_raw_zero_shot(r):
+            ds += " †"
+            notes.append(f"† {r.model} {r.task}/{ds[:-2]}: not raw zero-shot ({audit_note(r)})")
         rows.append(
             [r.model + variant, r.task, ds, chance_note(r)]
             + [f"{m[k]:.2f}" if k in m else "" for k in metrics]
         )
     headers = ["model", "task", "dataset", "chance", *metrics]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return table + ("\n\n" + "\n".join(notes) if notes else "")
