@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.test-installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ demo: install
 test: $(TSTAMP)
 	$(BIN)/ruff check silc_bench tests
 	$(BIN)/python -m pytest tests
+
+# Benchmarks write reports/perf.md (ratios against the peer, run side by side).
+bench: install
+	$(BIN)/python -m silc_bench.bench.slide
 
 lint: install
 	$(BIN)/ruff check silc_bench tests

@@ -62,7 +62,8 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
     std = p.std or [255.0 * s for s in model.preprocess.std]
     bg = p.bg_thresh_pamr if opts["pamr"] else p.bg_thresh
     rule = ScoreRule(kind, tuple(owner), n_cls, background, p.logit_scale, p.prob_thd, p.area_thd, bg)
-    seg = ZeroShotSegmentor(encode, rule, len(names), p.crop, p.stride, mean, std, p.window_batch)
+    window_batch = p.window_batch or (8 if model.device.type == "cuda" else 1)
+    seg = ZeroShotSegmentor(encode, rule, len(names), p.crop, p.stride, mean, std, window_batch)
     seg.to(model.device)
     info: dict[str, Any] = {
         "dense_mode": mode,

@@ -29,7 +29,7 @@ class ZsSegProtocol:
     area_thd: float | None = None
     bg_thresh: float = 0.5  # background rule for sigmoid masks (TCL)
     bg_thresh_pamr: float = 0.4
-    window_batch: int = 8
+    window_batch: int | None = None  # speed only; None: 1 on CPU (memory), 8 on GPU
 
 
 def _seg_options(ctx: TaskContext) -> dict:
