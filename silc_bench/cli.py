@@ -149,7 +149,7 @@ def cmd_list(a: argparse.Namespace) -> int:
         for t in list_tasks():
             for d in list_datasets(t):
                 spec = load_task(t, d if d != "imagefolder" else "imagefolder:PATH")
-                where = spec.data.get("path", "")
+                where = spec.data.get("path") or spec.data.get("data_root", "")
                 rows.append(
                     [
                         d if d != "imagefolder" else "imagefolder:PATH",

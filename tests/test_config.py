@@ -12,7 +12,8 @@ from silc_bench.results import Result, dataset_filename, model_dirname, read_res
 
 
 def test_discovery():
-    assert list_tasks() == ["fs-cls", "retrieval", "zs-cls"]
+    assert list_tasks() == ["fs-cls", "retrieval", "zs-cls", "zs-seg"]
+    assert list_profiles("zs-seg") == ["sclip", "tcl"]
     assert {"imagenet", "cifar100", "imagefolder"} <= set(list_datasets("zs-cls"))
     assert list_datasets("retrieval") == ["coco", "flickr30k"]
     assert "big_vision" in list_profiles("zs-cls")
