@@ -93,7 +93,8 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
     protocol = build(plugin_cls.protocol_cls, spec.protocol, f"tasks/{task} protocol ({dataset})")
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be a positive number of images, not {opts.limit}")
-    if not Path(opts.data_root).is_dir() and not dataset.startswith("imagefolder:"):
+    needs_root = not dataset.startswith("imagefolder:") and "generated" not in spec.data
+    if needs_root and not Path(opts.data_root).is_dir():
         raise UserError(f"--data-root: folder not found: {opts.data_root}")
     if isinstance(model, str):
         model = LazyModel(model, opts)

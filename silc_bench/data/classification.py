@@ -259,6 +259,8 @@ def cifar100(root: Path, path: str, splits: dict[str, Any], **_: Any) -> Classif
 
 
 def read_classification(data_cfg: dict[str, Any], data_root: Path) -> ClassificationData:
-    cfg = dict(data_cfg)
+    from silc_bench.data.generated import resolve_root
+
+    cfg, root = resolve_root(data_cfg, data_root)
     fmt = FORMATS.get(cfg.pop("format"))
-    return fmt(Path(data_root), **cfg)
+    return fmt(root, **cfg)

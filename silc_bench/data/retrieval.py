@@ -41,7 +41,9 @@ class CaptionData:
 
 
 def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
-    cfg = dict(data_cfg)
+    from silc_bench.data.generated import resolve_root
+
+    cfg, data_root = resolve_root(data_cfg, data_root)
     if cfg.pop("format") != "karpathy":
         raise UserError("retrieval datasets use `format: karpathy`")
     base = Path(data_root) / cfg["path"]

@@ -41,11 +41,14 @@ def _expect_dir(path: Path, what: str) -> None:
 
 def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: list[str] | None):  # noqa: ANN201
     """The mmseg dataset object, test pipeline included."""
+    from silc_bench.data.generated import resolve_root
+    from silc_bench.segmentation.mmcv_ops import install
+
+    install()  # the mmcv.ops stand-in must be in place before mmseg is imported
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
 
-    import silc_bench.segmentation  # noqa: F401  (mmcv.ops stand-in before mmseg imports)
-
+    data, data_root = resolve_root(data, data_root)
     unknown = set(data) - _DATA_KEYS
     if unknown:
         raise UserError(f"zs-seg data: unknown key(s) {sorted(unknown)}")

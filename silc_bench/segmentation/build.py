@@ -93,11 +93,9 @@ def run_mmseg_loop(ctx, seg, resize: int, raw_classes: list[str], pred_dir: Path
     data = ctx.spec.data
     n_cls = int(data["num_classes"])
     ds = build_dataset(data, ctx.data_root, resize, raw_classes)
+    meta, ds_root = ds.metainfo, ds.data_root
     if ctx.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(ctx.limit, len(ds))))
-        meta = ds.dataset.metainfo
-    else:
-        meta = ds.metainfo
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=1,
@@ -119,7 +117,7 @@ def run_mmseg_loop(ctx, seg, resize: int, raw_classes: list[str], pred_dir: Path
         for s in samples:
             gt = s.gt_sem_seg.data.cpu().numpy()[0]
             check_label_map(gt, s.metainfo["ori_shape"][:2], n_cls, s.metainfo["seg_map_path"])
-            files.append(os.path.relpath(s.metainfo["img_path"], ctx.data_root))
+            files.append(os.path.relpath(s.metainfo["img_path"], ds_root))
             if tmp_pred is not None:
                 stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
                 pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)

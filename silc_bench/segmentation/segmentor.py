@@ -16,7 +16,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 
-import silc_bench.segmentation  # noqa: F401  (mmcv.ops stand-in)
+import silc_bench.segmentation  # noqa: F401  (the package __init__ installs the mmcv.ops stand-in first)
 from silc_bench.segmentation.rules import ScoreRule
 from silc_bench.segmentation.sliding import sliding_window_logits
 
