@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job on the embedded default (generated data)")
     d.add_argument("--out", default="results")
     d.add_argument("--quiet", action="store_true")
+
+    tr = sub.add_parser("train", help="train SILC (or CLIP, PACL) from a YAML config (torchrun for DDP)")
+    tr.add_argument("--config", required=True, help="training config YAML (see configs/train/)")
+    tr.add_argument("--resume", help="a checkpoint of the same config to continue from")
     return p
 
 
@@ -208,10 +212,22 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(Path(a.out), progress=not a.quiet)
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    from silc_bench.train import train_from_config
+
+    result = train_from_config(a.config, a.resume)
+    if result.entry is not None:
+        print(f"silc-bench train: {result.step} steps; export {', '.join(str(f) for f in result.files)}")
+        print(f"silc-bench train: checkpoints.yaml entry {result.entry}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "demo": cmd_demo, "check": cmd_check}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "demo": cmd_demo, "check": cmd_check, "train": cmd_train}[
+            args.command
+        ](args)
     except UserError as e:
         if args.debug:
             raise

@@ -1,0 +1,70 @@
+"""Training checkpoints: everything needed to continue bit-for-bit, loaded with weights_only=True.
+
+A checkpoint holds the student (and head), the objective's own state (EMA teacher, DINO
+centre), the optimizer, the step, the CPU RNG state and the config as JSON. Resuming under
+a different config would silently mix two runs, so it is refused with the differing keys
+named; only `workers` and `checkpoint_every` may change, as they do not touch the maths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from silc_bench.errors import UserError
+from silc_bench.train.config import flat_diff
+
+FORMAT = "silc-bench-train/1"
+MAY_DIFFER = ("workers", "checkpoint_every")
+
+
+def checkpoint_path(out_dir: Path, step: int) -> Path:
+    return Path(out_dir) / "checkpoints" / f"step-{step:08d}.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> None:
+    """Atomic: written next to its final name, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({**state, "format": FORMAT, "config": json.dumps(config, sort_keys=True)}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--resume: checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"--resume {path}: refused: the pickle holds more than tensors ({first})") from None
+    except Exception as e:  # noqa: BLE001 - any decoding failure is a bad file
+        raise UserError(f"--resume {path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"--resume {path}: not a silc-bench training checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def check_same_config(ckpt: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    saved = json.loads(ckpt["config"])
+    differ = [k for k in flat_diff(saved, config) if k not in MAY_DIFFER]
+    if differ:
+        shown = "; ".join(f"{k}: {_get(saved, k)!r} -> {_get(config, k)!r}" for k in differ[:8])
+        raise UserError(
+            f"--resume {path}: the config differs from the checkpoint's in {differ} ({shown}); "
+            "resume with the checkpoint's config or start a new run"
+        )
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)
+    return d

@@ -1,0 +1,347 @@
+"""TrainConfig: one YAML file → nested frozen dataclasses, with every key and type checked.
+
+A training run is expensive and its config is its record, so a typo must fail loudly: an
+unknown key names itself and the valid keys of its section, and a value of the wrong type
+names its dotted path. A file may `include:` another (a path relative to itself); the
+including file's keys win, mappings merge key by key. Relative data and output paths are
+taken from the current directory, as open_clip and big_vision do.
+
+Sections (defaults in the dataclasses below):
+
+    model:      open_clip: NAME | config: {open_clip.CLIP kwargs}; init_weights, init_variant
+    data:       manifest: CSV/JSONL (image, caption) | shards: GLOB of tars; image_size
+    objective:  contrastive softmax|sigmoid, distill, head {hidden, bottleneck, out_dim},
+                temperatures, centering, EMA momentum, multi-crop counts, scales and local size
+    optim:      adamw lr, weight_decay, betas, eps; schedule cosine|rsqrt; warmup, cooldown,
+                timescale; steps (optimizer updates)
+    batch_size (per process and micro-batch), grad_accum, seed, workers, checkpoint_every,
+    out_dir, device, export {name, fp16, max_file_mb}, pacl (optional, see train/pacl.py)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from silc_bench.config import merge, read_yaml
+from silc_bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The student CLIP: an open_clip architecture name or open_clip.CLIP kwargs."""
+
+    open_clip: str | None = None
+    config: dict[str, Any] | None = None
+    init_weights: str | None = None  # an open_clip state dict or bundle to start from (fine-tuning)
+    init_variant: str | None = None  # for a bundle: which variant (teacher|student) to start from
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifest: str | None = None  # CSV or JSONL with image, caption; images relative to its folder
+    shards: str | None = None  # glob of WebDataset-style tars: <key>.jpg|png + <key>.txt
+    image_size: int | None = None  # None: the model's own input size (the only size supported)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """DINO projection head (SILC supplementary §7.2)."""
+
+    hidden: int = 2048
+    bottleneck: int = 256
+    out_dim: int = 65536
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    contrastive: Literal["softmax", "sigmoid"] = "softmax"
+    distill: bool = True
+    head: HeadConfig = field(default_factory=HeadConfig)
+    student_temp: float = 0.1
+    teacher_temp: float = 0.04
+    teacher_temp_final: float = 0.07
+    teacher_temp_warmup_steps: int = 0  # 0: the final temperature from the first step
+    center_momentum: float = 0.9
+    ema_momentum: float = 0.996
+    n_global: int = 2
+    n_local: int = 8
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    # None: image_size * 3/7 rounded to a multiple of the patch size (DINO's 96 px for 224)
+    local_size: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adamw"] = "adamw"
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    schedule: Literal["cosine", "rsqrt"] = "cosine"
+    warmup_steps: int = 0
+    cooldown_steps: int = 0
+    timescale: int = 10000
+    steps: int = 1000
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    name: str | None = None  # None: the config file's stem
+    fp16: bool = False  # store tensors as float16 (the loader casts back to the model's dtype)
+    max_file_mb: float = 25.0
+
+
+@dataclass(frozen=True)
+class PACLConfig:
+    """PACL: train an embedder on a frozen CLIP (see silc_bench/train/pacl.py)."""
+
+    base_arch: str
+    base_weights: str
+    base_variant: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 32
+    grad_accum: int = 1
+    seed: int = 0
+    workers: int = 2
+    checkpoint_every: int = 1000  # 0: only at the end
+    out_dir: str = "runs/silc"
+    device: str = "auto"  # auto, cpu, cuda
+    export: ExportConfig = field(default_factory=ExportConfig)
+    pacl: PACLConfig | None = None
+
+
+# ---------------------------------------------------------------- building from raw YAML
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return f"a list of {len(typing.get_args(tp))} numbers"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, "a mapping" if typing.get_origin(tp) is dict else str(tp)
+    )
+
+
+def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
+    """Check `value` against the annotation `tp`; return it in the dataclass's own form."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _coerce(inner, value, key, where)
+    bad = UserError(f"{where}: {key} must be {_type_name(tp)}, found {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise bad
+        return tuple(_coerce(a, v, key, where) for a, v in zip(args, value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as text: accept it as the number
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise TypeError(f"unsupported config annotation {tp}")  # a bug in this module, not user input
+
+
+def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
+    section = prefix or "the top level"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: {section} must be a mapping, found {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        dotted = [f"{prefix}.{k}" if prefix else k for k in unknown]
+        raise UserError(f"{where}: unknown key(s) {dotted}; valid keys in {section}: {names}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise UserError(f"{where}: {section} needs the key(s) {missing}")
+    kwargs = {k: _coerce(hints[k], v, f"{prefix}.{k}" if prefix else k, where) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def _read_with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise UserError(f"{path}: include cycle {' -> '.join(str(p) for p in (*seen, path))}")
+    raw = read_yaml(path)
+    include = raw.pop("include", None)
+    if include is None:
+        return raw
+    if not isinstance(include, str):
+        raise UserError(f"{path}: include must be a path (string), found {include!r}")
+    parent = _read_with_includes(path.parent / include, (*seen, path))
+    return merge(parent, raw)
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "train config") -> TrainConfig:
+    cfg = _build(TrainConfig, raw, "", where)
+    validate(cfg, where)
+    return cfg
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read, merge includes, type-check and validate a training config file."""
+    path = Path(path)
+    raw = _read_with_includes(path)
+    export = raw.get("export") or {}
+    if isinstance(export, dict) and export.get("name") is None:
+        raw = merge(raw, {"export": {"name": path.stem}})
+    return config_from_dict(raw, str(path))
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain JSON types (tuples as lists): what checkpoints and exports record."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def flat_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        key = f"{prefix}{k}"
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict) and k != "config":
+            out += flat_diff(va, vb, key + ".")
+        elif va != vb:
+            out.append(key)
+    return out
+
+
+# ---------------------------------------------------------------- cross-field rules
+
+
+def _check(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise UserError(f"{where}: {message}")
+
+
+def validate(cfg: TrainConfig, where: str) -> None:
+    """Rules that single types cannot say (ranges, exactly-one-of, pairings)."""
+    m, d, o, opt = cfg.model, cfg.data, cfg.objective, cfg.optim
+    if cfg.pacl is None:
+        _check(
+            (m.open_clip is None) != (m.config is None),
+            where,
+            "model needs exactly one of 'open_clip: NAME' or 'config: {...}'",
+        )
+    else:
+        _check(
+            m == ModelConfig(),
+            where,
+            "with a pacl section the model is pacl.base_arch/base_weights; leave the model section out",
+        )
+    _check(
+        (d.manifest is None) != (d.shards is None),
+        where,
+        "data needs exactly one of 'manifest: FILE' or 'shards: GLOB'",
+    )
+    for key, value in (
+        ("batch_size", cfg.batch_size),
+        ("grad_accum", cfg.grad_accum),
+        ("optim.steps", opt.steps),
+        ("optim.timescale", opt.timescale),
+        ("objective.n_global", o.n_global),
+        ("objective.head.hidden", o.head.hidden),
+        ("objective.head.bottleneck", o.head.bottleneck),
+        ("objective.head.out_dim", o.head.out_dim),
+    ):
+        _check(value >= 1, where, f"{key} must be at least 1, found {value}")
+    for key, value in (
+        ("workers", cfg.workers),
+        ("checkpoint_every", cfg.checkpoint_every),
+        ("objective.n_local", o.n_local),
+        ("objective.teacher_temp_warmup_steps", o.teacher_temp_warmup_steps),
+        ("optim.warmup_steps", opt.warmup_steps),
+        ("optim.cooldown_steps", opt.cooldown_steps),
+        ("optim.weight_decay", opt.weight_decay),
+    ):
+        _check(value >= 0, where, f"{key} must not be negative, found {value}")
+    for key, value in (("optim.lr", opt.lr), ("export.max_file_mb", cfg.export.max_file_mb)):
+        _check(value > 0, where, f"{key} must be positive, found {value}")
+    for key, value in (
+        ("objective.student_temp", o.student_temp),
+        ("objective.teacher_temp", o.teacher_temp),
+        ("objective.teacher_temp_final", o.teacher_temp_final),
+    ):
+        _check(value > 0, where, f"{key} must be positive, found {value}")
+    for key, value in (
+        ("objective.center_momentum", o.center_momentum),
+        ("objective.ema_momentum", o.ema_momentum),
+        ("optim.betas[0]", opt.betas[0]),
+        ("optim.betas[1]", opt.betas[1]),
+    ):
+        _check(0 <= value <= 1, where, f"{key} must be within [0, 1], found {value}")
+    for key, (lo, hi) in (
+        ("objective.global_scale", o.global_scale),
+        ("objective.local_scale", o.local_scale),
+    ):
+        _check(0 < lo <= hi <= 1, where, f"{key} must be [low, high] with 0 < low <= high <= 1")
+    if o.local_size is not None:
+        _check(o.local_size >= 1, where, f"objective.local_size must be positive, found {o.local_size}")
+    if o.distill and cfg.pacl is None:
+        _check(
+            o.n_global + o.n_local >= 2,
+            where,
+            "distillation needs at least two views (objective.n_global + objective.n_local >= 2)",
+        )
+    _check(
+        cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
+        where,
+        f"device must be auto, cpu or cuda, found {cfg.device!r}",
+    )
+    name = cfg.export.name or ""
+    _check(
+        bool(name) and "/" not in name and "\\" not in name and not name.startswith("."),
+        where,
+        f"export.name must be a plain file name, found {name!r}",
+    )

@@ -1,0 +1,252 @@
+"""The training loop shared by the SILC and PACL objectives.
+
+One optimizer update = `grad_accum` micro-batches of `batch_size` per process; the
+effective batch is batch_size × grad_accum × processes. Each micro-batch is its own
+contrastive batch (negatives do not cross micro-batches or processes). Under torchrun the
+trainable module is wrapped in DistributedDataParallel (gradients averaged across
+processes, `no_sync` inside the accumulation), each process reads its DistributedSampler
+share, and only rank 0 writes logs, checkpoints and the export.
+
+Everything that can be checked is checked before the first step: the config (already
+typed), a resume's config against the checkpoint's, every data row, the batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from silc_bench.errors import UserError
+from silc_bench.train import distributed
+from silc_bench.train.augment import MultiCrop
+from silc_bench.train.checkpoint import check_same_config, checkpoint_path, load_checkpoint, save_checkpoint
+from silc_bench.train.config import TrainConfig, to_dict
+from silc_bench.train.data import Pair, PairDataset, index_shards, micro_batches, read_manifest
+from silc_bench.train.export import preprocess_record, write_bundle, write_entry
+from silc_bench.train.schedules import make_schedule
+
+
+class Objective(Protocol):
+    crops: MultiCrop
+    image_size: int
+
+    def trainable(self) -> torch.nn.Module: ...
+    def loss(
+        self, module: torch.nn.Module, batch: dict[str, Any], step: int
+    ) -> tuple[torch.Tensor, dict]: ...
+    def after_update(self) -> None: ...
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None: ...
+    def export_tensors(self) -> dict[str, torch.Tensor]: ...
+    def entry(self) -> dict[str, Any]: ...
+    def context_length(self) -> int: ...
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)  # rank 0's per-step losses
+    files: list[Path] = field(default_factory=list)  # the export (rank 0 only)
+    entry: Path | None = None
+    checkpoints: list[Path] = field(default_factory=list)
+
+
+def open_pairs(cfg: TrainConfig) -> list[Pair]:
+    if cfg.data.manifest is not None:
+        return read_manifest(Path(cfg.data.manifest))
+    return index_shards(str(cfg.data.shards))
+
+
+def build_objective(cfg: TrainConfig, device: torch.device) -> Objective:
+    if cfg.pacl is not None:
+        from silc_bench.train.pacl import PACLObjective
+
+        return PACLObjective(cfg, device)
+    from silc_bench.train.silc import SILCObjective
+
+    return SILCObjective(cfg, device)
+
+
+def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; like open_clip, gains, biases and logit scale/bias get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or any(s in name for s in ("bn", "ln", "bias", "logit_scale"))
+        (no_decay if skip else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+
+
+def _check_image_size(cfg: TrainConfig, objective: Objective) -> None:
+    if cfg.data.image_size is not None and cfg.data.image_size != objective.image_size:
+        raise UserError(
+            f"data.image_size {cfg.data.image_size} differs from the model's input size "
+            f"{objective.image_size}; change the model's vision_cfg.image_size instead"
+        )
+
+
+def train(cfg: TrainConfig, config_path: Path | None = None, resume: Path | None = None) -> TrainResult:
+    """Train, checkpoint and export as `cfg` says; returns rank 0's record of the run."""
+    config = to_dict(cfg)
+    ckpt = None
+    if resume is not None:  # refuse a mismatched resume before reading any data
+        ckpt = load_checkpoint(Path(resume))
+        check_same_config(ckpt, config, Path(resume))
+    pairs = open_pairs(cfg)
+    d = distributed.setup(cfg.device)
+    try:
+        return _run(cfg, config, config_path, ckpt, pairs, d)
+    finally:
+        distributed.teardown(d)
+
+
+def _run(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    config_path: Path | None,
+    ckpt: dict[str, Any] | None,
+    pairs: list[Pair],
+    d: distributed.Dist,
+) -> TrainResult:
+    out_dir = Path(cfg.out_dir)
+    torch.manual_seed(cfg.seed)
+    objective = build_objective(cfg, d.device)
+    _check_image_size(cfg, objective)
+    module = objective.trainable()
+    optimizer = make_optimizer(module, cfg)
+    step = 0
+    if ckpt is not None:
+        module.load_state_dict(ckpt["model"])
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        step = int(ckpt["step"])
+    wrapped = module
+    if d.world > 1:
+        ids = [d.device.index] if d.device.type == "cuda" else None
+        wrapped = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    dataset = PairDataset(pairs, objective.crops, cfg.seed)
+    batches = micro_batches(
+        dataset, cfg.batch_size, d.world, d.rank, cfg.workers, start=step * cfg.grad_accum
+    )
+    schedule = make_schedule(cfg.optim)
+    result = TrainResult(out_dir, step)
+    log_file = out_dir / "train_log.jsonl"
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        _truncate_log(log_file, step)
+    bar = tqdm(
+        total=cfg.optim.steps,
+        initial=step,
+        desc="train",
+        disable=None if d.is_main else True,
+        file=sys.stderr,
+    )
+    module.train()
+    while step < cfg.optim.steps:
+        t0 = time.perf_counter()
+        lr = schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        totals: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            last = micro == cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if last or wrapped is module else wrapped.no_sync()
+            with sync:
+                loss, parts = objective.loss(wrapped, batch, step)
+                (loss / cfg.grad_accum).backward()
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                totals[k] = totals.get(k, 0.0) + v / cfg.grad_accum
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        objective.after_update()
+        step += 1
+        record = {"step": step, "lr": lr, **totals, "seconds": round(time.perf_counter() - t0, 4)}
+        result.history.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{totals['loss']:.4f}")
+        if d.is_main:
+            with log_file.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.optim.steps:
+                path = checkpoint_path(out_dir, step)
+                state = {
+                    "step": step,
+                    "model": module.state_dict(),
+                    "objective": objective.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": torch.get_rng_state(),
+                }
+                save_checkpoint(path, state, config)
+                result.checkpoints.append(path)
+    bar.close()
+    result.step = step
+    if d.is_main:
+        _export(cfg, config, config_path, objective, step, result)
+    distributed.barrier(d)
+    return result
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """A resumed run rewrites the steps after its checkpoint: drop their old log lines."""
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
+def _export(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    config_path: Path | None,
+    objective: Objective,
+    step: int,
+    result: TrainResult,
+) -> None:
+    name = str(cfg.export.name)
+    fields = objective.entry()
+    preprocess = preprocess_record(objective.image_size)
+    tokenizer = {"type": "open_clip", "context_length": objective.context_length()}
+    record = {
+        "config": config,
+        "preprocess": preprocess,
+        "tokenizer": tokenizer,
+        "step": step,
+        "arch": fields["arch"],
+        "backend": fields.get("backend", "open_clip"),
+        "variants": sorted(fields.get("variants", {})),
+    }
+    out_dir = Path(cfg.out_dir) / "export"  # apart from the run's own files: no name can collide
+    files = write_bundle(
+        objective.export_tensors(), out_dir, name, record, cfg.export.fp16, cfg.export.max_file_mb
+    )
+    reproduce = (
+        f"silc-bench train --config {config_path.resolve()}"
+        if config_path
+        else "silc-bench train --config CONFIG"
+    )
+    entry_fields = {
+        "description": f"trained by silc-bench train ({step} steps)",
+        **fields,
+        "preprocess": preprocess,
+        "tokenizer": tokenizer,
+        "reproduce": reproduce,
+    }
+    result.files = files
+    result.entry = write_entry(out_dir, name, files, entry_fields)
