@@ -22,9 +22,13 @@ from silc_bench.config import REPO_ROOT, load_task
 from silc_bench.data.generated import resolve_root
 from silc_bench.results import Result
 
-TASKS = (("zs-cls", "shapes-cls", "top1"), ("fs-cls", "shapes-cls", "10shot_top1"),
-         ("retrieval", "shapes-retrieval", "i2t_recall@1"), ("retrieval", "shapes-retrieval", "t2i_recall@1"),
-         ("zs-seg", "shapes-seg", "mIoU"))
+TASKS = (
+    ("zs-cls", "shapes-cls", "top1"),
+    ("fs-cls", "shapes-cls", "10shot_top1"),
+    ("retrieval", "shapes-retrieval", "i2t_recall@1"),
+    ("retrieval", "shapes-retrieval", "t2i_recall@1"),
+    ("zs-seg", "shapes-seg", "mIoU"),
+)
 
 
 def _miou(inter: np.ndarray, union: np.ndarray) -> float:
@@ -91,8 +95,11 @@ def main() -> int:
     ]
     for ref, row in table.items():
         lines.append(f"| {ref} | " + " | ".join(row.get(c, "") for c in cols) + " |")
-    lines.append("| chance | " + " | ".join(
-        f"{chance[c]:.1f}" if c in chance and not c.startswith("zs-seg") else "" for c in cols) + " |")
+    lines.append(
+        "| chance | "
+        + " | ".join(f"{chance[c]:.1f}" if c in chance and not c.startswith("zs-seg") else "" for c in cols)
+        + " |"
+    )
     lines += [
         "",
         f"Segmentation reference points (shapes-seg, 7 classes): uniform random mIoU "

@@ -37,6 +37,17 @@ class Pair:
     shard: str | None = None
 
 
+def manifest_path(text: str) -> Path:
+    """A manifest path; `shapesworld:` names a file of the generated ShapesWorld set, which is
+    generated into the cache on first use (so committed configs need no machine-specific path)."""
+    if text.startswith("shapesworld:"):
+        from silc_bench.cache import cache_root
+        from silc_bench.data.shapesworld import ensure
+
+        return ensure(cache_root() / "datasets") / text.split(":", 1)[1]
+    return Path(text)
+
+
 def read_manifest(path: Path) -> list[Pair]:
     """Rows of (image, caption); image paths are relative to the manifest's folder."""
     path = Path(path)

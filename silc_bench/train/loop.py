@@ -30,7 +30,7 @@ from silc_bench.train import distributed
 from silc_bench.train.augment import MultiCrop
 from silc_bench.train.checkpoint import check_same_config, checkpoint_path, load_checkpoint, save_checkpoint
 from silc_bench.train.config import TrainConfig, to_dict
-from silc_bench.train.data import Pair, PairDataset, index_shards, micro_batches, read_manifest
+from silc_bench.train.data import Pair, PairDataset, index_shards, manifest_path, micro_batches, read_manifest
 from silc_bench.train.export import preprocess_record, write_bundle, write_entry
 from silc_bench.train.schedules import make_schedule
 
@@ -63,7 +63,7 @@ class TrainResult:
 
 def open_pairs(cfg: TrainConfig) -> list[Pair]:
     if cfg.data.manifest is not None:
-        return read_manifest(Path(cfg.data.manifest))
+        return read_manifest(manifest_path(cfg.data.manifest))
     return index_shards(str(cfg.data.shards))
 
 
