@@ -183,7 +183,15 @@ def cmd_list(a: argparse.Namespace) -> int:
                 else ("present" if all(p.is_file() for p, _ in files) else f"missing: {files[0][0]}")
             )
             arch = spec.arch.get("open_clip", "custom config")
-            rows.append([name, arch, ", ".join(spec.variants) or "-", spec.dense_mode, status])
+            rows.append(
+                [
+                    name,
+                    arch,
+                    ", ".join(spec.variants) or "-",
+                    spec.dense_mode if spec.backend == "open_clip" else f"({spec.backend})",
+                    status,
+                ]
+            )
         print(
             tabulate(rows, headers=["model", "arch", "variants", "dense mode", "weights"], tablefmt="github")
         )
