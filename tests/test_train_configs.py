@@ -24,3 +24,8 @@ def test_shapesworld_manifest_resolves():
     pairs = read_manifest(path)
     assert len(pairs) == 3000 * 5
     assert manifest_path("data/x.csv") == Path("data/x.csv")
+
+
+def test_pacl_config_loads():
+    cfg = load_config(REPO_ROOT / "configs" / "train" / "pacl-tiny.yaml")
+    assert cfg.pacl is not None and cfg.pacl.base_arch == "ShapesTiny-P8"

@@ -66,6 +66,12 @@ def main() -> int:
     ap.add_argument("--out", default="results/shapes")
     ap.add_argument("--report", default=str(REPO_ROOT / "reports" / "shapes.md"))
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--notes", help="a markdown file of findings to append (hand-written analysis)")
+    ap.add_argument(
+        "--dense-modes",
+        default="maskclip,patch-proj,sclip",
+        help="extra zs-seg rows per model, one per dense mode (exploration, not defaults)",
+    )
     args = ap.parse_args()
     opts = EvalOptions(out=Path(args.out), device="cpu", workers=2, force=args.force, progress=False)
     table: dict[str, dict[str, str]] = {}
@@ -82,6 +88,15 @@ def main() -> int:
             p = r.protocol
             n = p.get("num_images") if task == "retrieval" else p.get("num_classes")
             chance[f"{task}/{metric}"] = 100.0 / n
+    seg_rows = []
+    for ref in args.models.split(","):
+        if ref.startswith("pacl"):
+            continue
+        for mode in [m for m in args.dense_modes.split(",") if m]:
+            o = EvalOptions(**{**opts.__dict__, "task_options": {"dense_mode": mode}})
+            r = evaluate(LazyModel(ref, o), "zs-seg", "shapes-seg", o).result
+            m = r.metrics
+            seg_rows.append(f"| {ref} | {mode} | {m['mIoU']:.1f} | {m['mAcc']:.1f} | {m['aAcc']:.1f} |")
     base = seg_baselines()
     cols = [f"{t}/{m}" for t, _, m in TASKS]
     lines = [
@@ -106,6 +121,17 @@ def main() -> int:
         f"{base['uniform random']:.1f}, best constant prediction mIoU {base['best constant']:.1f}.",
         "",
     ]
+    if seg_rows:
+        lines += [
+            "### shapes-seg by dense mode (tcl profile; exploration, not a tuned default)",
+            "",
+            "| model | dense mode | mIoU | mAcc | aAcc |",
+            "|---|---|---|---|---|",
+            *seg_rows,
+            "",
+        ]
+    if args.notes:
+        lines += [Path(args.notes).read_text().strip(), ""]
     Path(args.report).write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
