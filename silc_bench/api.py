@@ -115,6 +115,7 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
     wall = time.perf_counter() - t0
     protocol_record = {
         "profile": spec.profile,
+        "profile_version": spec.profile_version,
         "data": spec.data,
         "preprocess": model.preprocess.to_dict(),
         "limit": opts.limit,

@@ -93,6 +93,7 @@ class TaskSpec:
     protocol: dict[str, Any]
     profile: str = DEFAULT_PROFILE
     default_profile: str = DEFAULT_PROFILE
+    profile_version: int | None = None
     description: str = ""
 
 
@@ -184,6 +185,7 @@ def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
         raise UserError("dataset 'imagefolder' needs a path: use --dataset imagefolder:PATH")
     protocol = merge(tf.protocol, raw["protocol"])
     version = tf.version
+    profile_version = None
     if profile != DEFAULT_PROFILE or (folder / "profiles" / f"{profile}.yaml").is_file():
         ppath = folder / "profiles" / f"{profile}.yaml"
         if not ppath.is_file():
@@ -191,6 +193,7 @@ def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
         pf = build(_ProfileFile, read_yaml(ppath), str(ppath))
         protocol = merge(protocol, pf.protocol)
         protocol = merge(protocol, pf.datasets.get(base_name, {}))
+        profile_version = pf.version
     return TaskSpec(
         task=task,
         type=tf.type,
@@ -200,6 +203,7 @@ def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
         protocol=protocol,
         profile=profile,
         default_profile=tf.default_profile,
+        profile_version=profile_version,
         description=raw["description"] or tf.description,
     )
 
