@@ -80,13 +80,14 @@ def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
         name = arch["open_clip"]
         if name not in open_clip.list_models():
             raise did_you_mean(f"open_clip architecture (model {spec.name})", name, open_clip.list_models())
-        with _quiet_root_logger():  # open_clip warns "no pretrained weights": we load our own
+        with quiet_root_logger():  # open_clip warns "no pretrained weights": we load our own
             return open_clip.create_model(name, pretrained=None, load_weights=False), name
     return open_clip.CLIP(**arch["config"]), None
 
 
 @contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
+def quiet_root_logger() -> Iterator[None]:
+    """open_clip logs "no pretrained weights" at WARNING on the root logger; we load our own."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)

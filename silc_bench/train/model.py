@@ -9,34 +9,19 @@ than the model's input, so their forward interpolates the patch position embeddi
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import open_clip
 import torch
 import torch.nn.functional as F
 
-import silc_bench.models.resolve  # noqa: F401  (registers the package's tiny architectures)
 from silc_bench.errors import UserError, did_you_mean
+from silc_bench.models.resolve import quiet_root_logger  # also registers the tiny architectures
 from silc_bench.models.weights import load_into, read_state_dict, select_variant
 
 SIGLIP_INIT = {"init_logit_scale": math.log(10.0), "init_logit_bias": -10.0}  # SigLIP's init
 VARIANTS = ["teacher", "student"]
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """open_clip logs "no pretrained weights" at WARNING: we load our own or start from scratch."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def arch_entry(open_clip_name: str | None, config: dict[str, Any] | None, sigmoid: bool) -> dict[str, Any]:
@@ -64,7 +49,7 @@ def arch_entry(open_clip_name: str | None, config: dict[str, Any] | None, sigmoi
 def build_clip(arch: dict[str, Any]) -> torch.nn.Module:
     """An open_clip model from an `arch_entry`, refusing image towers the trainer cannot crop."""
     try:
-        with _quiet():
+        with quiet_root_logger():
             if "open_clip" in arch:
                 model = open_clip.create_model(arch["open_clip"], pretrained=None, load_weights=False)
             else:
