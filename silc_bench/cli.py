@@ -21,10 +21,14 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="silc-bench", description="Evaluate CLIP-like models the way the SILC paper did.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    # --debug works before or after the subcommand; SUPPRESS keeps a subparser from
+    # resetting a --debug given before it
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    r = sub.add_parser("run", help="evaluate a model on a task")
-    r.add_argument("--task", required=True, help="zs-cls, fs-cls, retrieval (see `list tasks`)")
+    r = sub.add_parser("run", parents=[common], help="evaluate a model on a task")
+    r.add_argument("--task", required=True, help="zs-cls, fs-cls, retrieval, zs-seg (see `list tasks`)")
     r.add_argument(
         "--model", required=True, help="NAME, NAME:teacher|student, or open_clip:ARCH with --weights"
     )
@@ -64,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write one PNG per image to <out>/<model>/zs-seg/<dataset>/pred/",
     )
 
-    ck = sub.add_parser("check", help="check result files (protocol audit)")
+    ck = sub.add_parser("check", parents=[common], help="check result files (protocol audit)")
     ck.add_argument("results", nargs="?", default="results", help="a results folder or file")
     ck.add_argument(
         "--zero-shot-only",
@@ -72,14 +76,16 @@ def _parser() -> argparse.ArgumentParser:
         help="fail if any result used refinement or label-tuned constants",
     )
 
-    ls = sub.add_parser("list", help="list tasks, models or datasets")
+    ls = sub.add_parser("list", parents=[common], help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
 
-    d = sub.add_parser("demo", help="the main job on the embedded default (generated data)")
+    d = sub.add_parser("demo", parents=[common], help="the main job on the embedded default (generated data)")
     d.add_argument("--out", default="results")
     d.add_argument("--quiet", action="store_true")
 
-    tr = sub.add_parser("train", help="train SILC (or CLIP, PACL) from a YAML config (torchrun for DDP)")
+    tr = sub.add_parser(
+        "train", parents=[common], help="train SILC (or CLIP, PACL) from a YAML config (torchrun for DDP)"
+    )
     tr.add_argument("--config", required=True, help="training config YAML (see configs/train/)")
     tr.add_argument("--resume", help="a checkpoint of the same config to continue from")
     return p

@@ -230,3 +230,10 @@ def test_python_dash_m_and_exit_codes(tmp_path):
         env=env,
     )
     assert p.returncode != 0 and "Traceback" in p.stderr
+    p = subprocess.run(
+        [sys.executable, "-m", "silc_bench", "run", "--task", "zscls", "--model", "tiny-random", "--debug"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert p.returncode != 0 and "Traceback" in p.stderr  # --debug after the subcommand too
