@@ -156,10 +156,11 @@ def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[st
     if name in seen:
         raise UserError(f"{path}: include cycle {' -> '.join(seen + (name,))}")
     ds = build(_DatasetFile, read_yaml(path), str(path))
-    raw = {"data": ds.data, "protocol": ds.protocol, "description": ds.description}
+    raw = {"data": ds.data, "protocol": ds.protocol, "description": ds.description, "lineage": [name]}
     if ds.include:
         parent = _dataset_raw(folder, ds.include, seen + (name,))
-        raw = merge(parent, {k: v for k, v in raw.items() if v})
+        raw = merge(parent, {k: v for k, v in raw.items() if v and k != "lineage"})
+        raw["lineage"] = [*parent["lineage"], name]
     return raw
 
 
@@ -192,7 +193,8 @@ def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
             raise did_you_mean(f"{task} protocol profile", profile, list_profiles(task))
         pf = build(_ProfileFile, read_yaml(ppath), str(ppath))
         protocol = merge(protocol, pf.protocol)
-        protocol = merge(protocol, pf.datasets.get(base_name, {}))
+        for name in raw["lineage"]:  # a variant that includes a dataset gets its overrides too
+            protocol = merge(protocol, pf.datasets.get(name, {}))
         profile_version = pf.version
     return TaskSpec(
         task=task,

@@ -223,3 +223,27 @@ def test_oom_falls_back_to_smaller_window_batches():
     seg = ZeroShotSegmentor(encode, SR("cosine", (0, 1), 2), 2, 16, 8, [0, 0, 0], [1, 1, 1], window_batch=8)
     out = seg._slide(torch.zeros(1, 3, 40, 40))
     assert out.shape == (1, 2, 40, 40) and seg.window_batch == 2 and seg.oom_fallbacks == 2
+
+
+def test_image_batches_give_the_same_numbers(trained_weights, seg_root, tmp_path, monkeypatch, capsys):
+    """Same-size images share window forwards; mixed sizes are split into groups. Neither
+    changes a number."""
+    from silc_bench.config import REPO_ROOT
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(REPO_ROOT / "tasks", tasks)
+    for name in ("voc20", "shapes-seg"):
+        with open(tasks / "zs-seg" / f"{name}-batched.yaml", "w") as f:
+            f.write(f"include: {name}\nprotocol: {{image_batch: 3, window_batch: 5}}\n")
+    monkeypatch.setenv("SILC_BENCH_TASKS", str(tasks))
+    model = ["--model", "open_clip:ViT-Tiny-P8", "--weights", str(trained_weights), "--protocol", "sclip"]
+    for name, extra in (("voc20", []), ("shapes-seg", ["--limit", "6"])):
+        for ds in (name, f"{name}-batched"):
+            assert main(_args(seg_root, tmp_path / "r", *model, "--dataset", ds, *extra)) == 0, (
+                capsys.readouterr()
+            )
+        folder = tmp_path / "r" / "open_clip@ViT-Tiny-P8" / "zs-seg"
+        one = json.loads((folder / f"{name}@sclip.json").read_text())
+        many = json.loads((folder / f"{name}-batched@sclip.json").read_text())
+        assert many["protocol"]["image_batch_used"] == 3 and one["protocol"]["image_batch_used"] == 1
+        assert many["metrics"] == one["metrics"] and many["per_class"] == one["per_class"]

@@ -84,8 +84,27 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
     return seg, info
 
 
-def run_mmseg_loop(ctx, seg, resize: int, raw_classes: list[str], pred_dir: Path | None):  # noqa: ANN001, ANN201
-    """Feed mmseg's IoUMetric exactly as its test loop would; return metrics and per-class IoU."""
+def _same_size_groups(batch: dict) -> list[dict]:
+    """Split a collated batch into sub-batches whose images share a size (so they stack)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, img in enumerate(batch["inputs"]):
+        groups.setdefault(tuple(img.shape), []).append(i)
+    return [{k: [batch[k][i] for i in idx] for k in batch} for idx in groups.values()]
+
+
+def run_mmseg_loop(
+    ctx,
+    seg,
+    resize: int,
+    raw_classes: list[str],
+    pred_dir: Path | None,  # noqa: ANN001, ANN201
+    image_batch: int = 1,
+):
+    """Feed mmseg's IoUMetric exactly as its test loop would; return metrics and per-class IoU.
+
+    Up to `image_batch` images are drawn at a time; those of one size go through the
+    sliding window together, so their windows share forwards.
+    """
     from mmengine.dataset import DefaultSampler, pseudo_collate
     from mmengine.logging import MMLogger
     from mmseg.evaluation import IoUMetric
@@ -98,7 +117,7 @@ def run_mmseg_loop(ctx, seg, resize: int, raw_classes: list[str], pred_dir: Path
         ds = torch.utils.data.Subset(ds, range(min(ctx.limit, len(ds))))
     loader = torch.utils.data.DataLoader(
         ds,
-        batch_size=1,
+        batch_size=max(1, image_batch),
         sampler=DefaultSampler(ds, shuffle=False, round_up=False),
         collate_fn=pseudo_collate,
         num_workers=ctx.opts.workers,
@@ -111,7 +130,10 @@ def run_mmseg_loop(ctx, seg, resize: int, raw_classes: list[str], pred_dir: Path
         shutil.rmtree(tmp_pred, ignore_errors=True)
         tmp_pred.mkdir(parents=True)
     files = []
-    for batch in tqdm(loader, desc=ctx.spec.dataset, unit="img", disable=not ctx.opts.progress, leave=False):
+    groups = (g for batch in loader for g in _same_size_groups(batch))
+    for batch in tqdm(
+        groups, desc=ctx.spec.dataset, unit="group", disable=not ctx.opts.progress, leave=False
+    ):
         prepared = seg.data_preprocessor(batch, False)
         samples = seg.predict(prepared["inputs"], prepared["data_samples"])
         for s in samples:

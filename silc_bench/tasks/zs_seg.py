@@ -30,6 +30,8 @@ class ZsSegProtocol:
     bg_thresh: float = 0.5  # background rule for sigmoid masks (TCL)
     bg_thresh_pamr: float = 0.4
     window_batch: int | None = None  # speed only; None: 1 on CPU (memory), 8 on GPU
+    image_batch: int | None = None  # speed only: images drawn together; same-size ones share window
+    #                                 forwards. None: 1 on CPU, 4 on GPU
 
 
 def _seg_options(ctx: TaskContext) -> dict:
@@ -69,8 +71,9 @@ class ZeroShotSegmentation(TaskPlugin):
         raw_classes = read_asset("classnames", f"mmseg-{data['classes']}")
         seg, info = build_segmentor(ctx, p, opts, lines, n_cls, style_file)
         pred_dir = ctx.artifacts_dir / "pred" if opts["save_predictions"] else None
+        image_batch = p.image_batch or (4 if ctx.model.device.type == "cuda" else 1)
         metrics, per_class_iou, n_images, fingerprint = run_mmseg_loop(
-            ctx, seg, p.resize, raw_classes, pred_dir
+            ctx, seg, p.resize, raw_classes, pred_dir, image_batch
         )
         names = [ln.split(",")[0].strip() for ln in lines]
         per_class = {
@@ -87,6 +90,7 @@ class ZeroShotSegmentation(TaskPlugin):
             "refinement": "pamr" if opts["pamr"] else "none",
             "label_access": "tuned" if opts["tcl_ensemble"] else "none",
             "window_batch_used": seg.window_batch,
+            "image_batch_used": image_batch,
             "metric": "mmseg IoUMetric (summary rounded to 2 decimals as mmseg does)",
         }
         notes = []
