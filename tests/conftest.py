@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests import fixtures
 
@@ -50,3 +51,13 @@ def trained_model(trained_weights: Path):
     from silc_bench.models import load_model, parse_model_ref
 
     return load_model(parse_model_ref("open_clip:ViT-Tiny-P8", str(trained_weights)))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is as fast, and immune to thread contention on a busy machine.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -29,6 +29,11 @@ def base(data_root: Path, out: Path) -> list[str]:
     return ["--data-root", str(data_root), "--out", str(out), "--device", "cpu", "--quiet", "--workers", "0"]
 
 
+def run(task: str, dataset: str, root: Path, out: Path, *extra: str, model: str = "tiny-random") -> list[str]:
+    """`silc-bench run` arguments for one task/dataset on the tiny random model."""
+    return ["run", "--task", task, "--model", model, "--dataset", dataset, *extra, *base(root, out)]
+
+
 def no_results(out: Path) -> None:
     assert not list(out.rglob("*.json")), list(out.rglob("*"))
 
@@ -59,31 +64,13 @@ def test_unknown_names(data_root, tmp_path, capsys):
 
 def test_missing_paths(data_root, tmp_path, capsys):
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            "cifar100",
-            *base(tmp_path / "nope", tmp_path),
-        ],
+        run("zs-cls", "cifar100", tmp_path / "nope", tmp_path),
         capsys,
         "not found",
         "nope",
     )
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            f"imagefolder:{tmp_path / 'absent'}",
-            *base(data_root, tmp_path),
-        ],
+        run("zs-cls", f"imagefolder:{tmp_path / 'absent'}", data_root, tmp_path),
         capsys,
         "absent",
     )
@@ -104,16 +91,7 @@ def test_missing_paths(data_root, tmp_path, capsys):
         "w.safetensors",
     )
     err = fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "silc-b16",
-            "--dataset",
-            "cifar100",
-            *base(data_root, tmp_path),
-        ],
+        run("zs-cls", "cifar100", data_root, tmp_path, model="silc-b16"),
         capsys,
         "silc-b16.safetensors",
         "SILC_BENCH_WEIGHTS",
@@ -128,32 +106,14 @@ def test_wrong_layouts(data_root, tmp_path, capsys):
     flat.mkdir(parents=True)
     fixtures.tiny_png(flat / "a.png")
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            f"imagefolder:{root / 'flat'}",
-            *base(root, tmp_path / "o"),
-        ],
+        run("zs-cls", f"imagefolder:{root / 'flat'}", root, tmp_path / "o"),
         capsys,
         "one folder per class",
         "a.png",
     )
     (root / "nosplit" / "cats").mkdir(parents=True)
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            f"imagefolder:{root / 'nosplit'}",
-            *base(root, tmp_path / "o"),
-        ],
+        run("zs-cls", f"imagefolder:{root / 'nosplit'}", root, tmp_path / "o"),
         capsys,
         "test/",
         "val/",
@@ -162,77 +122,32 @@ def test_wrong_layouts(data_root, tmp_path, capsys):
     shutil.copytree(data_root / "shapes", root / "badnames")
     (root / "badnames" / "classnames.txt").write_text("one\ntwo\n")
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            f"imagefolder:{root / 'badnames'}",
-            *base(root, tmp_path / "o"),
-        ],
+        run("zs-cls", f"imagefolder:{root / 'badnames'}", root, tmp_path / "o"),
         capsys,
         "classnames.txt",
         "2 names for 5",
     )
     fails(
-        [
-            "run",
-            "--task",
-            "fs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            f"imagefolder:{root / 'nosplit'}",
-            *base(root, tmp_path / "o"),
-        ],
+        run("fs-cls", f"imagefolder:{root / 'nosplit'}", root, tmp_path / "o"),
         capsys,
         "train/",
     )
     (root / "imagenet" / "val" / "n00000001").mkdir(parents=True)
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            "imagenet",
-            *base(root, tmp_path / "o"),
-        ],
+        run("zs-cls", "imagenet", root, tmp_path / "o"),
         capsys,
         "1000 wnid folders",
         "found 1",
     )
     (root / "cifar-100-python").mkdir()
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            "cifar100",
-            *base(root, tmp_path / "o"),
-        ],
+        run("zs-cls", "cifar100", root, tmp_path / "o"),
         capsys,
         "meta",
     )
     (root / "coco").mkdir()
     fails(
-        [
-            "run",
-            "--task",
-            "retrieval",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            "coco",
-            *base(root, tmp_path / "o"),
-        ],
+        run("retrieval", "coco", root, tmp_path / "o"),
         capsys,
         "dataset_coco.json",
     )
@@ -245,16 +160,7 @@ def test_undecodable_image_named(data_root, tmp_path, capsys):
     bad = ds / "test" / "green_square" / "0002.png"
     fixtures.corrupt_image(bad)
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            f"imagefolder:{ds}",
-            *base(data_root, tmp_path / "o"),
-        ],
+        run("zs-cls", f"imagefolder:{ds}", data_root, tmp_path / "o"),
         capsys,
         "cannot decode image",
         str(bad),
@@ -332,16 +238,7 @@ def test_cifar_pickle_with_code_is_refused(data_root, tmp_path, capsys):
     with open(root / "cifar-100-python" / "meta", "wb") as f:
         pickle.dump({"fine_label_names": Payload()}, f)
     fails(
-        [
-            "run",
-            "--task",
-            "zs-cls",
-            "--model",
-            "tiny-random",
-            "--dataset",
-            "cifar100",
-            *base(root, tmp_path / "o"),
-        ],
+        run("zs-cls", "cifar100", root, tmp_path / "o"),
         capsys,
         "refusing to load builtins.print",
     )
