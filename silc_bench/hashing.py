@@ -22,10 +22,6 @@ def hash_obj(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
-def hash_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _memo_path() -> Path:
     from silc_bench.cache import cache_root
 

@@ -18,8 +18,6 @@ bicubically (align_corners=False, by size, as mmseg's `resize_pos_embed`), the C
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -121,7 +119,3 @@ def dense_features(visual: torch.nn.Module, images: torch.Tensor, mode: str) -> 
         tokens = tokens @ visual.proj
     n, _, d = tokens.shape
     return tokens.reshape(n, h, w, d).permute(0, 3, 1, 2)
-
-
-def patch_grid(size: tuple[int, int], patch: int) -> tuple[int, int]:
-    return math.floor(size[0] / patch), math.floor(size[1] / patch)
