@@ -46,3 +46,44 @@ def load_results(root: Path) -> list[tuple[Path, Result]]:
 
 def zero_shot_problems(results: list[tuple[Path, Result]]) -> list[str]:
     return [f"{path}: not raw zero-shot ({audit_note(r)})" for path, r in results if not is_raw_zero_shot(r)]
+
+
+def result_key(path: Path, r: Result) -> str | None:
+    """The checkpoints.yaml key (`task/dataset[@profile]`) a result is compared under, or
+    None when the run changed a task option (a `+tag` file such as `+dense-maskclip`):
+    expected numbers are for the registry's defaults only."""
+    if "+" in Path(path).stem:
+        return None
+    from silc_bench.config import task_default_profile
+
+    default = task_default_profile(r.task)
+    return f"{r.task}/{r.dataset}" + ("" if r.profile == default else f"@{r.profile}")
+
+
+def expected_numbers(model: str, variant: str | None) -> dict[str, dict[str, float]]:
+    """checkpoints.yaml's `expected` for a model, a variant's own entries taking precedence."""
+    from silc_bench.config import load_models
+
+    spec = load_models().get(model)
+    if spec is None:
+        return {}
+    out = {k: dict(v) for k, v in spec.expected.items()}
+    for key, metrics in (spec.variants.get(variant or "", {}) or {}).get("expected", {}).items():
+        out.setdefault(key, {}).update(metrics)
+    return out
+
+
+def regression_problems(results: list[tuple[Path, Result]], tolerance: float) -> tuple[list[str], int]:
+    """(mismatches beyond `tolerance` points, number of metrics compared)."""
+    problems, compared = [], 0
+    for path, r in results:
+        key = result_key(path, r)
+        want = expected_numbers(r.model, r.variant).get(key or "", {}) if key else {}
+        for metric, value in want.items():
+            got = r.metrics.get(metric)
+            compared += 1
+            if got is None:
+                problems.append(f"{path}: no metric {metric!r} (expected {value})")
+            elif abs(got - float(value)) > tolerance:
+                problems.append(f"{path}: {metric} = {got:.2f}, expected {float(value):.2f} ± {tolerance:g}")
+    return problems, compared

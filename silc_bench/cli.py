@@ -75,12 +75,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail if any result used refinement or label-tuned constants",
     )
+    ck.add_argument(
+        "--regression",
+        action="store_true",
+        help="compare every result with its model's `expected` numbers in checkpoints.yaml",
+    )
+    ck.add_argument(
+        "--tolerance", type=float, default=1.0, help="allowed |result - expected|, in points (default 1.0)"
+    )
 
     ls = sub.add_parser("list", parents=[common], help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
 
     d = sub.add_parser("demo", parents=[common], help="the main job on the embedded default (generated data)")
     d.add_argument("--out", default="results")
+    d.add_argument("--model", default=None, help="default: silc-tiny (shipped in the package)")
     d.add_argument("--quiet", action="store_true")
 
     tr = sub.add_parser(
@@ -205,25 +214,32 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_check(a: argparse.Namespace) -> int:
-    from silc_bench.check import load_results, zero_shot_problems
+    from silc_bench.check import load_results, regression_problems, zero_shot_problems
 
     results = load_results(Path(a.results))
     problems = zero_shot_problems(results) if a.zero_shot_only else []
+    compared = 0
+    if a.regression:
+        more, compared = regression_problems(results, a.tolerance)
+        problems += more
+        if not compared:
+            problems.append(f"no result under {a.results} has expected numbers in checkpoints.yaml")
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
-        print(f"silc-bench check: {len(problems)} of {len(results)} results refused", file=sys.stderr)
+        print(f"silc-bench check: {len(problems)} problems in {len(results)} results", file=sys.stderr)
         return 1
-    print(
-        f"silc-bench check: {len(results)} results OK" + (" (all raw zero-shot)" if a.zero_shot_only else "")
-    )
+    notes = [" (all raw zero-shot)" if a.zero_shot_only else ""]
+    if a.regression:
+        notes.append(f"; {compared} metrics within ±{a.tolerance:g} of expected")
+    print(f"silc-bench check: {len(results)} results OK" + "".join(notes))
     return 0
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from silc_bench.demo import run_demo
+    from silc_bench.demo import DEMO_MODEL, run_demo
 
-    return run_demo(Path(a.out), progress=not a.quiet)
+    return run_demo(Path(a.out), progress=not a.quiet, model=a.model or DEMO_MODEL)
 
 
 def cmd_train(a: argparse.Namespace) -> int:

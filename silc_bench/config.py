@@ -149,6 +149,11 @@ def _default_profile(folder: Path) -> str:
     return str(read_yaml(folder / "_task.yaml").get("default_profile", DEFAULT_PROFILE))
 
 
+def task_default_profile(task: str) -> str:
+    """The profile a task runs when `--protocol` is not given."""
+    return _default_profile(_task_folder(task))
+
+
 def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = folder / f"{name}.yaml"
     if not path.is_file():

@@ -7,12 +7,18 @@ trained weights. ShapesWorld draws coloured shapes on textured backgrounds and w
 - `cls/`: the imagefolder layout (`{train,test}/<colour_shape>/*.png`, classnames.txt,
   templates.txt), one object per image, 36 colour × shape classes;
 - `retrieval/`: the Karpathy layout (`dataset_shapes.json`, `images/`), ≥ 100 test scenes;
-- `seg/`: an MMSeg layout (`images/`, `annotations/` PNG label maps), background = 0
-  plus one class per shape.
+- `seg/`: an MMSeg layout (`images/`, PNG label maps with background = 0): objects
+  labelled by colour in `annotations/` (shapes-seg) and by shape in `annotations_shape/`
+  (shapes-seg-shape). Seg scenes are larger (128 px) but their objects and
+  textures keep the training scenes' pixel sizes, so a 64 px window sees them at the
+  scale the models were trained on.
 
-Captions name what the tasks ask about: colours, shapes and rough positions. The same
-readers and code paths as for the real datasets are exercised. Bump VERSION whenever
-the output changes, so caches and fingerprints never mix versions.
+Captions name what the tasks ask about: colours, shapes, rough positions and the
+background texture (striped or checkered). One caption of five names the shapes alone
+and one the colours alone ("a red shape"), the way the segmentation queries ask; naming
+the texture gives the background patches something to ground. The same readers and code paths as for the real
+datasets are exercised. Bump VERSION whenever the output changes, so caches and
+fingerprints never mix versions.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-VERSION = 1
+VERSION = 2
 COLOURS = {
     "red": (215, 40, 40),
     "green": (40, 170, 60),
@@ -37,8 +43,12 @@ COLOURS = {
     "purple": (140, 55, 190),
     "orange": (240, 130, 30),
 }
+PLACEMENT_TRIES = 20
+TRAIN_OBJECTS = (0.5, 0.3, 0.2)  # P(1, 2, 3 objects) in a training scene
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "hexagon")
-SEG_CLASSES = ("background", *SHAPES)
+TEXTURES = ("striped", "checkered")
+SEG_CLASSES = ("background", *COLOURS)  # shapes-seg: objects labelled by colour
+SHAPE_SEG_CLASSES = ("background", *SHAPES)  # shapes-seg-shape: objects labelled by shape
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class Sizes:
     seg_scenes: int = 100
     image: int = 64
     seg_image: int = 128
+    seg_objects: tuple[int, int] = (2, 6)  # objects per seg scene, inclusive
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
@@ -86,18 +97,19 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         draw.polygon(_polygon(shape, cx, cy, r), fill=fill)
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
+def _background(rng: np.random.Generator, size: int) -> tuple[Image.Image, str]:
     """Muted noise plus a random stripe or checker texture: shapes must be found, not assumed."""
     base = rng.integers(70, 150, size=3)
     img = base + rng.normal(0, 12, (size, size, 3))
     yy, xx = np.mgrid[0:size, 0:size]
     period = int(rng.integers(6, 16))
-    if rng.random() < 0.5:
+    texture = TEXTURES[int(rng.random() >= 0.5)]
+    if texture == "striped":
         pattern = ((xx + yy * rng.integers(0, 2)) // period) % 2
     else:
         pattern = ((xx // period) + (yy // period)) % 2
     img += pattern[..., None] * rng.integers(-25, 25, size=3)
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)), texture
 
 
 def _where(cx: float, cy: float, size: int) -> str:
@@ -112,37 +124,62 @@ def _where(cx: float, cy: float, size: int) -> str:
     return f"at the {row} {col}"
 
 
-def _scene(rng: np.random.Generator, size: int, n_objects: int, label: np.ndarray | None = None):  # noqa: ANN202
-    img = _background(rng, size)
+def _scene(  # noqa: ANN202
+    rng: np.random.Generator,
+    size: int,
+    n_objects: int,
+    with_labels: bool = False,
+    scale: int | None = None,
+):
+    """A scene; object radii are drawn relative to `scale` (default: the scene size).
+
+    Objects do not overlap (up to PLACEMENT_TRIES draws each; an object that finds no free
+    spot is left out), so every named shape is visible whole."""
+    scale = scale or size
+    img, texture = _background(rng, size)
     draw = ImageDraw.Draw(img)
-    lab_img = Image.fromarray(label) if label is not None else None
-    lab_draw = ImageDraw.Draw(lab_img) if lab_img is not None else None
-    objects = []
+    labels = {k: Image.new("L", (size, size), 0) for k in ("colour", "shape")} if with_labels else {}
+    objects: list[tuple[str, str, str]] = []
+    placed: list[tuple[float, float, float]] = []
     for _ in range(n_objects):
         colour = str(rng.choice(list(COLOURS)))
         shape = str(rng.choice(SHAPES))
-        r = float(rng.uniform(size * 0.12, size * 0.22 if n_objects > 1 else size * 0.32))
-        cx, cy = (float(v) for v in rng.uniform(r, size - r, size=2))
+        r = float(rng.uniform(scale * 0.12, scale * 0.22 if n_objects > 1 else scale * 0.32))
+        for _ in range(PLACEMENT_TRIES):
+            cx, cy = (float(v) for v in rng.uniform(r, size - r, size=2))
+            if all(math.hypot(cx - x, cy - y) > r + q + 1 for x, y, q in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, r))
         _draw_shape(draw, shape, cx, cy, r, COLOURS[colour])
-        if lab_draw:
-            _draw_shape(lab_draw, shape, cx, cy, r, SEG_CLASSES.index(shape))
+        for kind, lab in labels.items():
+            value = SEG_CLASSES.index(colour) if kind == "colour" else SHAPE_SEG_CLASSES.index(shape)
+            _draw_shape(ImageDraw.Draw(lab), shape, cx, cy, r, value)
         objects.append((colour, shape, _where(cx, cy, size)))
-    return img, objects, (np.array(lab_img) if lab_img is not None else None)
+    return img, objects, texture, {k: np.array(v) for k, v in labels.items()}
 
 
-def captions(objects: list[tuple[str, str, str]], rng: np.random.Generator | None = None) -> list[str]:
-    """Five captions naming every object's colour and shape, most with rough positions."""
+def _train_objects(rng: np.random.Generator) -> int:
+    """1, 2 or 3 objects with probabilities TRAIN_OBJECTS. Single objects carry most of the
+    shape signal: in a multi-object scene the colours alone usually pick the caption out of
+    a batch, and an easy feature that solves the contrastive task suppresses a harder one."""
+    return 1 + int(rng.choice(len(TRAIN_OBJECTS), p=TRAIN_OBJECTS))
+
+
+def captions(objects: list[tuple[str, str, str]], texture: str) -> list[str]:
+    """Five captions: colour and shape of every object; the shapes alone; the colours alone
+    ("a red shape"); rough positions; the background texture."""
     names = [f"{c} {s}" for c, s, _ in objects]
     placed = [f"{c} {s} {w}" for c, s, w in objects]
-    both = " and ".join(names)
-    out = [
-        f"a {both}.",
+    n = len(objects)
+    return [
         f"a photo of a {' and a '.join(names)}.",
-        "; ".join(f"a {p}" for p in placed) + ".",
-        f"there is a {' and a '.join(placed)}.",
-        f"{len(objects)} shape{'s' if len(objects) > 1 else ''}: a {both} on a patterned background.",
+        f"a {' and a '.join(s for _, s, _ in objects)}.",
+        f"a {' and a '.join(f'{c} shape' for c, _, _ in objects)}.",
+        f"there is a {' and a '.join(placed)} on a {texture} background.",
+        f"{n} shape{'s' if n > 1 else ''} on a {texture} background: a {' and a '.join(names)}.",
     ]
-    return out
 
 
 def generate(root: Path, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
@@ -158,10 +195,10 @@ def generate(root: Path, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
         w = csv.writer(f)
         w.writerow(["image", "caption"])
         for i in range(sizes.train_scenes):
-            img, objs, _ = _scene(rng, s, int(rng.integers(1, 4)))
+            img, objs, texture, _ = _scene(rng, s, _train_objects(rng))
             name = f"images/{i:06d}.png"
             img.save(tmp / "train" / name)
-            for cap in captions(objs, rng):
+            for cap in captions(objs, texture):
                 w.writerow([name, cap])
 
     cls = tmp / "cls"
@@ -171,35 +208,36 @@ def generate(root: Path, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
             colour, shape = cname.split("_")
             (cls / split / cname).mkdir(parents=True)
             for i in range(n):
-                img = _background(rng, s)
+                img, _ = _background(rng, s)
                 r = float(rng.uniform(s * 0.2, s * 0.32))
                 cx, cy = (float(v) for v in rng.uniform(r, s - r, size=2))
                 _draw_shape(ImageDraw.Draw(img), shape, cx, cy, r, COLOURS[colour])
                 img.save(cls / split / cname / f"{i:04d}.png")
     (cls / "classnames.txt").write_text("\n".join(c.replace("_", " ") for c in sorted(classes)) + "\n")
-    (cls / "templates.txt").write_text("a {c}.\na photo of a {c}.\na {c} on a patterned background.\n")
+    (cls / "templates.txt").write_text("a {c}.\na photo of a {c}.\nthere is a {c}.\n")
 
     ret = tmp / "retrieval"
     (ret / "images").mkdir(parents=True)
     entries = []
     for i in range(sizes.retrieval_scenes):
-        img, objs, _ = _scene(rng, s, int(rng.integers(1, 4)))
+        img, objs, texture, _ = _scene(rng, s, int(rng.integers(1, 4)))
         fname = f"{i:05d}.png"
         img.save(ret / "images" / fname)
-        entries.append(
-            {"filename": fname, "split": "test", "sentences": [{"raw": c} for c in captions(objs, rng)]}
-        )
+        caps = captions(objs, texture)
+        entries.append({"filename": fname, "split": "test", "sentences": [{"raw": c} for c in caps]})
     (ret / "dataset_shapes.json").write_text(json.dumps({"dataset": "shapesworld", "images": entries}))
 
     seg = tmp / "seg"
     (seg / "images").mkdir(parents=True)
     (seg / "annotations").mkdir(parents=True)
+    (seg / "annotations_shape").mkdir(parents=True)
     ss = sizes.seg_image
     for i in range(sizes.seg_scenes):
-        label = np.zeros((ss, ss), dtype=np.uint8)
-        img, _, label = _scene(rng, ss, int(rng.integers(1, 4)), label)
+        lo, hi = sizes.seg_objects
+        img, _, _, labels = _scene(rng, ss, int(rng.integers(lo, hi + 1)), with_labels=True, scale=s)
         img.save(seg / "images" / f"{i:05d}.png")
-        Image.fromarray(label).save(seg / "annotations" / f"{i:05d}.png")
+        Image.fromarray(labels["colour"]).save(seg / "annotations" / f"{i:05d}.png")
+        Image.fromarray(labels["shape"]).save(seg / "annotations_shape" / f"{i:05d}.png")
     (tmp / "VERSION").write_text(f"{VERSION} seed={seed} {sizes}\n")
     shutil.rmtree(root, ignore_errors=True)
     os.replace(tmp, root)

@@ -75,7 +75,8 @@ class ZeroShotSegmentation(TaskPlugin):
         metrics, per_class_iou, n_images, fingerprint = run_mmseg_loop(
             ctx, seg, p.resize, raw_classes, pred_dir, image_batch
         )
-        names = [ln.split(",")[0].strip() for ln in lines]
+        # keyed by the dataset's own class names, so per-class numbers line up across profiles
+        names = [ln.strip() for ln in raw_classes]
         per_class = {
             names[c] if names.count(names[c]) == 1 else f"{names[c]} ({c})": v
             for c, v in per_class_iou.items()

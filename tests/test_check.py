@@ -1,0 +1,80 @@
+"""`silc-bench check --regression`: result files against checkpoints.yaml's `expected`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from silc_bench.cli import main
+from silc_bench.results import Result, write_result
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch) -> Path:
+    reg = tmp_path / "extra.yaml"
+    entry = {
+        "arch": {"open_clip": "ViT-Tiny-P8"},
+        "weights": {"random_init_seed": 0},
+        "variants": {
+            "teacher": {"expected": {"retrieval/shapes-retrieval": {"i2t_recall@1": 30.0}}},
+            "student": {},
+        },
+        "default_variant": "teacher",
+        "expected": {
+            "zs-cls/shapes-cls": {"top1": 50.0},
+            "zs-seg/shapes-seg@sclip": {"mIoU": 20.0},
+        },
+    }
+    reg.write_text(yaml.safe_dump({"models": {"reg-tiny": entry}}))
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    return reg
+
+
+def _result(out: Path, variant: str, task: str, dataset: str, metrics: dict, profile: str, stem: str):
+    r = Result(
+        model="reg-tiny",
+        variant=variant,
+        checkpoint_sha256="0" * 64,
+        task=task,
+        task_version=1,
+        dataset=dataset,
+        dataset_fingerprint="f",
+        protocol={},
+        metrics=metrics,
+        precision="fp32",
+        profile=profile,
+    )
+    folder = "reg-tiny" if variant == "teacher" else f"reg-tiny@{variant}"
+    write_result(out / folder / task / f"{stem}.json", r)
+
+
+def test_regression_within_and_beyond_tolerance(registry, tmp_path, capsys):
+    out = tmp_path / "r"
+    _result(out, "teacher", "zs-cls", "shapes-cls", {"top1": 50.4}, "default", "shapes-cls")
+    _result(out, "teacher", "retrieval", "shapes-retrieval", {"i2t_recall@1": 29.5}, "default", "x")
+    _result(out, "teacher", "zs-seg", "shapes-seg", {"mIoU": 20.2}, "sclip", "shapes-seg@sclip")
+    # a non-default task option (`+tag` file) and the default profile have no expected numbers
+    _result(out, "teacher", "zs-seg", "shapes-seg", {"mIoU": 1.0}, "sclip", "shapes-seg@sclip+dense-x")
+    _result(out, "teacher", "zs-seg", "shapes-seg", {"mIoU": 1.0}, "tcl", "shapes-seg")
+    assert main(["check", str(out), "--regression"]) == 0, capsys.readouterr().err
+    assert "3 metrics within ±1 of expected" in capsys.readouterr().out
+
+    # the student variant does not inherit the teacher's own expected numbers
+    _result(out, "student", "retrieval", "shapes-retrieval", {"i2t_recall@1": 5.0}, "default", "x")
+    assert main(["check", str(out), "--regression"]) == 0
+
+    _result(out, "teacher", "zs-cls", "shapes-cls", {"top1": 48.0}, "default", "shapes-cls")
+    assert main(["check", str(out), "--regression"]) == 1
+    err = capsys.readouterr().err
+    assert "top1 = 48.00, expected 50.00 ± 1" in err and "1 problems" in err
+    assert main(["check", str(out), "--regression", "--tolerance", "2.5"]) == 0
+
+
+def test_regression_refuses_to_pass_vacuously(registry, tmp_path, capsys):
+    out = tmp_path / "r"
+    _result(out, "teacher", "zs-cls", "imagenet", {"top1": 1.0}, "default", "imagenet")
+    assert main(["check", str(out), "--regression"]) == 1
+    assert "no result" in capsys.readouterr().err
+    assert main(["check", str(out)]) == 0

@@ -1,0 +1,87 @@
+"""The shipped tiny models (silc_bench/weights/): sizes, the issue's criteria on ShapesWorld,
+the regression numbers in checkpoints.yaml, and `make demo` on the default model.
+
+Everything here runs the real CLI on the real generated sets, from a fresh clone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from silc_bench.cli import main
+from silc_bench.config import load_models
+from silc_bench.models.resolve import PACKAGE_DIR
+from silc_bench.segmentation.references import dataset_references
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHIPPED = ("silc-tiny", "clip-tiny", "pacl-tiny")
+RUNS = {
+    "silc-tiny": ("zs-cls", "fs-cls", "retrieval", "zs-seg"),
+    "silc-tiny:student": ("zs-cls", "fs-cls", "retrieval", "zs-seg"),
+    "clip-tiny": ("zs-cls", "fs-cls", "retrieval", "zs-seg"),
+    "pacl-tiny": ("zs-seg",),
+}
+DATASETS = {
+    "zs-cls": "shapes-cls",
+    "fs-cls": "shapes-cls",
+    "retrieval": "shapes-retrieval",
+    "zs-seg": "shapes-seg,shapes-seg-shape",
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("shipped")
+    for model, tasks in RUNS.items():
+        for task in tasks:
+            args = ["run", "--task", task, "--model", model, "--dataset", DATASETS[task]]
+            assert main([*args, "--out", str(out), "--quiet", "--workers", "0"]) == 0
+    return out
+
+
+def _read(out: Path, model: str, task: str, dataset: str) -> dict:
+    return json.loads((out / model.replace(":", "@") / task / f"{dataset}.json").read_text())
+
+
+def test_weights_ship_inside_the_package_within_the_size_budget():
+    models = load_models()
+    files = set()
+    for name in SHIPPED:
+        paths = models[name].weights["path"]
+        for p in paths if isinstance(paths, list) else [paths]:
+            assert p.startswith("package:"), p
+            files.add(PACKAGE_DIR / p.split(":", 1)[1])
+    sizes = {f.name: f.stat().st_size / 2**20 for f in files}
+    assert all(mb <= 25 for mb in sizes.values()), sizes
+    assert sum(sizes.values()) <= 60, sizes
+    assert {f.suffix for f in files} == {".safetensors"}
+
+
+def test_silc_tiny_teacher_meets_the_criteria(results):
+    cls = _read(results, "silc-tiny", "zs-cls", "shapes-cls")
+    assert cls["variant"] == "teacher"
+    assert cls["metrics"]["top1"] >= 5 * 100 / cls["protocol"]["num_classes"]
+    ret = _read(results, "silc-tiny", "retrieval", "shapes-retrieval")
+    chance = 100 / ret["protocol"]["num_images"]
+    assert ret["metrics"]["i2t_recall@1"] >= 10 * chance and ret["metrics"]["t2i_recall@1"] >= 10 * chance
+    seg = _read(results, "silc-tiny", "zs-seg", "shapes-seg")
+    ref = dataset_references("shapes-seg")
+    assert seg["metrics"]["mIoU"] > max(ref["uniform random"], ref["best constant"])
+    assert seg["protocol"]["refinement"] == "none" and seg["protocol"]["label_access"] == "none"
+
+
+def test_regression_numbers_hold(results, capsys):
+    assert main(["check", str(results), "--regression", "--zero-shot-only"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    n = int(out.split(";")[1].split()[0])
+    assert n >= 20, out  # every shipped model and task above has expected numbers
+
+
+def test_demo_runs_the_default_model(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "silc-tiny (teacher)" in table and "shapes-seg" in table and "shapes-cls" in table
+    assert (tmp_path / "silc-tiny" / "zs-seg" / "shapes-seg.json").is_file()
