@@ -40,7 +40,7 @@ def test_a_variant_is_one_yaml_file(tmp_path, monkeypatch):
     assert spec.data["format"] == "cifar100" and spec.protocol["templates"] == "imagenet"
     (tasks / "zs-seg" / "shapes-small.yaml").write_text("include: shapes-seg\nprotocol: {image_batch: 2}\n")
     small = load_task("zs-seg", "shapes-small", "sclip")
-    assert small.protocol["crop"] == 64 and small.protocol["image_batch"] == 2  # profile overrides follow
+    assert small.protocol["crop"] == 32 and small.protocol["image_batch"] == 2  # profile overrides follow
     (tasks / "zs-cls" / "loop.yaml").write_text("include: loop\n")
     with pytest.raises(UserError, match="include cycle"):
         load_task("zs-cls", "loop")

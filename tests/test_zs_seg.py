@@ -129,7 +129,7 @@ def test_default_profile_path_and_dense_mode_override(trained_weights, seg_root,
     assert sorted(p.name for p in folder.glob("*.json")) == ["voc20+dense-sclip.json", "voc20.json"]
     default = json.loads((folder / "voc20.json").read_text())
     assert default["profile"] == "tcl" and default["protocol"]["templates"] == "tcl"
-    assert default["protocol"]["profile_version"] == 1
+    assert default["protocol"]["profile_version"] == 2
     assert default["protocol"]["crop"] == 448
     assert json.loads((folder / "voc20+dense-sclip.json").read_text())["protocol"]["dense_mode"] == "sclip"
 
@@ -199,6 +199,14 @@ def test_score_rules_by_hand():
     m = torch.tensor([[[0.45]], [[0.3]]])
     assert ScoreRule("sigmoid", (0, 1), 3, background=True, bg_thresh=0.5).predict(m).item() == 0
     assert ScoreRule("sigmoid", (0, 1), 3, background=True, bg_thresh=0.4).predict(m).item() == 1
+    # background by threshold only: queries score classes 1..2 (synonyms q0, q1 → 1; q2 → 2)
+    t = torch.tensor([[[0.5, 0.1]], [[0.3, 0.1]], [[0.1, 0.12]]])  # 3 queries at 2 pixels
+    p = (10 * t).softmax(0)
+    top = torch.stack([p[:2].amax(0), p[2]]).amax(0)[0]  # ≈ 0.82 and ≈ 0.34
+    rule = ScoreRule("cosine", (0, 0, 1), 3, True, 10.0, prob_thd=0.5, background_query=False)
+    assert rule.predict(t).tolist() == [[1, 0]] and top[0] > 0.5 > top[1]
+    low = ScoreRule("cosine", (0, 0, 1), 3, True, 10.0, prob_thd=0.3, background_query=False)
+    assert low.predict(t).tolist() == [[1, 2]]
 
 
 def test_area_threshold_drops_small_classes():

@@ -33,7 +33,7 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
     background = bool(data.get("background", False))
     kind = "sigmoid" if backend == "tcl" else "cosine"
     classes = parse_class_lines(lines, n_cls, class_file)
-    first = 1 if (kind == "sigmoid" and background) else 0
+    first = 1 if background and (kind == "sigmoid" or not p.background_query) else 0
     names, owner = queries(classes, first)
     templates = read_asset("templates", p.templates)
     text = query_embeddings(model, names, templates, p.text_average, ctx.cache, ctx.opts)
@@ -61,7 +61,9 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
     mean = p.mean or [255.0 * m for m in model.preprocess.mean]
     std = p.std or [255.0 * s for s in model.preprocess.std]
     bg = p.bg_thresh_pamr if opts["pamr"] else p.bg_thresh
-    rule = ScoreRule(kind, tuple(owner), n_cls, background, p.logit_scale, p.prob_thd, p.area_thd, bg)
+    rule = ScoreRule(
+        kind, tuple(owner), n_cls, background, p.logit_scale, p.prob_thd, p.area_thd, bg, p.background_query
+    )
     window_batch = p.window_batch or (8 if model.device.type == "cuda" else 1)
     seg = ZeroShotSegmentor(encode, rule, len(names), p.crop, p.stride, mean, std, window_batch)
     seg.to(model.device)
@@ -77,11 +79,17 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
         "mean_255": [round(m, 4) for m in mean],
         "std_255": [round(s, 4) for s in std],
         "normalisation_source": "profile" if p.mean else "checkpoint",
-        "background_rule": (
-            ("constant bg_thresh" if kind == "sigmoid" else "sclip prob_thd") if background else "none"
-        ),
+        "background_rule": _background_rule(kind, background, p.background_query),
     }
     return seg, info
+
+
+def _background_rule(kind: str, background: bool, query: bool) -> str:
+    if not background:
+        return "none"
+    if kind == "sigmoid":
+        return "constant bg_thresh"
+    return "sclip prob_thd" if query else "prob_thd only (no background query)"
 
 
 def _same_size_groups(batch: dict) -> list[dict]:

@@ -51,7 +51,7 @@ def reference_mious(labels: list[np.ndarray], num_classes: int, seed: int = 0) -
         total += int(valid.sum())
     present = counts > 0
     best = int(np.argmax(counts))
-    const = 100.0 * counts[best] / total / max(int(present.sum()), 1)
+    const = float(100.0 * counts[best] / total / max(int(present.sum()), 1))
     return {"uniform random": _miou(inter, union), "best constant": const, "best constant class": best}
 
 

@@ -6,6 +6,9 @@ background (voc21, pc60, coco-object):
 - cosine, background (SCLIP's rule): softmax over logit_scale·cos across all queries,
   max over each class's synonyms, optional area filter, argmax, and pixels whose top
   probability is under `prob_thd` go to class 0.
+- cosine, background by threshold only (`background_query: false`): class 0 has no query;
+  the softmax runs over the other classes' queries and pixels whose top probability is
+  under `prob_thd` are background (for worlds whose captions never name a background).
 - sigmoid masks (TCL): max over synonyms; for background datasets a constant
   `bg_thresh` channel is prepended as class 0; argmax.
 """
@@ -27,6 +30,7 @@ class ScoreRule:
     prob_thd: float = 0.0
     area_thd: float | None = None
     bg_thresh: float = 0.5
+    background_query: bool = True  # cosine + background: is class 0 scored by its own query?
 
     def _max_over_synonyms(self, q: torch.Tensor, n: int) -> torch.Tensor:
         if len(self.query_class) == n:  # no synonyms: queries are the classes, in order
@@ -45,6 +49,12 @@ class ScoreRule:
             return scores.argmax(dim=0)
         if not self.background:
             return self._max_over_synonyms(logits, self.num_classes).argmax(dim=0)
+        if not self.background_query:
+            probs = self._max_over_synonyms((self.logit_scale * logits).softmax(dim=0), self.num_classes - 1)
+            top, pred = probs.max(dim=0)
+            pred = pred + 1
+            pred[top < self.prob_thd] = 0
+            return pred
         probs = (self.logit_scale * logits).softmax(dim=0)
         probs = self._max_over_synonyms(probs, self.num_classes)
         if self.area_thd is not None:

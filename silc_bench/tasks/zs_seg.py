@@ -26,6 +26,7 @@ class ZsSegProtocol:
     text_average: str = "mean-then-normalise"
     logit_scale: float = 50.0  # background rule for cosine models
     prob_thd: float = 0.1
+    background_query: bool = True  # false: class 0 is never queried, only thresholded (prob_thd)
     area_thd: float | None = None
     bg_thresh: float = 0.5  # background rule for sigmoid masks (TCL)
     bg_thresh_pamr: float = 0.4
