@@ -15,7 +15,6 @@ from silc_bench.config import load_models
 from silc_bench.models.resolve import PACKAGE_DIR
 from silc_bench.segmentation.references import dataset_references
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 SHIPPED = ("silc-tiny", "clip-tiny", "pacl-tiny")
 RUNS = {
