@@ -15,7 +15,6 @@ from silc_bench.config import load_models
 from silc_bench.models.resolve import PACKAGE_DIR
 from silc_bench.segmentation.references import dataset_references
 
-
 SHIPPED = ("silc-tiny", "clip-tiny", "pacl-tiny")
 RUNS = {
     "silc-tiny": ("zs-cls", "fs-cls", "retrieval", "zs-seg"),
