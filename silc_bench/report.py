@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
+from silc_bench.config import task_default_profile
 from silc_bench.results import Result, dataset_filename
 
 
@@ -38,7 +39,7 @@ def markdown_table(results: Iterable[Result]) -> str:
     for r in results:
         m = headline_metrics(r)
         variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
-        ds = dataset_filename(r.dataset, r.profile)
+        ds = dataset_filename(r.dataset, r.profile, task_default_profile(r.task))
         if not is_raw_zero_shot(r):
             ds += " †"
             notes.append(f"† {r.model} {r.task}/{ds[:-2]}: not raw zero-shot ({audit_note(r)})")

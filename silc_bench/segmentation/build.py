@@ -139,9 +139,14 @@ def run_mmseg_loop(
         tmp_pred.mkdir(parents=True)
     files = []
     groups = (g for batch in loader for g in _same_size_groups(batch))
-    for batch in tqdm(
-        groups, desc=ctx.spec.dataset, unit="group", disable=not ctx.opts.progress, leave=False
-    ):
+    bar = tqdm(
+        total=len(loader.dataset),
+        desc=ctx.spec.dataset,
+        unit="img",
+        disable=not ctx.opts.progress,
+        leave=False,
+    )
+    for batch in groups:
         prepared = seg.data_preprocessor(batch, False)
         samples = seg.predict(prepared["inputs"], prepared["data_samples"])
         for s in samples:
@@ -153,6 +158,8 @@ def run_mmseg_loop(
                 pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
                 Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
         metric.process(batch, [s.to_dict() for s in samples])
+        bar.update(len(samples))
+    bar.close()
     areas = [sum(r[i] for r in metric.results) for i in range(4)]
     logger = MMLogger.get_current_instance()
     level = logger.level
