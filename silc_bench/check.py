@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from silc_bench.config import ModelSpec
 from silc_bench.errors import UserError
 from silc_bench.results import Result, read_result
 
@@ -48,23 +49,17 @@ def zero_shot_problems(results: list[tuple[Path, Result]]) -> list[str]:
     return [f"{path}: not raw zero-shot ({audit_note(r)})" for path, r in results if not is_raw_zero_shot(r)]
 
 
-def result_key(path: Path, r: Result) -> str | None:
+def result_key(path: Path, r: Result, default_profile: str) -> str | None:
     """The checkpoints.yaml key (`task/dataset[@profile]`) a result is compared under, or
     None when the run changed a task option (a `+tag` file such as `+dense-maskclip`):
     expected numbers are for the registry's defaults only."""
     if "+" in Path(path).stem:
         return None
-    from silc_bench.config import task_default_profile
-
-    default = task_default_profile(r.task)
-    return f"{r.task}/{r.dataset}" + ("" if r.profile == default else f"@{r.profile}")
+    return f"{r.task}/{r.dataset}" + ("" if r.profile == default_profile else f"@{r.profile}")
 
 
-def expected_numbers(model: str, variant: str | None) -> dict[str, dict[str, float]]:
-    """checkpoints.yaml's `expected` for a model, a variant's own entries taking precedence."""
-    from silc_bench.config import load_models
-
-    spec = load_models().get(model)
+def expected_numbers(spec: ModelSpec | None, variant: str | None) -> dict[str, dict[str, float]]:
+    """A registry entry's `expected`, a variant's own entries taking precedence."""
     if spec is None:
         return {}
     out = {k: dict(v) for k, v in spec.expected.items()}
@@ -75,10 +70,14 @@ def expected_numbers(model: str, variant: str | None) -> dict[str, dict[str, flo
 
 def regression_problems(results: list[tuple[Path, Result]], tolerance: float) -> tuple[list[str], int]:
     """(mismatches beyond `tolerance` points, number of metrics compared)."""
+    from silc_bench.config import load_models, task_default_profile
+
+    models = load_models()  # read once: a results folder holds many files
+    defaults = {t: task_default_profile(t) for t in {r.task for _, r in results}}
     problems, compared = [], 0
     for path, r in results:
-        key = result_key(path, r)
-        want = expected_numbers(r.model, r.variant).get(key or "", {}) if key else {}
+        key = result_key(path, r, defaults[r.task])
+        want = expected_numbers(models.get(r.model), r.variant).get(key or "", {}) if key else {}
         for metric, value in want.items():
             got = r.metrics.get(metric)
             compared += 1

@@ -32,6 +32,7 @@ def markdown_table(results: Iterable[Result]) -> str:
     notes: list[str] = []
     metrics: list[str] = []
     results = list(results)
+    defaults = {t: task_default_profile(t) for t in {r.task for r in results}}
     for r in results:
         for k in headline_metrics(r):
             if k not in metrics:
@@ -39,7 +40,7 @@ def markdown_table(results: Iterable[Result]) -> str:
     for r in results:
         m = headline_metrics(r)
         variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
-        ds = dataset_filename(r.dataset, r.profile, task_default_profile(r.task))
+        ds = dataset_filename(r.dataset, r.profile, defaults[r.task])
         if not is_raw_zero_shot(r):
             ds += " †"
             notes.append(f"† {r.model} {r.task}/{ds[:-2]}: not raw zero-shot ({audit_note(r)})")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from silc_bench.config import load_task
+from silc_bench.config import TaskSpec, load_task
 
 
 def _miou(inter: np.ndarray, union: np.ndarray) -> float:
@@ -22,11 +22,10 @@ def _miou(inter: np.ndarray, union: np.ndarray) -> float:
         return 100.0 * float(np.nanmean(np.where(union > 0, inter / union, np.nan)))
 
 
-def label_maps(dataset: str, data_root: Path = Path("data")) -> list[np.ndarray]:
-    """The zs-seg dataset's label maps (mmseg layout, no `reduce_zero_label`), sorted by name."""
+def label_maps(spec: TaskSpec, data_root: Path = Path("data")) -> list[np.ndarray]:
+    """A zs-seg dataset's label maps (mmseg layout, no `reduce_zero_label`), sorted by name."""
     from silc_bench.data.generated import resolve_root
 
-    spec = load_task("zs-seg", dataset)
     data, root = resolve_root(spec.data, data_root)
     if data.get("reduce_zero_label"):
         raise ValueError("reference points are defined for label maps used as they are")
@@ -57,4 +56,4 @@ def reference_mious(labels: list[np.ndarray], num_classes: int, seed: int = 0) -
 
 def dataset_references(dataset: str, data_root: Path = Path("data")) -> dict[str, float]:
     spec = load_task("zs-seg", dataset)
-    return reference_mious(label_maps(dataset, data_root), int(spec.data["num_classes"]))
+    return reference_mious(label_maps(spec, data_root), int(spec.data["num_classes"]))
