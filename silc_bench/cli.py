@@ -113,8 +113,18 @@ def cmd_run(a: argparse.Namespace) -> int:
         )
     else:
         datasets = [d for d in list_datasets(a.task) if d != "imagefolder"]
-    for ds in datasets:  # validate every name before loading anything
-        load_task(a.task, ds, a.protocol)
+    specs = [load_task(a.task, ds, a.protocol) for ds in datasets]  # validate every name first
+    if not a.dataset and not Path(a.data_root).is_dir():
+        # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)
+        missing = [s.dataset for s in specs if "generated" not in s.data]
+        datasets = [s.dataset for s in specs if "generated" in s.data]
+        if missing:
+            print(
+                f"silc-bench: no --data-root folder {a.data_root}: skipping {', '.join(missing)}",
+                file=sys.stderr,
+            )
+        if not datasets:
+            raise UserError(f"--data-root: folder not found: {a.data_root}")
     for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers")):
         if n < 1:
             raise UserError(f"{flag} must be positive")

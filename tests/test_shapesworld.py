@@ -108,3 +108,15 @@ def test_registered_shapes_datasets_run(tmp_path, capsys):
     assert by_shape["protocol"]["crop"] == 32 and set(by_shape["per_class"]) <= set(SHAPE_SEG_CLASSES)
     cls = json.loads((out / "tiny-random" / "zs-cls" / "shapes-cls.json").read_text())
     assert cls["protocol"]["num_classes"] == 36 and cls["protocol"]["num_images"] == 360
+
+
+def test_run_without_dataset_or_data_folder_runs_the_generated_sets(tmp_path, capsys):
+    """`run --task T --model M` with no --dataset and no data folder: the ShapesWorld sets run,
+    the real ones are named as skipped; a missing folder for a named dataset stays an error."""
+    common = ["--model", "tiny-random", "--out", str(tmp_path / "r"), "--quiet", "--workers", "0"]
+    missing = ["--data-root", str(tmp_path / "nowhere")]
+    assert main(["run", "--task", "zs-cls", *common, *missing]) == 0
+    err = capsys.readouterr().err
+    assert "skipping cifar100, imagenet" in err and "shapes-cls.json" in err
+    assert [p.name for p in (tmp_path / "r" / "tiny-random" / "zs-cls").iterdir()] == ["shapes-cls.json"]
+    assert main(["run", "--task", "zs-cls", "--dataset", "cifar100", *common, *missing]) == 2
