@@ -1,7 +1,10 @@
 """`evaluate()`: the one function the CLI, torchrun workers and tests call.
 
-It resolves the task (fast, before any model is loaded), skips an existing result
-unless forced, runs the plugin, and writes one Result file atomically.
+It resolves the task (fast, before any model is loaded), computes the run key (model
+identity, dataset fingerprint, protocol, options, precision, limit), reuses an existing
+result only when its stored key matches exactly (and says why otherwise), checks that
+the output can be written, and only then loads the model, runs the plugin and writes one
+Result file atomically.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from silc_bench.cache import FeatureCache
-from silc_bench.config import build, load_task
-from silc_bench.errors import UserError
+from silc_bench.config import TaskSpec, build, load_task
+from silc_bench.errors import UserError, warn
 from silc_bench.features import RunOptions
+from silc_bench.files import writable_dir
+from silc_bench.hashing import VERIFY_DATA, canonical_json
 from silc_bench.models import VLModel, load_model, parse_model_ref
+from silc_bench.models.resolve import model_identity
 from silc_bench.results import (
     Result,
     environment,
@@ -24,7 +31,7 @@ from silc_bench.results import (
     result_path,
     write_result,
 )
-from silc_bench.tasks import PLUGINS, TaskContext
+from silc_bench.tasks import PLUGINS, TaskContext, TaskOutput, TaskPlugin
 
 
 @dataclass
@@ -42,6 +49,7 @@ class EvalOptions:
     cache: bool = True
     progress: bool = True
     task_options: dict = field(default_factory=dict)  # e.g. zs-seg: dense_mode, pamr, tcl_ensemble
+    verify_data: bool = False  # re-hash every data file, ignoring the fingerprint memo
 
 
 @dataclass
@@ -56,22 +64,36 @@ def resolve_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA device is available (use --device cpu or auto)")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"--device must be auto, cpu or cuda, not {device!r}")
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}, but no CUDA device is available (use --device cpu or auto)")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UserError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
     return device
 
 
 class LazyModel:
     """A model reference that loads on first use, once: runs over several datasets load the
-    model only if some result is not already on disk."""
+    model only if some result is not already on disk. Its identity (weights sha256 and
+    registry settings) is known without loading it."""
 
     def __init__(self, ref: str, opts: EvalOptions) -> None:
         self.ref = ref
         self._ref = parse_model_ref(ref, opts.weights)  # validates the name now
         self._opts = opts
         self._model: VLModel | None = None
+        self._identity: dict | None = None
+
+    def identity(self) -> dict:
+        if self._identity is None:
+            self._identity = model_identity(self._ref)
+        return self._identity
 
     def get(self) -> VLModel:
         if self._model is None:
@@ -80,31 +102,118 @@ class LazyModel:
         return self._model
 
 
+def _identity(model: VLModel | LazyModel) -> dict:
+    return model.identity() if isinstance(model, LazyModel) else model.identity
+
+
+def run_key(
+    spec: TaskSpec, identity: dict, fingerprint: str, opts: EvalOptions, precision: str
+) -> dict[str, Any]:
+    """Everything that decides a number, as asked for by this run (before any model loads)."""
+    return {
+        "model": identity,
+        "task": spec.task,
+        "task_version": spec.version,
+        "dataset": spec.dataset,
+        "dataset_fingerprint": fingerprint,
+        "data": spec.data,
+        "profile": spec.profile,
+        "profile_version": spec.profile_version,
+        "protocol": spec.protocol,
+        "options": dict(sorted(opts.task_options.items())),
+        "precision": precision,
+        "limit": opts.limit,
+    }
+
+
+def _short(value: Any) -> str:
+    text = canonical_json(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:28] + "…" + text[-28:]
+
+
+def key_difference(stored: dict, wanted: dict) -> str | None:
+    """Why a stored result does not answer this run (None: it does)."""
+    if not stored:
+        return "it records no run key (written by an older silc-bench)"
+    for part in wanted:
+        old, new = stored.get(part), wanted[part]
+        if canonical_json(old) == canonical_json(new):
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            differ = [
+                k
+                for k in sorted(set(old) | set(new))
+                if canonical_json(old.get(k)) != canonical_json(new.get(k))
+            ]
+            sub = differ[0] if differ else None
+            if sub is not None:
+                return f"its {part}.{sub} was {_short(old.get(sub))}, this run has {_short(new.get(sub))}"
+        return f"its {part} was {_short(old)}, this run has {_short(new)}"
+    return None
+
+
 def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: EvalOptions) -> Outcome:
     spec = load_task(task, dataset, opts.profile)
-    model_ref = model if isinstance(model, str) else model.ref
     plugin_cls = PLUGINS.get(spec.type)
-    path = result_path(opts.out, model_ref, task, dataset, spec.profile, spec.default_profile)
-    tags = plugin_cls.path_tags(opts.task_options)
-    if tags:
-        path = path.with_name(f"{path.stem}+{'+'.join(tags)}.json")
-    if path.exists() and not opts.force:
-        return Outcome(read_result(path), path, skipped=True)
-    protocol = build(plugin_cls.protocol_cls, spec.protocol, f"tasks/{task} protocol ({dataset})")
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be a positive number of images, not {opts.limit}")
+    foreign = sorted(k for k, v in opts.task_options.items() if v and k not in plugin_cls.options)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise UserError(f"{flags}: not an option of --task {task} ({spec.type})")
+    protocol = build(plugin_cls.protocol_cls, spec.protocol, f"tasks/{task} protocol ({dataset})")
     needs_root = not dataset.startswith("imagefolder:") and "generated" not in spec.data
     if needs_root and not Path(opts.data_root).is_dir():
         raise UserError(f"--data-root: folder not found: {opts.data_root}")
+    model_ref = model if isinstance(model, str) else model.ref
     if isinstance(model, str):
         model = LazyModel(model, opts)
-    if isinstance(model, LazyModel):
-        model = model.get()
+    path = result_path(
+        opts.out, model_ref, task, dataset, spec.profile, spec.default_profile, Path(opts.data_root)
+    )
+    tags = plugin_cls.path_tags(opts.task_options)
+    if tags:
+        path = path.with_name(f"{path.stem}+{'+'.join(tags)}.json")
+
+    token = VERIFY_DATA.set(opts.verify_data)
+    try:
+        fingerprint = plugin_cls.fingerprint(spec, protocol, Path(opts.data_root))
+        precision = model.precision if isinstance(model, VLModel) else opts.precision
+        key = run_key(spec, _identity(model), fingerprint, opts, precision)
+        if path.exists() and not opts.force:
+            try:
+                why = key_difference(read_result(path).run_key, key)
+            except UserError as e:
+                why = f"it is unreadable ({str(e).removeprefix(str(path) + ': ')})"
+            if why is None:
+                return Outcome(read_result(path), path, skipped=True)
+            warn(f"replacing {path}: {why}")
+        if not writable_dir(path.parent):
+            raise UserError(f"--out: cannot write results into {path.parent} (not a writable folder)")
+        cache = FeatureCache(enabled=opts.cache)
+        cache.check_writable()
+        if isinstance(model, LazyModel):
+            model = model.get()
+        return _run(model, plugin_cls, spec, protocol, path, key, cache, opts)
+    finally:
+        VERIFY_DATA.reset(token)
+
+
+def _run(
+    model: VLModel,
+    plugin_cls: type[TaskPlugin],
+    spec: TaskSpec,
+    protocol: Any,
+    path: Path,
+    key: dict,
+    cache: FeatureCache,
+    opts: EvalOptions,
+) -> Outcome:
     ctx = TaskContext(
         spec=spec,
         model=model,
         data_root=Path(opts.data_root),
-        cache=FeatureCache(enabled=opts.cache),
+        cache=cache,
         opts=RunOptions(opts.batch_size, opts.workers, opts.progress),
         limit=opts.limit,
         options=dict(opts.task_options),
@@ -113,37 +222,57 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
     t0 = time.perf_counter()
     out = plugin_cls().run(ctx, protocol)
     wall = time.perf_counter() - t0
+    if out.dataset_fingerprint != key["dataset_fingerprint"]:
+        raise UserError(
+            f"dataset {spec.dataset} changed while it was being evaluated "
+            f"({key['dataset_fingerprint'][:19]}… then {out.dataset_fingerprint[:19]}…); run again"
+        )
+    result = build_result(model, spec, out, wall, key, cache, plugin_cls.metric_decimals, opts.limit)
+    write_result(path, result)
+    return Outcome(result, path, skipped=False)
+
+
+def build_result(
+    model: VLModel,
+    spec: TaskSpec,
+    out: TaskOutput,
+    wall: float,
+    key: dict,
+    cache: FeatureCache,
+    decimals: int,
+    limit: int | None,
+) -> Result:
+    """A task's output as a Result: the one contract that tables and checks read."""
     protocol_record = {
         "profile": spec.profile,
         "profile_version": spec.profile_version,
         "data": spec.data,
         "preprocess": model.preprocess.to_dict(),
-        "limit": opts.limit,
+        "limit": limit,
         **out.protocol,
     }
-    result = Result(
+    return Result(
         model=model.ref,
         variant=model.variant,
         checkpoint_sha256=model.checkpoint_sha256,
-        task=task,
+        task=spec.task,
         task_version=spec.version,
-        dataset=dataset,
+        dataset=spec.dataset,
         dataset_fingerprint=out.dataset_fingerprint,
         protocol=protocol_record,
-        metrics={k: round(float(v), 6) for k, v in out.metrics.items()},
+        metrics={k: round(float(v), decimals) for k, v in out.metrics.items()},
         precision=model.precision,
         seeds=out.seeds,
         per_class=out.per_class,
         profile=spec.profile,
         wall_s=round(wall, 3),
-        notes=out.notes,
+        notes=[*out.notes, *cache.events],
         git_commit=git_commit(),
         created=now_iso(),
         env={
             **environment(str(model.device)),
             "model": model.info,
-            "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
+            "cache": {"hits": cache.hits, "misses": cache.misses, "repaired": len(cache.events)},
         },
+        run_key=key,
     )
-    write_result(path, result)
-    return Outcome(result, path, skipped=False)

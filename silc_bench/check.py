@@ -8,6 +8,7 @@ checkpoints.yaml's expected numbers plug in here too.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from silc_bench.config import ModelSpec
@@ -30,19 +31,23 @@ def audit_note(r: Result) -> str:
     return ", ".join(parts)
 
 
-def load_results(root: Path) -> list[tuple[Path, Result]]:
+def load_results(root: Path) -> tuple[list[tuple[Path, Result]], list[str]]:
+    """(every valid result, one message per file that is not a valid result)."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"results folder not found: {root}")
     files = [root] if root.is_file() else sorted(root.rglob("*.json"))
-    out = []
+    out, bad = [], []
     for f in files:
         if f.name.startswith("."):
             continue
-        out.append((f, read_result(f)))
-    if not out:
+        try:
+            out.append((f, read_result(f)))
+        except UserError as e:
+            bad.append(str(e))
+    if not out and not bad:
         raise UserError(f"no result files (*.json) under {root}")
-    return out
+    return out, bad
 
 
 def zero_shot_problems(results: list[tuple[Path, Result]]) -> list[str]:
@@ -83,6 +88,9 @@ def regression_problems(results: list[tuple[Path, Result]], tolerance: float) ->
             compared += 1
             if got is None:
                 problems.append(f"{path}: no metric {metric!r} (expected {value})")
-            elif abs(got - float(value)) > tolerance:
+            elif not (math.isfinite(got) and math.isfinite(float(value))):
+                # NaN fails every comparison, so `> tolerance` alone would let it pass
+                problems.append(f"{path}: {metric} = {got}, expected {value}: not a finite number")
+            elif not abs(got - float(value)) <= tolerance:
                 problems.append(f"{path}: {metric} = {got:.2f}, expected {float(value):.2f} ± {tolerance:g}")
     return problems, compared

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from silc_bench.errors import UserError
@@ -50,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     r.add_argument("--force", action="store_true", help="recompute even if the result exists")
     r.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    r.add_argument(
+        "--verify-data",
+        action="store_true",
+        help="re-hash every data file for the fingerprint, ignoring the memo of earlier hashes",
+    )
+    r.add_argument(
+        "--max-image-pixels",
+        type=int,
+        help="raise PIL's decompression-bomb limit for images you trust (default: PIL's, ~179M pixels)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     seg = r.add_argument_group("zs-seg")
     seg.add_argument(
@@ -105,16 +116,18 @@ def cmd_run(a: argparse.Namespace) -> int:
     from silc_bench.config import list_datasets, load_task
     from silc_bench.report import markdown_table
 
-    if a.dataset:
-        datasets = (
-            [d for d in a.dataset.split(",") if d]
-            if not a.dataset.startswith("imagefolder:")
-            else [a.dataset]
-        )
+    if a.dataset is not None:
+        named = [a.dataset] if a.dataset.startswith("imagefolder:") else a.dataset.split(",")
+        named = [d.strip() for d in named]
+        if not all(named):
+            raise UserError(
+                f"--dataset {a.dataset!r}: empty dataset name; use NAME[,NAME] or imagefolder:PATH"
+            )
+        datasets = list(dict.fromkeys(named))  # a dataset named twice runs once
     else:
         datasets = [d for d in list_datasets(a.task) if d != "imagefolder"]
     specs = [load_task(a.task, ds, a.protocol) for ds in datasets]  # validate every name first
-    if not a.dataset and not Path(a.data_root).is_dir():
+    if a.dataset is None and not Path(a.data_root).is_dir():
         # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)
         missing = [s.dataset for s in specs if "generated" not in s.data]
         datasets = [s.dataset for s in specs if "generated" in s.data]
@@ -125,9 +138,15 @@ def cmd_run(a: argparse.Namespace) -> int:
             )
         if not datasets:
             raise UserError(f"--data-root: folder not found: {a.data_root}")
-    for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers")):
+    for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers"), (a.limit or 1, "--limit")):
         if n < 1:
             raise UserError(f"{flag} must be positive")
+    if a.max_image_pixels is not None:
+        if a.max_image_pixels < 1:
+            raise UserError("--max-image-pixels must be positive")
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = a.max_image_pixels // 2  # PIL refuses above twice this
     opts = EvalOptions(
         data_root=Path(a.data_root),
         out=Path(a.out),
@@ -141,6 +160,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         weights=a.weights,
         cache=not a.no_cache,
         progress=not a.quiet,
+        verify_data=a.verify_data,
         task_options={
             k: v
             for k, v in (
@@ -226,7 +246,11 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_check(a: argparse.Namespace) -> int:
     from silc_bench.check import load_results, regression_problems, zero_shot_problems
 
-    results = load_results(Path(a.results))
+    results, unreadable = load_results(Path(a.results))
+    if unreadable:  # every bad file is named, one line each
+        for why in unreadable:
+            print(f"silc-bench: error: {why}", file=sys.stderr)
+        return 2
     problems = zero_shot_problems(results) if a.zero_shot_only else []
     compared = 0
     if a.regression:
@@ -264,6 +288,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if not args.debug:  # library warnings (PIL, torch, mmengine) are noise before our one line
+        warnings.filterwarnings("ignore")
     try:
         return {"run": cmd_run, "list": cmd_list, "demo": cmd_demo, "check": cmd_check, "train": cmd_train}[
             args.command
@@ -274,5 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"silc-bench: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("silc-bench: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    """Clear open progress bars, so 'interrupted' gets a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K")

@@ -239,13 +239,25 @@ class ModelSpec:
 
 
 def load_models() -> dict[str, ModelSpec]:
+    """Every registry file in order. A later file may redefine a model only with
+    `override: true` in its entry: a silent redefinition would change every number."""
     models: dict[str, ModelSpec] = {}
+    origin: dict[str, Path] = {}
     for path in checkpoint_files():
-        raw = read_yaml(path).get("models", {})
+        raw = read_yaml(path).get("models", {}) or {}
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: `models` must be a mapping of model names to entries")
         for name, entry in raw.items():
             if not isinstance(entry, dict):
                 raise UserError(f"{path}: model {name!r} must be a mapping")
             entry = dict(entry)
+            override = entry.pop("override", False)
+            if name in origin and override is not True:
+                raise UserError(
+                    f"{path}: model {name!r} is already defined in {origin[name]}; "
+                    f"add `override: true` to its entry to replace it on purpose"
+                )
+            origin[name] = path
             entry["tags"] = tuple(entry.get("tags", ()))
             models[name] = build(ModelSpec, {"name": name, **entry}, f"{path}: model {name!r}")
     return models

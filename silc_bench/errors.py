@@ -8,6 +8,7 @@ traceback unless `--debug` is given. Everything else is a bug and keeps its trac
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
@@ -28,3 +29,8 @@ def did_you_mean(kind: str, name: str, valid: Iterable[str]) -> UserError:
         close = [squash[h] for h in hit]
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return UserError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}")
+
+
+def warn(message: str) -> None:
+    """One line on stderr for something the user should know but that does not stop the run."""
+    print(f"silc-bench: warning: {message}", file=sys.stderr)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from silc_bench.cache import FeatureCache
 from silc_bench.data.classification import ImageSplit
 from silc_bench.data.images import ImageDataset
-from silc_bench.errors import UserError
+from silc_bench.errors import UserError, warn
 from silc_bench.hashing import hash_obj
 from silc_bench.models.adapter import VLModel
 
@@ -52,11 +52,19 @@ def image_features(
         "preprocess": model.preprocess.to_dict(),
         "n": len(split),
     }
-    return cache.get_or_compute("image", parts, lambda: _encode_images(model, split, opts, desc))
+    n = len(split)
+    return cache.get_or_compute(
+        "image",
+        parts,
+        lambda: _encode_images(model, split, opts, desc),
+        rows={"pre_logits": n, "embed": n},
+    )
 
 
 def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
-    ds = ImageDataset(split.items, split.read, model.preprocess.transform(), model.preprocess.size)
+    ds = ImageDataset(
+        split.items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe
+    )
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=opts.batch_size,
@@ -67,10 +75,15 @@ def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: st
     )
     out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
     bar = tqdm(total=len(ds), desc=desc, unit="img", disable=not opts.progress, leave=False)
-    for images, idx, ok in loader:
-        if not bool(ok.all()):
-            bad = split.describe(split.items[int(idx[~ok][0])])
-            raise UserError(f"cannot decode image {bad}")
+    warned_big = False
+    for images, idx, status in loader:
+        errors = [s for s in status if s not in ("", "big")]
+        if errors:
+            raise UserError(errors[0])
+        if "big" in status and not warned_big:
+            first = split.describe(split.items[int(idx[list(status).index("big")])])
+            warn(f"{first} is over PIL's image-size warning threshold; decoded anyway")
+            warned_big = True
         feats = model.image_features(images)
         for k, v in feats.items():
             arr = v.cpu().numpy()
@@ -98,7 +111,9 @@ def text_embeddings(
 ) -> np.ndarray:
     """Text embeddings (T, D), float32, in input order; L2-normalised unless asked not to."""
     parts = {**_model_key(model), "texts": hash_obj(texts), "tokenizer": model.info.get("tokenizer")}
-    emb = cache.get_or_compute("text", parts, lambda: _encode_texts(model, texts, opts, desc))["emb"]
+    emb = cache.get_or_compute(
+        "text", parts, lambda: _encode_texts(model, texts, opts, desc), rows={"emb": len(texts)}
+    )["emb"]
     if not normalize:
         return emb
     return torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(emb)), dim=-1).numpy()

@@ -8,12 +8,13 @@ commit, environment and wall time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from typing import Any
 from silc_bench import __version__
 from silc_bench.config import DEFAULT_PROFILE, REPO_ROOT
 from silc_bench.errors import UserError
+from silc_bench.files import remove_stale_tmp
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # schema 1 had no run_key: such a result is read, never reused
 
 
 @dataclass
@@ -47,6 +50,10 @@ class Result:
     git_commit: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    # What the run was asked for, computed before any model is loaded: model identity
+    # (weights sha256, registry settings), dataset fingerprint, task, profile, protocol,
+    # options, precision and limit. A stored result is reused only on an exact match.
+    run_key: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -63,39 +70,97 @@ def model_dirname(model_ref: str) -> str:
 
 
 def dataset_filename(dataset: str, profile: str = DEFAULT_PROFILE, default: str = DEFAULT_PROFILE) -> str:
-    """One file name: `imagefolder:PATH` → `imagefolder-<last folder>`; a profile other than
-    the task's default adds `@name`."""
+    """The display name: `imagefolder:PATH` → `imagefolder-<last folder>`; a profile other
+    than the task's default adds `@name`."""
     base, _, arg = dataset.partition(":")
     name = f"{base}-{Path(arg.rstrip('/')).name}" if arg else base
     return name if profile == default else f"{name}@{profile}"
 
 
+def dataset_stem(dataset: str, data_root: Path, profile: str, default: str = DEFAULT_PROFILE) -> str:
+    """The file name: as `dataset_filename`, but `imagefolder:PATH` also carries 8 hex digits
+    of the resolved absolute path, so `/a/pets` and `/b/pets` never share a result file."""
+    base, _, arg = dataset.partition(":")
+    if not arg:
+        return dataset_filename(dataset, profile, default)
+    where = Path(arg).expanduser()
+    where = (where if where.is_absolute() else Path(data_root) / where).resolve()
+    name = f"{base}-{where.name}-{hashlib.sha256(str(where).encode()).hexdigest()[:8]}"
+    return name if profile == default else f"{name}@{profile}"
+
+
 def result_path(
-    out: Path, model_ref: str, task: str, dataset: str, profile: str, default_profile: str = DEFAULT_PROFILE
+    out: Path,
+    model_ref: str,
+    task: str,
+    dataset: str,
+    profile: str,
+    default_profile: str = DEFAULT_PROFILE,
+    data_root: Path = Path("."),
 ) -> Path:
-    fname = dataset_filename(dataset, profile, default_profile)
+    fname = dataset_stem(dataset, data_root, profile, default_profile)
     return Path(out) / model_dirname(model_ref) / task / f"{fname}.json"
 
 
 def write_result(path: Path, result: Result) -> None:
     """Write atomically: a crash never leaves a partial or corrupt result file."""
-    for k, v in result.metrics.items():
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"metric {k} is not a finite number: {v!r}")
+    problem = _metrics_problem(result.metrics)
+    if problem:
+        raise ValueError(problem)
     text = result.to_json()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    remove_stale_tmp(path.parent, f".{path.name}")
+
+
+def _metrics_problem(metrics: Any) -> str | None:
+    if not isinstance(metrics, dict):
+        return f"metrics must be a mapping of names to numbers, not {type(metrics).__name__}"
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"metric {k!r} is not a finite number: {v!r}"
+    return None
+
+
+_FIELDS = {f.name: f for f in fields(Result)}
+_REQUIRED = {n for n, f in _FIELDS.items() if f.default is MISSING and f.default_factory is MISSING}
 
 
 def read_result(path: Path) -> Result:
+    """A validated Result. Anything else (not JSON, not an object, a foreign schema, a
+    missing or unknown field, a NaN or infinite metric) is a UserError naming the file."""
+
+    def bad(why: str) -> UserError:
+        return UserError(f"{path}: not a silc-bench result ({why})")
+
     try:
-        d = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read result {path}: {e}") from None
-    if d.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{path}: schema_version {d.get('schema_version')} != {SCHEMA_VERSION}")
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UserError(f"cannot read result {path}: {e.strerror}") from None
+    try:
+        d = json.loads(text, parse_constant=lambda c: float(c))
+    except ValueError as e:
+        raise bad(f"invalid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise bad(f"a JSON {type(d).__name__}, expected an object")
+    if d.get("schema_version") not in READABLE_SCHEMAS:
+        raise bad(f"schema_version {d.get('schema_version')!r}, readable: {list(READABLE_SCHEMAS)}")
+    missing = sorted(_REQUIRED - set(d))
+    unknown = sorted(set(d) - set(_FIELDS))
+    if missing or unknown:
+        raise bad(f"missing fields {missing}" if missing else f"unknown fields {unknown}")
+    problem = _metrics_problem(d["metrics"])
+    if problem:
+        raise bad(problem)
+    for name in ("protocol", "env", "run_key"):
+        if name in d and not isinstance(d[name], dict):
+            raise bad(f"{name} must be an object")
     return Result(**d)
 
 

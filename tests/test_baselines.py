@@ -22,7 +22,7 @@ def seg_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def registry(trained_weights, tmp_path, monkeypatch) -> Path:
-    """tcl-tiny (trained tiny CLIP + a random masker in the authors' layout) and pacl-tiny."""
+    """tcl-tiny (trained tiny CLIP + a random masker in the authors' layout) and pacl-test (its own name: redefining the shipped pacl-tiny needs `override`)."""
     masker = tmp_path / "tcl.pth"
     torch.save({"model": authors_checkpoint()}, str(masker))
     sd = load_file(str(trained_weights))
@@ -47,7 +47,7 @@ def registry(trained_weights, tmp_path, monkeypatch) -> Path:
                         "backend": "tcl",
                         "weights": {"path": str(trained_weights), "masker": str(masker)},
                     },
-                    "pacl-tiny": {
+                    "pacl-test": {
                         "arch": {"open_clip": "ViT-Tiny-P8"},
                         "backend": "pacl",
                         "weights": {"path": str(pacl)},
@@ -103,8 +103,8 @@ def test_tcl_raw_refined_and_ensemble(registry, seg_root, tmp_path, capsys):
 
 def test_pacl_and_flags_only_for_tcl(registry, seg_root, tmp_path, capsys):
     out = tmp_path / "r"
-    assert _run(seg_root, out, "--model", "pacl-tiny", "--dataset", "pc59") == 0, capsys.readouterr().err
-    res = json.loads((out / "pacl-tiny" / "zs-seg" / "pc59@sclip.json").read_text())
+    assert _run(seg_root, out, "--model", "pacl-test", "--dataset", "pc59") == 0, capsys.readouterr().err
+    res = json.loads((out / "pacl-test" / "zs-seg" / "pc59@sclip.json").read_text())
     assert res["protocol"]["dense_mode"] == "pacl" and res["protocol"]["backend"] == "pacl"
-    assert _run(seg_root, out, "--model", "pacl-tiny", "--dataset", "pc59", "--pamr") == 2
+    assert _run(seg_root, out, "--model", "pacl-test", "--dataset", "pc59", "--pamr") == 2
     assert "TCL" in capsys.readouterr().err

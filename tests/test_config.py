@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shutil
 
 import pytest
@@ -74,8 +76,20 @@ def test_atomic_write_and_read_back(tmp_path):
     path = tmp_path / "a" / "b.json"
     write_result(path, _result())
     back = read_result(path)
-    assert back.metrics == {"top1": 50.0} and back.schema_version == 1
-    assert path.read_text().startswith('{\n  "schema_version": 1')
+    assert back.metrics == {"top1": 50.0} and back.schema_version == 2
+    assert path.read_text().startswith('{\n  "schema_version": 2')
     with pytest.raises(ValueError):
         write_result(tmp_path / "nan.json", _result(metrics={"top1": float("nan")}))
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.json"]  # no partial file
+
+
+def test_schema_1_files_are_read(tmp_path):
+    """Files written before the run key still read (they are never reused, only replaced)."""
+    path = tmp_path / "old.json"
+    write_result(path, _result())
+    d = json.loads(path.read_text())
+    d["schema_version"] = 1
+    del d["run_key"]
+    path.write_text(json.dumps(d))
+    back = read_result(path)
+    assert back.schema_version == 1 and back.run_key == {} and back.metrics == {"top1": 50.0}

@@ -228,7 +228,8 @@ class Payload:
 def test_pickle_with_code_is_refused(trained_weights, data_root, tmp_path, capsys):
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": load_file(str(trained_weights)), "payload": Payload()}, str(evil))
-    fails(_run_weights(evil, data_root, tmp_path / "o"), capsys, "refused to load", "weights_only")
+    err = fails(_run_weights(evil, data_root, tmp_path / "o"), capsys, "refused to load", "weights_only")
+    assert "weights_only=False" not in err and "reference to print" in err
     no_results(tmp_path / "o")
 
 

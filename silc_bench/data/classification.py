@@ -80,17 +80,46 @@ def _listing(folder: Path, n: int = 6) -> str:
 def _class_folders(split_dir: Path, what: str) -> list[Path]:
     if not split_dir.is_dir():
         raise UserError(f"{what}: expected folder {split_dir}, found {_listing(split_dir.parent)}")
-    dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
-    loose = [p.name for p in split_dir.iterdir() if p.is_file() and is_image(p)]
+    entries = sorted(split_dir.iterdir())
+    for p in entries:
+        if p.is_symlink():
+            _check_link(p, split_dir, what)
+    dirs = [p for p in entries if p.is_dir()]
+    loose = [p.name for p in entries if p.is_file() and is_image(p)]
     if loose or not dirs:
         raise UserError(
             f"{what}: expected one folder per class in {split_dir} "
             f"(<class>/<images>), found {_listing(split_dir)}"
         )
+    real: dict[Path, str] = {}
+    for d in dirs:
+        target = d.resolve()
+        if target in real:
+            raise UserError(
+                f"{what}: class folders {real[target]}/ and {d.name}/ in {split_dir} are the same "
+                f"folder (a symlink); each class needs its own images"
+            )
+        real[target] = d.name
     return dirs
 
 
-def _folder_split(split_dir: Path, classes: list[str], what: str, per_class: int | None) -> ImageSplit:
+def _check_link(link: Path, split_dir: Path, what: str) -> None:
+    """A symlinked class folder is fine if it leads to a real folder outside the split;
+    a broken link, a loop, or a link to the split or one of its parents is an error."""
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise UserError(f"{what}: {link} is a broken symlink or a symlink loop") from None
+    here = split_dir.resolve()
+    if target.is_dir() and (target == here or target in here.parents):
+        raise UserError(f"{what}: {link} is a symlink loop (it points to {target}, which holds it)")
+
+
+def _folder_split(
+    split_dir: Path, classes: list[str], what: str, per_class: int | None, fixed_classes: bool = False
+) -> ImageSplit:
+    """`fixed_classes`: the class list is the dataset's own (ImageNet's 1000 wnids), not
+    the folders found, so an empty folder cannot add a class."""
     items: list[Path] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
@@ -99,6 +128,11 @@ def _folder_split(split_dir: Path, classes: list[str], what: str, per_class: int
             if (split_dir / cls).is_dir()
             else []
         )
+        if not files and not fixed_classes:
+            raise UserError(
+                f"{what}: class folder {split_dir / cls}/ holds no images; an empty class would "
+                f"still count as a class (and lower the chance level): remove it or fill it"
+            )
         if per_class is not None:
             files = files[:per_class]
         items += files
@@ -152,6 +186,8 @@ def imagefolder(
         out.classnames = list(classes)
     if tp.is_file():
         out.templates = _read_lines(tp)
+        if not out.templates:
+            raise UserError(f"{tp}: no templates; write one per line with '{{c}}' for the class name")
         bad = [t for t in out.templates if "{c}" not in t]
         if bad:
             raise UserError(f"{tp}: every template needs '{{c}}' for the class name; not: {bad[0]!r}")
@@ -197,7 +233,7 @@ def imagenet(
         if out is None:
             out = ClassificationData(classes=wnids, classnames=None, templates=None)
         per = train_per_class if role == "train" else None
-        out.splits[role] = _folder_split(sdir, wnids, what, per)
+        out.splits[role] = _folder_split(sdir, wnids, what, per, fixed_classes=True)
     assert out is not None
     return out
 

@@ -1,16 +1,20 @@
 """Decoding images for the model, without letting one bad file kill a worker silently.
 
 A decode failure does not raise inside the DataLoader worker (where the message would
-come back wrapped in a traceback); the item comes back flagged, and the main process
-raises a UserError naming the file.
+come back wrapped in a traceback); the item comes back with a one-line status, and the
+main process raises a UserError naming the file. Every image becomes 8-bit RGB by one
+rule (`to_rgb`), in classification and retrieval alike; a pixel mode with no defined
+8-bit range is refused rather than guessed.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -21,26 +25,74 @@ def is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
 
 
+# Modes PIL converts to RGB exactly (or with the standard matrix, for CMYK and YCbCr).
+_CONVERTIBLE = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+
+
+class ImageModeError(ValueError):
+    """An image whose pixels cannot be turned into 8-bit RGB without guessing their range."""
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit greyscale keeps its high byte (what OpenCV, and so MMSeg's loader,
+    does; PIL already reads 16-bit RGB PNGs that way). PIL's own `convert("RGB")` would
+    clip every value above 255 and give an all-white image, scored at chance."""
+    if im.mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.uint16)
+        return Image.fromarray((arr >> 8).astype(np.uint8), "L").convert("RGB")
+    if im.mode not in _CONVERTIBLE:
+        raise ImageModeError(
+            f"pixel mode {im.mode!r} (32-bit integer or float) has no defined 8-bit range; "
+            f"convert it to 8- or 16-bit first"
+        )
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
 def open_image(path: Path) -> Image.Image:
     with Image.open(path) as im:
         im.load()
-        return im.copy() if im.mode in ("RGB", "L", "P", "RGBA") else im.convert("RGB")
+        return to_rgb(im).copy()
+
+
+def decode_status(exc: BaseException, item: str) -> str:
+    """One line for a file that could not be decoded (worker side; the main process raises it)."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return (
+            f"image {item} is over the decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS} pixels "
+            f"({exc}); if you trust it, raise the limit with --max-image-pixels N"
+        ).replace("\n", " ")
+    if isinstance(exc, ImageModeError):
+        return f"cannot decode image {item}: {exc}"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"cannot decode image {item} ({type(exc).__name__}: {first})"
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Items → (tensor, index, ok). `read(item)` returns a PIL image."""
+    """Items → (tensor, index, status). `read(item)` returns a PIL image.
+
+    status is "" (ok), "big" (over PIL's warning size, decoded anyway) or an error line.
+    """
 
     def __init__(
-        self, items: Sequence[Any], read: Callable[[Any], Image.Image], transform: Callable, size: int
+        self,
+        items: Sequence[Any],
+        read: Callable[[Any], Image.Image],
+        transform: Callable,
+        size: int,
+        describe: Callable[[Any], str] = str,
     ) -> None:
         self.items, self.read, self.transform, self.size = items, read, transform, size
+        self.describe = describe
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, bool]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
         try:
-            img = self.read(self.items[i])
-            return self.transform(img), i, True
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-            return torch.zeros(3, self.size, self.size), i, False
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", Image.DecompressionBombWarning)
+                img = self.read(self.items[i])
+            big = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
+            return self.transform(to_rgb(img)), i, "big" if big else ""
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            return torch.zeros(3, self.size, self.size), i, decode_status(e, self.describe(self.items[i]))

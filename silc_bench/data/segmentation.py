@@ -8,6 +8,7 @@ resize so the ground truth keeps its resolution, pack), and checks each label ma
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,19 @@ def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: l
     if n_meta != data["num_classes"]:
         raise UserError(f"{name}: mmseg lists {n_meta} classes, the task expects {data['num_classes']}")
     return ds
+
+
+def seg_fingerprint(ds: Any, data: dict[str, Any], classes: list[str]) -> str:
+    """Content fingerprint of an mmseg dataset: every image and label map, hashed whole and
+    in the dataset's order, plus the data config and the class list."""
+    from silc_bench.hashing import files_fingerprint, hash_obj
+
+    root = Path(ds.data_root)
+    infos = (ds.get_data_info(i) for i in range(len(ds)))
+    files = [Path(p) for info in infos for p in (info["img_path"], info["seg_map_path"])]
+    # files_fingerprint names files relative to a root; mmseg may list files outside it
+    rel_root = Path(os.path.commonpath([root, *files])) if files else root
+    return "sha256:" + hash_obj([files_fingerprint(rel_root, files), data, classes])
 
 
 def check_label_map(label: np.ndarray, image_hw: tuple[int, int], num_classes: int, path: str) -> None:

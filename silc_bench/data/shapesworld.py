@@ -24,6 +24,8 @@ fingerprints never mix versions.
 from __future__ import annotations
 
 import csv
+import fcntl
+import hashlib
 import json
 import math
 import os
@@ -238,15 +240,69 @@ def generate(root: Path, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
         img.save(seg / "images" / f"{i:05d}.png")
         Image.fromarray(labels["colour"]).save(seg / "annotations" / f"{i:05d}.png")
         Image.fromarray(labels["shape"]).save(seg / "annotations_shape" / f"{i:05d}.png")
+    write_manifest(tmp)
     (tmp / "VERSION").write_text(f"{VERSION} seed={seed} {sizes}\n")
     shutil.rmtree(root, ignore_errors=True)
     os.replace(tmp, root)
     return root
 
 
+MANIFEST = "MANIFEST.json"
+
+
+def _data_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MANIFEST, "VERSION"))
+
+
+def write_manifest(root: Path) -> None:
+    """Every generated file's relative path and sha256, so a later run can prove the set intact."""
+    files = _data_files(root)
+    digests = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    (root / MANIFEST).write_text(json.dumps(digests, indent=0, sort_keys=True))
+
+
+def verify(root: Path) -> str | None:
+    """What is wrong with a generated root (missing, extra or edited files), or None."""
+    from silc_bench.hashing import sha256_many
+
+    try:
+        want = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "no readable manifest"
+    files = _data_files(root)
+    have = [str(p.relative_to(root)) for p in files]
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing or extra:
+        first = (missing or extra)[0]
+        return f"{len(missing)} files missing and {len(extra)} extra, e.g. {first}"
+    changed = [name for name, sha in zip(have, sha256_many(files)) if want[name] != sha]
+    if changed:
+        return f"{len(changed)} files changed, e.g. {changed[0]}"
+    return None
+
+
 def ensure(cache_dir: Path, seed: int = 0) -> Path:
-    """The generated root for this version and seed, generating it on first use."""
+    """The generated root for this version and seed: generated on first use, verified
+    against its manifest on every use, and regenerated (it is deterministic) if a file
+    was deleted, added or edited, so a damaged set is never scored as if it were whole."""
+    from silc_bench.errors import UserError, warn
+    from silc_bench.files import writable_dir
+
     root = Path(cache_dir) / f"shapesworld-v{VERSION}-seed{seed}"
-    if not (root / "VERSION").is_file():
+    if (root / "VERSION").is_file() and verify(root) is None:
+        return root
+    if not writable_dir(root.parent):
+        raise UserError(
+            f"cannot generate ShapesWorld into {root.parent}: the folder is not writable "
+            f"(set $SILC_BENCH_CACHE to a writable folder)"
+        )
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one generator at a time; the others wait and reuse
+        if (root / "VERSION").is_file():
+            problem = verify(root)
+            if problem is None:
+                return root
+            warn(f"generated dataset {root} does not match its manifest ({problem}); regenerating it")
         generate(root, seed)
     return root

@@ -35,6 +35,7 @@ class VLModel:
     precision: str = "fp32"
     info: dict[str, Any] = field(default_factory=dict)  # arch, weights, tokenizer: for results
     extras: dict[str, Any] = field(default_factory=dict)  # backend parts: TCL masker, PACL embedder
+    identity: dict[str, Any] = field(default_factory=dict)  # weights sha256 + registry settings
 
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]

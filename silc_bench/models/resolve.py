@@ -24,7 +24,7 @@ from silc_bench.errors import UserError, did_you_mean
 from silc_bench.hashing import file_sha256, hash_obj
 from silc_bench.models.adapter import PRECISIONS, VLModel
 from silc_bench.models.preprocess import Preprocess
-from silc_bench.models.weights import load_into, read_state_dict, select_variant
+from silc_bench.models.weights import SUFFIXES, load_into, read_state_dict, select_variant
 
 # Our own small architectures (tiny test/demo models) become ordinary open_clip names.
 open_clip.add_model_config(ASSETS / "model_configs")
@@ -132,20 +132,62 @@ def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> st
     return " ".join(parts).replace(" ;", ";")
 
 
+def _checked_files(ref: ModelRef) -> list[tuple[Path, str | None]]:
+    """The checkpoint's files with their registry sha256, each checked to exist."""
+    spec = ref.spec
+    files = _weight_files(spec, ref.weights)
+    if spec.backend == "tcl" and ref.weights is None:
+        files.append(_resolve_path(str(spec.weights.get("masker", "")), spec.weights.get("masker_sha256")))
+    for path, sha in files:
+        if path.is_dir():
+            raise UserError(f"{path} is a folder, not a checkpoint file ({', '.join(SUFFIXES)})")
+        if not path.is_file():
+            if ref.weights is not None:
+                raise UserError(f"--weights: file not found: {path}")
+            raise UserError(_missing_weights_message(spec, path, sha))
+    return files
+
+
+def _verified_sha256(spec: ModelSpec, path: Path, expected: str | None) -> str:
+    """The file's sha256. With a registry sha256 it is hashed for real once per process
+    (never from the memo), so a checkpoint swapped in place cannot pass as the old one."""
+    got = file_sha256(path, fresh=bool(expected))
+    if expected and got != expected:
+        raise UserError(
+            f"{path}: sha256 mismatch for {spec.name!r}: expected {expected}, "
+            f"found {got}; the file is corrupt or a different checkpoint"
+        )
+    return got
+
+
+_SPEC_KEYS = ("arch", "backend", "preprocess", "tokenizer", "dense_mode")
+
+
+def model_identity(ref: ModelRef) -> dict[str, Any]:
+    """Everything about the model that decides a number, without building it: the registry
+    entry's evaluation settings, the variant, and the sha256 of every weight file (or the
+    seed of a random init). Results are reused only when this matches."""
+    spec = ref.spec
+    files = _checked_files(ref)
+    ident: dict[str, Any] = {
+        "model": ref.text,
+        "variant": ref.variant,
+        "spec": {k: getattr(spec, k) for k in _SPEC_KEYS},
+    }
+    if files:
+        ident["weights_sha256"] = [_verified_sha256(spec, p, sha) for p, sha in files]
+    else:
+        ident["random_init_seed"] = spec.weights.get("random_init_seed")
+    return ident
+
+
 def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> VLModel:
     spec = ref.spec
     if spec.backend not in BACKENDS:
         raise UserError(f"model {spec.name!r}: unknown backend {spec.backend!r} ({', '.join(BACKENDS)})")
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    files = _weight_files(spec, ref.weights)
-    if spec.backend == "tcl" and ref.weights is None:
-        files.append(_resolve_path(str(spec.weights.get("masker", "")), spec.weights.get("masker_sha256")))
-    for path, sha in files:  # fail before building a big model
-        if not path.is_file():
-            if ref.weights is not None:
-                raise UserError(f"--weights: file not found: {path}")
-            raise UserError(_missing_weights_message(spec, path, sha))
+    files = _checked_files(ref)  # fail before building a big model
     seed = spec.weights.get("random_init_seed")
     with torch.random.fork_rng(devices=[]):
         if not files and seed is not None:
@@ -157,13 +199,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         sd: dict[str, torch.Tensor] = {}
         shas = []
         for path, expected in files:
-            got = file_sha256(path)
-            if expected and got != expected:
-                raise UserError(
-                    f"{path}: sha256 mismatch for {spec.name!r}: expected {expected}, "
-                    f"found {got}; the file is corrupt or a different checkpoint"
-                )
-            shas.append(got)
+            shas.append(_verified_sha256(spec, path, expected))
             sd.update(read_state_dict(path))
         sd = select_variant(sd, ref.variant, list(spec.variants))
         sd = _attach_backend(spec, module, sd, extras, ", ".join(str(p) for p, _ in files))
@@ -204,6 +240,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         precision=precision,
         info=info,
         extras=extras,
+        identity=model_identity(ref),
     )
 
 

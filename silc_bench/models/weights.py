@@ -10,6 +10,8 @@ strips its prefix and drops the others.
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,18 +38,34 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise UserError(f"{path}: corrupt safetensors file ({type(e).__name__}: {e})") from None
     else:
         try:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # "Detected pickle protocol 5": noise, not a fault
+                warnings.simplefilter("ignore")
+                sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
-                f"{path}: refused to load: the pickle holds objects other than "
-                f"tensors (weights_only=True): {first}"
+                f"{path}: refused to load with weights_only=True: the pickle holds {_refused_what(str(e))}, "
+                f"and untrusted checkpoints never execute code; re-save it as a plain "
+                f"state dict of tensors (or safetensors)"
             ) from None
         except Exception as e:
             raise UserError(
                 f"{path}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
             ) from None
     return unwrap(sd, path)
+
+
+def _refused_what(message: str) -> str:
+    """What torch's weights-only unpickler refused, without its advice to set
+    weights_only=False (which would execute the file's code)."""
+    m = re.search(r"GLOBAL ([\w.]+)(?: whose module ([\w.]+))?", message)
+    if m:
+        name, module = m.group(1), m.group(2)
+        full = name if not module or name.startswith(module + ".") else f"{module}.{name}"
+        return f"a reference to {full} (objects other than tensors)"
+    m = re.search(r"Unsupported operand (\d+)", message)
+    if m:
+        return f"pickle opcode {m.group(1)}, which a plain tensor state dict does not use"
+    return "objects other than tensors"
 
 
 def unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from silc_bench.data.segmentation import build_dataset, check_label_map
+from silc_bench.data.segmentation import build_dataset, check_label_map, seg_fingerprint
 from silc_bench.errors import UserError
+from silc_bench.files import remove_stale_tmp
 from silc_bench.hashing import hash_obj
 from silc_bench.segmentation.dense import MODES
 from silc_bench.segmentation.rules import ScoreRule
@@ -120,7 +121,7 @@ def run_mmseg_loop(
     data = ctx.spec.data
     n_cls = int(data["num_classes"])
     ds = build_dataset(data, ctx.data_root, resize, raw_classes)
-    meta, ds_root = ds.metainfo, ds.data_root
+    meta, ds_root, full_ds = ds.metainfo, ds.data_root, ds
     if ctx.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(ctx.limit, len(ds))))
     loader = torch.utils.data.DataLoader(
@@ -173,6 +174,7 @@ def run_mmseg_loop(
     if tmp_pred is not None:
         shutil.rmtree(pred_dir, ignore_errors=True)
         os.replace(tmp_pred, pred_dir)
+        remove_stale_tmp(pred_dir.parent, f".{pred_dir.name}")  # left by interrupted runs
     metrics = {k: float(summary[k]) for k in ("mIoU", "mAcc", "aAcc")}
-    fingerprint = "sha256:" + hash_obj([files, data, raw_classes])
+    fingerprint = seg_fingerprint(full_ds, data, raw_classes)
     return metrics, per_class, len(files), fingerprint

@@ -45,6 +45,16 @@ class TaskPlugin:
 
     protocol_cls: ClassVar[type]
     headline: ClassVar[tuple[str, ...]] = ()  # metrics shown in the summary table
+    options: ClassVar[tuple[str, ...]] = ()  # task options (CLI flags) this task accepts
+    # Stored metrics are rounded to this many decimals: the precision the metric has,
+    # without float noise (81.96, not 81.959999).
+    metric_decimals: ClassVar[int] = 4
+
+    @staticmethod
+    def fingerprint(spec: TaskSpec, protocol: Any, data_root: Path) -> str:
+        """The dataset's content fingerprint, computed without a model: a stored result is
+        reused only if it was measured on exactly this data. `run` reports the same value."""
+        raise NotImplementedError
 
     @staticmethod
     def path_tags(options: dict[str, Any]) -> list[str]:

@@ -28,6 +28,10 @@ class FewShotClassification(TaskPlugin):
     protocol_cls = FsClsProtocol
     headline = ("1shot_top1", "5shot_top1", "10shot_top1", "25shot_top1")
 
+    @staticmethod
+    def fingerprint(spec, protocol, data_root):  # noqa: ANN001, ANN205
+        return read_classification(spec.data, data_root).fingerprint
+
     def run(self, ctx: TaskContext, protocol: FsClsProtocol) -> TaskOutput:
         data = read_classification(ctx.spec.data, ctx.data_root)
         train = data.splits["train"]

@@ -36,8 +36,13 @@ class Retrieval(TaskPlugin):
         "t2i_recall@10",
     )
 
+    @staticmethod
+    def fingerprint(spec, protocol, data_root):  # noqa: ANN001, ANN205
+        return read_karpathy(spec.data, data_root).fingerprint
+
     def run(self, ctx: TaskContext, protocol: RetrievalProtocol) -> TaskOutput:
-        data = read_karpathy(ctx.spec.data, ctx.data_root).head(ctx.limit)
+        full = read_karpathy(ctx.spec.data, ctx.data_root)
+        data = full.head(ctx.limit)  # the fingerprint stays the full set's; the limit is recorded
         captions = data.captions
         if protocol.canonicalize_text:
             captions = [canonicalize(c) for c in captions]
@@ -55,4 +60,4 @@ class Retrieval(TaskPlugin):
             "similarity": "cosine",
             "ties": "lower index",
         }
-        return TaskOutput(metrics, rec, data.fingerprint)
+        return TaskOutput(metrics, rec, full.fingerprint)

@@ -51,6 +51,10 @@ class ZeroShotClassification(TaskPlugin):
     protocol_cls = ZsClsProtocol
     headline = ("top1", "top5", "mean_per_class_recall")
 
+    @staticmethod
+    def fingerprint(spec, protocol, data_root):  # noqa: ANN001, ANN205
+        return read_classification(spec.data, data_root).fingerprint
+
     def run(self, ctx: TaskContext, protocol: ZsClsProtocol) -> TaskOutput:
         logits, split, prompts, data = zero_shot_logits(ctx, protocol)
         n_cls = len(data.classes)

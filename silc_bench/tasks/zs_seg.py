@@ -50,6 +50,23 @@ class ZeroShotSegmentation(TaskPlugin):
     protocol_cls = ZsSegProtocol
     headline = ("mIoU", "mAcc", "aAcc")
 
+    options = ("dense_mode", "pamr", "tcl_ensemble", "save_predictions")
+    metric_decimals = 2  # mmseg's IoUMetric rounds its summary to 2 decimals
+
+    @staticmethod
+    def fingerprint(spec, protocol, data_root):  # noqa: ANN001, ANN205
+        from silc_bench.data.segmentation import build_dataset, seg_fingerprint
+
+        from silc_bench.segmentation.text import parse_class_lines
+
+        n_cls = int(spec.data["num_classes"])
+        for style in (protocol.classnames, "mmseg"):  # a wrong class file is named before any work
+            name = f"{style}-{spec.data['classes']}"
+            parse_class_lines(read_asset("classnames", name), n_cls, name)
+        raw_classes = read_asset("classnames", f"mmseg-{spec.data['classes']}")
+        ds = build_dataset(spec.data, data_root, protocol.resize, raw_classes)
+        return seg_fingerprint(ds, spec.data, raw_classes)
+
     @staticmethod
     def path_tags(options: dict) -> list[str]:
         tags = []

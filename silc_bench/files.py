@@ -1,0 +1,53 @@
+"""Small filesystem rules shared by results, the cache and predictions.
+
+Writes are atomic (a temporary name, then `os.replace`), follow the umask so a shared
+folder works, and are checked for before the work, never discovered after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` with the process umask applied (os.umask can only be read by setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def writable_dir(folder: Path) -> bool:
+    """True if files can be created in `folder` (made if absent)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: Path, prefix: str) -> None:
+    """Remove `<prefix>.<pid>.tmp` files and folders left by processes that no longer run
+    (an interrupted or killed write); a live writer's temporary is left alone."""
+    if not folder.is_dir():
+        return
+    for p in folder.glob(f"{prefix}.*.tmp"):
+        pid = p.name[len(prefix) + 1 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()

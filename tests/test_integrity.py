@@ -1,0 +1,457 @@
+"""Never a silent wrong number: the hostile cases of issue 8, each reproduced first.
+
+Damaged or foreign cache entries, results reused on a partial match, stale dataset and
+checkpoint hashes, 16-bit images, NaN in results, and class sets or image counts that
+change without a word. Each test asserts the clean number comes back (or exit 2), and
+that the user is told.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from silc_bench.cli import main
+from tests import fixtures
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def zs(
+    dataset: str, out: Path, *extra: str, model: str = "tiny-random", root: Path | None = None
+) -> list[str]:
+    return [
+        "run",
+        "--task",
+        "zs-cls",
+        "--model",
+        model,
+        "--dataset",
+        dataset,
+        "--out",
+        str(out),
+        "--data-root",
+        str(root or out),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--workers",
+        "0",
+        *extra,
+    ]
+
+
+def metrics_of(out: Path) -> dict[str, float]:
+    (path,) = [p for p in out.rglob("*.json") if not p.name.startswith(".")]
+    return json.loads(path.read_text())["metrics"]
+
+
+def result_of(out: Path) -> dict:
+    (path,) = [p for p in out.rglob("*.json") if not p.name.startswith(".")]
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A cache of this test's own, so entries can be found and damaged."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("SILC_BENCH_CACHE", str(root))
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return fixtures.imagefolder(tmp_path / "data" / "base", n_train=2, n_test=6, size=32)
+
+
+def _model_file(path: Path, seed: int) -> Path:
+    import open_clip
+
+    from silc_bench.models.resolve import quiet_root_logger
+
+    torch.manual_seed(seed)
+    with quiet_root_logger():
+        m = open_clip.create_model("ViT-Tiny-P8", pretrained=None)
+    from safetensors.torch import save_file as save_torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_torch({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
+    return path
+
+
+# ------------------------------------------------------------------ 1. the feature cache
+
+
+def _image_entry(cache: Path) -> Path:
+    (entry,) = list((cache / "features" / "image").rglob("*.safetensors"))
+    return entry
+
+
+def _rewrite(entry: Path, change) -> None:  # noqa: ANN001
+    """Rewrite an entry's arrays, keeping its stored key and checksum (damaged bytes)."""
+    with safe_open(str(entry), framework="numpy") as f:
+        meta = f.metadata()
+    arrays = change(load_file(str(entry)))
+    save_file(arrays, str(entry), metadata=meta)
+
+
+@pytest.mark.parametrize(
+    "damage", ["sign-bits", "nan", "byte-flips", "foreign-entry", "truncated-rows", "empty"]
+)
+def test_damaged_cache_entry_is_recomputed(damage, trained_weights, folder, cache, tmp_path, capsys):
+    model = ["--weights", str(trained_weights)]
+    args = zs(f"imagefolder:{folder}", tmp_path / "o", *model, model="open_clip:ViT-Tiny-P8")
+    assert cli(args, capsys)[0] == 0
+    clean = metrics_of(tmp_path / "o")
+    entry = _image_entry(cache)
+    if damage == "sign-bits":
+        _rewrite(entry, lambda a: {k: np.concatenate([-v[:3], v[3:]]) for k, v in a.items()})
+    elif damage == "nan":
+        _rewrite(
+            entry,
+            lambda a: {k: np.where(np.arange(v.size).reshape(v.shape) % 7, v, np.nan) for k, v in a.items()},
+        )
+    elif damage == "byte-flips":
+        raw = bytearray(entry.read_bytes())
+        rng = np.random.default_rng(0)
+        for i in rng.integers(len(raw) // 2, len(raw), 300):
+            raw[i] ^= 0xFF
+        entry.write_bytes(bytes(raw))
+    elif damage == "foreign-entry":
+        (text,) = list((cache / "features" / "text").rglob("*.safetensors"))
+        shutil.copy(text, entry)
+    elif damage == "truncated-rows":
+        from silc_bench.cache import arrays_checksum
+
+        with safe_open(str(entry), framework="numpy") as f:
+            meta = f.metadata()
+        arrays = {k: v[:5] for k, v in load_file(str(entry)).items()}
+        save_file(arrays, str(entry), metadata={**meta, "sha256": arrays_checksum(arrays)})
+    else:
+        entry.write_bytes(b"")
+    code, _, err = cli([*args, "--force"], capsys)
+    assert code == 0, err
+    assert "failed verification" in err and "Traceback" not in err
+    assert metrics_of(tmp_path / "o") == clean
+    assert any("failed verification" in n for n in result_of(tmp_path / "o")["notes"])
+    code, _, err = cli([*args, "--force"], capsys)  # healed: the recomputed entry is served
+    assert code == 0 and "failed verification" not in err
+    assert metrics_of(tmp_path / "o") == clean
+    assert result_of(tmp_path / "o")["env"]["cache"]["hits"] == 2
+
+
+def test_cache_entries_follow_the_umask(folder, cache, tmp_path, capsys):
+    old = os.umask(0o002)
+    try:
+        assert cli(zs(f"imagefolder:{folder}", tmp_path / "o"), capsys)[0] == 0
+    finally:
+        os.umask(old)
+    assert (_image_entry(cache).stat().st_mode & 0o777) == 0o664
+
+
+def test_unwritable_cache_warns_once_and_still_measures(folder, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("SILC_BENCH_CACHE", str(blocker / "cache"))
+    code, _, err = cli(zs(f"imagefolder:{folder}", tmp_path / "o"), capsys)
+    assert code == 0, err
+    assert err.count("warning") == 1 and "not writable" in err
+    assert metrics_of(tmp_path / "o")["top1"] >= 0
+
+
+# ------------------------------------------------------------------ 2. result reuse
+
+
+def test_result_reused_only_on_a_full_key_match(folder, cache, tmp_path, capsys):
+    a, b = _model_file(tmp_path / "a" / "w.safetensors", 1), _model_file(tmp_path / "b" / "w.safetensors", 2)
+    out, ds = tmp_path / "o", f"imagefolder:{folder}"
+
+    def run(*extra: str, weights: Path = a, where: Path = out) -> tuple[int, str]:
+        code, _, err = cli(
+            zs(ds, where, "--weights", str(weights), *extra, model="open_clip:ViT-Tiny-P8"), capsys
+        )
+        return code, err
+
+    def truth(*extra: str, weights: Path = a) -> dict:
+        where = tmp_path / f"truth{len(list(tmp_path.glob('truth*')))}"
+        assert run(*extra, "--no-cache", weights=weights, where=where)[0] == 0
+        return metrics_of(where)
+
+    assert run()[0] == 0
+    assert run()[1].count("skipped") == 1  # same key: reused
+    code, err = run(weights=b)
+    assert code == 0 and "replacing" in err and "weights_sha256" in err
+    assert metrics_of(out) == truth(weights=b)
+    code, err = run("--precision", "bf16", weights=b)
+    assert "replacing" in err and "precision" in err
+    code, err = run(weights=b)
+    assert "replacing" in err and metrics_of(out) == truth(weights=b)
+    code, err = run("--limit", "3", weights=b)
+    assert "limit" in err and result_of(out)["protocol"]["num_images"] == 3
+    code, err = run(weights=b)
+    assert "limit" in err and result_of(out)["protocol"]["num_images"] == 30
+
+
+def test_two_imagefolders_of_one_name_never_share_a_result(tmp_path, cache, capsys):
+    a = fixtures.imagefolder(tmp_path / "a" / "base", n_train=1, n_test=2, size=32, seed=0)
+    b = fixtures.imagefolder(tmp_path / "b" / "base", n_train=1, n_test=3, size=32, seed=1)
+    out = tmp_path / "o"
+    for d in (a, b):
+        assert cli(zs(f"imagefolder:{d}", out), capsys)[0] == 0
+    files = sorted(out.rglob("*.json"))
+    assert len(files) == 2
+    assert sorted(json.loads(f.read_text())["protocol"]["num_images"] for f in files) == [10, 15]
+
+
+def test_stored_key_from_an_older_schema_is_replaced_with_a_reason(folder, cache, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli(zs(f"imagefolder:{folder}", out), capsys)[0] == 0
+    (path,) = out.rglob("*.json")
+    d = json.loads(path.read_text())
+    d.pop("run_key")
+    d["schema_version"] = 1
+    d["metrics"]["top1"] = 99.0
+    path.write_text(json.dumps(d))
+    code, _, err = cli(zs(f"imagefolder:{folder}", out), capsys)
+    assert code == 0 and "no run key" in err
+    assert metrics_of(out)["top1"] != 99.0
+
+
+# ------------------------------------------------------------------ 3. the dataset fingerprint
+
+
+def test_edit_past_the_header_at_the_same_size_is_seen(tmp_path, cache, capsys):
+    base = fixtures.imagefolder(tmp_path / "bmp", n_train=1, n_test=3, size=48)
+    for p in list(base.rglob("*.png")):
+        Image.open(p).save(p.with_suffix(".bmp"))
+        p.unlink()
+    out, ds = tmp_path / "o", f"imagefolder:{base}"
+    assert cli(zs(ds, out), capsys)[0] == 0
+    first = result_of(out)["dataset_fingerprint"]
+    victim = sorted(base.rglob("*.bmp"))[0]
+    st = victim.stat()
+    raw = bytearray(victim.read_bytes())
+    raw[-3000:] = bytes(255 - x for x in raw[-3000:])  # pixels past the first 4 KiB
+    victim.write_bytes(bytes(raw))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old mtime
+    assert victim.stat().st_size == st.st_size
+    code, _, err = cli(zs(ds, out), capsys)
+    assert code == 0 and "dataset_fingerprint" in err
+    assert result_of(out)["dataset_fingerprint"] != first
+    fresh = tmp_path / "fresh"
+    assert cli(zs(ds, fresh, "--no-cache"), capsys)[0] == 0
+    assert metrics_of(out) == metrics_of(fresh)
+
+
+def test_verify_data_ignores_a_poisoned_memo(folder, cache, tmp_path, capsys):
+    out, ds = tmp_path / "o", f"imagefolder:{folder}"
+    assert cli(zs(ds, out), capsys)[0] == 0
+    true_fp = result_of(out)["dataset_fingerprint"]
+    with sqlite3.connect(cache / "content-sha256.sqlite") as db:
+        db.execute("UPDATE memo SET sha = ?", ("0" * 64,))
+    assert cli(zs(ds, out, "--verify-data", "--force"), capsys)[0] == 0
+    assert result_of(out)["dataset_fingerprint"] == true_fp
+
+
+# ------------------------------------------------------------------ 4. checkpoints swapped in place
+
+
+def _swap_in_place(src: Path, dst: Path) -> None:
+    st = dst.stat()
+    shutil.copyfile(src, dst)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert dst.stat().st_size == st.st_size and dst.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_checkpoint_swapped_in_place(folder, cache, tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    a = _model_file(tmp_path / "w" / "a.safetensors", 1)
+    b = _model_file(tmp_path / "w" / "b.safetensors", 2)
+    live = tmp_path / "w" / "live.safetensors"
+    shutil.copy2(a, live)
+    sha = hashlib.sha256(a.read_bytes()).hexdigest()
+    reg = tmp_path / "extra.yaml"
+    reg.write_text(
+        "models:\n  swap-me:\n    arch: {open_clip: ViT-Tiny-P8}\n"
+        f"    weights: {{path: {live}, sha256: {sha}}}\n"
+    )
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    out, ds = tmp_path / "o", f"imagefolder:{folder}"
+    assert cli(zs(ds, out, model="swap-me"), capsys)[0] == 0
+    _swap_in_place(b, live)
+    code, _, err = cli(zs(ds, out, model="swap-me"), capsys)
+    assert code == 2 and "sha256 mismatch" in err and err.count("\n") == 1
+    # --weights has no registry sha256: the swapped file is re-hashed and the result replaced
+    shutil.copy2(a, live)
+    w = ["--weights", str(live)]
+    assert cli(zs(ds, out, *w, model="open_clip:ViT-Tiny-P8"), capsys)[0] == 0
+    _swap_in_place(b, live)
+    code, _, err = cli(zs(ds, out, *w, model="open_clip:ViT-Tiny-P8"), capsys)
+    assert code == 0 and "weights_sha256" in err
+    fresh = tmp_path / "fresh"
+    assert (
+        cli(zs(ds, fresh, "--weights", str(b), "--no-cache", model="open_clip:ViT-Tiny-P8"), capsys)[0] == 0
+    )
+    assert metrics_of(out / "open_clip@ViT-Tiny-P8") == metrics_of(fresh)
+
+
+# ------------------------------------------------------------------ 5. 16-bit and odd pixel modes
+
+
+def test_sixteen_bit_png_scores_like_eight_bit(tmp_path, cache, capsys):
+    eight = fixtures.imagefolder(tmp_path / "eight", n_train=1, n_test=3, size=32)
+    sixteen = tmp_path / "sixteen"
+    shutil.copytree(eight, sixteen)
+    for p in sixteen.rglob("*.png"):
+        grey = np.asarray(Image.open(p).convert("L")).astype(np.uint16) * 257
+        Image.fromarray(grey).save(p)  # mode I;16
+        Image.fromarray((grey >> 8).astype(np.uint8)).save(eight / p.relative_to(sixteen))
+    assert Image.open(next(sixteen.rglob("*.png"))).mode == "I;16"
+    for d in (eight, sixteen):
+        assert cli(zs(f"imagefolder:{d}", tmp_path / d.name), capsys)[0] == 0
+    assert metrics_of(tmp_path / "eight") == metrics_of(tmp_path / "sixteen")
+
+
+def test_sixteen_bit_rule_matches_mmseg_loader(tmp_path):
+    import mmcv
+
+    from silc_bench.data.images import open_image
+
+    grey = (np.arange(32 * 32).reshape(32, 32) * 61).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    ours = np.asarray(open_image(tmp_path / "g.png"))
+    theirs = mmcv.imread(str(tmp_path / "g.png"))[..., ::-1]  # BGR
+    assert np.array_equal(ours, theirs)
+
+
+def test_float_images_are_refused(tmp_path, cache, capsys):
+    base = fixtures.imagefolder(tmp_path / "f", n_train=1, n_test=1, size=32)
+    victim = sorted(base.rglob("*.png"))[0]
+    Image.fromarray(np.zeros((32, 32), np.float32)).save(victim.with_suffix(".tif"))
+    victim.unlink()
+    code, _, err = cli(zs(f"imagefolder:{base}", tmp_path / "o"), capsys)
+    assert code == 2 and "pixel mode 'F'" in err and err.count("\n") == 1
+    assert not list((tmp_path / "o").rglob("*.json"))
+
+
+# ------------------------------------------------------------------ 6. NaN in results and checks
+
+
+def _valid_result(tmp_path: Path, folder: Path, capsys) -> Path:
+    assert cli(zs(f"imagefolder:{folder}", tmp_path / "o"), capsys)[0] == 0
+    (path,) = (tmp_path / "o").rglob("*.json")
+    return path
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", '"12"', "true"])
+def test_check_refuses_non_finite_metrics(bad, folder, cache, tmp_path, capsys):
+    path = _valid_result(tmp_path, folder, capsys)
+    path.write_text(path.read_text().replace('"top1": ', f'"top1": {bad}, "was": ', 1))
+    code, _, err = cli(["check", str(path.parent)], capsys)
+    assert code == 2 and str(path) in err and "top1" in err and "Traceback" not in err
+
+
+def test_regression_counts_nan_as_a_failure():
+    from silc_bench.check import regression_problems
+    from silc_bench.results import Result
+
+    r = Result(
+        model="silc-tiny",
+        variant="teacher",
+        checkpoint_sha256="x",
+        task="zs-cls",
+        task_version=1,
+        dataset="shapes-cls",
+        dataset_fingerprint="x",
+        protocol={},
+        metrics={"top1": float("nan"), "top5": 84.44},
+        precision="fp32",
+    )
+    problems, compared = regression_problems([(Path("r.json"), r)], 1.0)
+    assert compared == 2 and len(problems) == 1 and "top1" in problems[0]
+
+
+def test_check_names_every_bad_file(folder, cache, tmp_path, capsys):
+    path = _valid_result(tmp_path, folder, capsys)
+    (path.parent / "list.json").write_text("[1, 2]")
+    (path.parent / "other.json").write_text('{"schema_version": 2, "model": "x"}')
+    (path.parent / "text.json").write_text("not json")
+    code, _, err = cli(["check", str(tmp_path / "o")], capsys)
+    assert code == 2 and "Traceback" not in err
+    for name in ("list.json", "other.json", "text.json"):
+        assert name in err
+    assert err.count("\n") == 3
+
+
+# ------------------------------------------------------------------ 7. class sets and image counts
+
+
+def test_empty_and_looping_class_folders_are_errors(folder, cache, tmp_path, capsys):
+    ds = f"imagefolder:{folder}"
+    (folder / "classnames.txt").unlink()  # class names from the folders, as a user would have
+    (folder / "test" / "zz_empty").mkdir()
+    (folder / "train" / "zz_empty").mkdir()
+    code, _, err = cli(zs(ds, tmp_path / "o"), capsys)
+    assert code == 2 and "holds no images" in err
+    for split in ("test", "train"):
+        (folder / split / "zz_empty").rmdir()
+        (folder / split / "zz_loop").symlink_to(folder / split)
+    code, _, err = cli(zs(ds, tmp_path / "o"), capsys)
+    assert code == 2 and "symlink loop" in err
+    for split in ("test", "train"):
+        (folder / split / "zz_loop").unlink()
+        (folder / split / "zz_twin").symlink_to(folder / split / "red_circle")
+    code, _, err = cli(zs(ds, tmp_path / "o"), capsys)
+    assert code == 2 and "same folder" in err
+    assert not list((tmp_path / "o").rglob("*.json"))
+
+
+def test_registry_redefinition_needs_override(tmp_path, monkeypatch, capsys):
+    reg = tmp_path / "extra.yaml"
+    reg.write_text(
+        "models:\n  tiny-random:\n    arch: {open_clip: ViT-Tiny-P8}\n    weights: {random_init_seed: 5}\n"
+    )
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    code, _, err = cli(["list", "models"], capsys)
+    assert code == 2 and "already defined" in err and "override: true" in err
+    reg.write_text(reg.read_text().replace("    arch:", "    override: true\n    arch:"))
+    assert cli(["list", "models"], capsys)[0] == 0
+
+
+def test_damaged_generated_set_is_regenerated(tmp_path, monkeypatch, capsys):
+    """ShapesWorld verifies its manifest: deleted or edited files are regenerated, never
+    scored as if the set were whole."""
+    from silc_bench.data import shapesworld
+
+    small = shapesworld.Sizes(train_scenes=4, cls_per_class=(1, 2), retrieval_scenes=4, seg_scenes=2)
+    monkeypatch.setattr(shapesworld.generate, "__defaults__", (0, small))
+    monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
+    root = shapesworld.ensure(tmp_path / "cache" / "datasets")
+    n = len(list(root.rglob("*.png")))
+    victims = sorted((root / "cls" / "test").rglob("*.png"))[:5]
+    for v in victims:
+        v.unlink()
+    edited = sorted((root / "retrieval" / "images").glob("*.png"))[0]
+    edited.write_bytes(edited.read_bytes() + b"\0")
+    assert shapesworld.verify(root) is not None
+    capsys.readouterr()
+    root = shapesworld.ensure(tmp_path / "cache" / "datasets")
+    assert "regenerating" in capsys.readouterr().err
+    assert len(list(root.rglob("*.png"))) == n and shapesworld.verify(root) is None
