@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(a: argparse.Namespace) -> int:
     from silc_bench.api import EvalOptions, LazyModel, evaluate
     from silc_bench.config import list_datasets, load_task
+    from silc_bench.data.images import image_pixel_limit
     from silc_bench.report import markdown_table
 
     if a.dataset is not None:
@@ -141,12 +142,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers"), (a.limit or 1, "--limit")):
         if n < 1:
             raise UserError(f"{flag} must be positive")
-    if a.max_image_pixels is not None:
-        if a.max_image_pixels < 1:
-            raise UserError("--max-image-pixels must be positive")
-        from PIL import Image
-
-        Image.MAX_IMAGE_PIXELS = a.max_image_pixels // 2  # PIL refuses above twice this
+    if a.max_image_pixels is not None and a.max_image_pixels < 1:
+        raise UserError("--max-image-pixels must be positive")
     opts = EvalOptions(
         data_root=Path(a.data_root),
         out=Path(a.out),
@@ -174,11 +171,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     )
     model = LazyModel(a.model, opts)
     outcomes = []
-    for ds in datasets:
-        out = evaluate(model, a.task, ds, opts)
-        state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
-        print(f"{out.path}: {state}", file=sys.stderr)
-        outcomes.append(out)
+    with image_pixel_limit(a.max_image_pixels):
+        for ds in datasets:
+            out = evaluate(model, a.task, ds, opts)
+            state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
+            print(f"{out.path}: {state}", file=sys.stderr)
+            outcomes.append(out)
     print(markdown_table(o.result for o in outcomes))
     return 0
 

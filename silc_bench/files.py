@@ -20,15 +20,25 @@ def umask_mode(mode: int = 0o666) -> int:
 
 
 def writable_dir(folder: Path) -> bool:
-    """True if files can be created in `folder` (made if absent)."""
+    """True if files can be created in `folder`. Probed by writing (permission bits say
+    nothing to root); folders made for the probe are removed again, so a run that fails
+    later leaves nothing behind."""
+    made: list[Path] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for p in reversed(missing):
+            p.mkdir()
+            made.append(p)
         probe = folder / f".probe.{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
         return True
     except OSError:
         return False
+    finally:
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 def _alive(pid: int) -> bool:

@@ -22,7 +22,8 @@ def seg_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def registry(trained_weights, tmp_path, monkeypatch) -> Path:
-    """tcl-tiny (trained tiny CLIP + a random masker in the authors' layout) and pacl-test (its own name: redefining the shipped pacl-tiny needs `override`)."""
+    """tcl-tiny (trained tiny CLIP + a random masker in the authors' layout) and pacl-test
+    (its own name: redefining the shipped pacl-tiny needs `override`)."""
     masker = tmp_path / "tcl.pth"
     torch.save({"model": authors_checkpoint()}, str(masker))
     sd = load_file(str(trained_weights))

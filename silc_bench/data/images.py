@@ -9,8 +9,9 @@ rule (`to_rgb`), in classification and retrieval alike; a pixel mode with no def
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,19 @@ def is_image(p: Path) -> bool:
 
 # Modes PIL converts to RGB exactly (or with the standard matrix, for CMYK and YCbCr).
 _CONVERTIBLE = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+
+
+@contextlib.contextmanager
+def image_pixel_limit(pixels: int | None) -> Iterator[None]:
+    """Within the block, PIL refuses images over `pixels` (its decompression-bomb guard)
+    and warns from half that; None keeps PIL's default. DataLoader workers inherit it."""
+    old = Image.MAX_IMAGE_PIXELS
+    if pixels is not None:
+        Image.MAX_IMAGE_PIXELS = pixels // 2  # PIL raises above twice this, warns above it
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
 
 
 class ImageModeError(ValueError):

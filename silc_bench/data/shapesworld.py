@@ -297,6 +297,7 @@ def ensure(cache_dir: Path, seed: int = 0) -> Path:
             f"cannot generate ShapesWorld into {root.parent}: the folder is not writable "
             f"(set $SILC_BENCH_CACHE to a writable folder)"
         )
+    root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one generator at a time; the others wait and reuse
         if (root / "VERSION").is_file():

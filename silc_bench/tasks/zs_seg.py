@@ -56,7 +56,6 @@ class ZeroShotSegmentation(TaskPlugin):
     @staticmethod
     def fingerprint(spec, protocol, data_root):  # noqa: ANN001, ANN205
         from silc_bench.data.segmentation import build_dataset, seg_fingerprint
-
         from silc_bench.segmentation.text import parse_class_lines
 
         n_cls = int(spec.data["num_classes"])
