@@ -35,6 +35,7 @@ test: $(TSTAMP)
 # Benchmarks write reports/perf.md (ratios against the peer, run side by side).
 bench: install
 	$(BIN)/python -m silc_bench.bench.slide
+	$(BIN)/python -m silc_bench.bench.fingerprint
 
 lint: install
 	$(BIN)/ruff check silc_bench tests

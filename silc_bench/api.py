@@ -9,17 +9,18 @@ Result file atomically.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from silc_bench.cache import FeatureCache
-from silc_bench.config import TaskSpec, build, load_task
+from silc_bench.config import ASSETS, TaskSpec, build, load_task
 from silc_bench.errors import UserError, warn
 from silc_bench.features import RunOptions
 from silc_bench.files import writable_dir
-from silc_bench.hashing import VERIFY_DATA, canonical_json
+from silc_bench.hashing import VERIFY_DATA, canonical_json, hash_obj
 from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.resolve import model_identity
 from silc_bench.results import (
@@ -121,9 +122,18 @@ def run_key(
         "profile_version": spec.profile_version,
         "protocol": spec.protocol,
         "options": dict(sorted(opts.task_options.items())),
+        "assets_sha256": assets_sha256(),  # class-name and template files
         "precision": precision,
         "limit": opts.limit,
     }
+
+
+@functools.cache
+def assets_sha256() -> str:
+    """One hash over the packaged class-name and template files: editing any of them
+    changes the prompts, so a stored result must not be reused."""
+    files = sorted(p for kind in ("classnames", "templates") for p in (ASSETS / kind).glob("*.txt"))
+    return hash_obj([[p.relative_to(ASSETS).as_posix(), p.read_text()] for p in files])
 
 
 def _short(value: Any) -> str:
@@ -157,6 +167,7 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
     plugin_cls = PLUGINS.get(spec.type)
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be a positive number of images, not {opts.limit}")
+    resolve_device(opts.device)  # a bad --device is an error even when the result exists
     foreign = sorted(k for k, v in opts.task_options.items() if v and k not in plugin_cls.options)
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
@@ -227,6 +238,14 @@ def _run(
             f"dataset {spec.dataset} changed while it was being evaluated "
             f"({key['dataset_fingerprint'][:19]}… then {out.dataset_fingerprint[:19]}…); run again"
         )
+    n, standard = out.protocol.get("num_images"), spec.standard_images
+    if opts.limit is None and standard and n != standard:
+        note = (
+            f"{spec.dataset}: scored {n} images, the published split has {standard:,}: "
+            f"not comparable with published numbers"
+        )
+        out.notes.append(note)
+        warn(note)
     result = build_result(model, spec, out, wall, key, cache, plugin_cls.metric_decimals, opts.limit)
     write_result(path, result)
     return Outcome(result, path, skipped=False)

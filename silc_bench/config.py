@@ -95,6 +95,7 @@ class TaskSpec:
     default_profile: str = DEFAULT_PROFILE
     profile_version: int | None = None
     description: str = ""
+    standard_images: int | None = None  # the published split's size, when there is one
 
 
 @dataclass
@@ -112,6 +113,7 @@ class _DatasetFile:
     protocol: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     include: str | None = None
+    standard_images: int | None = None
 
 
 @dataclass
@@ -161,7 +163,13 @@ def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[st
     if name in seen:
         raise UserError(f"{path}: include cycle {' -> '.join(seen + (name,))}")
     ds = build(_DatasetFile, read_yaml(path), str(path))
-    raw = {"data": ds.data, "protocol": ds.protocol, "description": ds.description, "lineage": [name]}
+    raw = {
+        "data": ds.data,
+        "protocol": ds.protocol,
+        "description": ds.description,
+        "standard_images": ds.standard_images,
+        "lineage": [name],
+    }
     if ds.include:
         parent = _dataset_raw(folder, ds.include, seen + (name,))
         raw = merge(parent, {k: v for k, v in raw.items() if v and k != "lineage"})
@@ -212,6 +220,7 @@ def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
         default_profile=tf.default_profile,
         profile_version=profile_version,
         description=raw["description"] or tf.description,
+        standard_images=None if arg else raw["standard_images"],
     )
 
 

@@ -25,7 +25,9 @@ def chance_note(r: Result) -> str:
 
 
 def markdown_table(results: Iterable[Result]) -> str:
-    """One row per result; rows that are not raw zero-shot are marked † with a footnote."""
+    """One row per result. Rows that are not raw zero-shot are marked †, and rows measured
+    on part of a dataset (`--limit`, or fewer images than the published split) ‡, each
+    with a footnote: a smoke number must never read like a real one."""
     from silc_bench.check import audit_note, is_raw_zero_shot
 
     rows = []
@@ -41,9 +43,16 @@ def markdown_table(results: Iterable[Result]) -> str:
         m = headline_metrics(r)
         variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
         ds = dataset_filename(r.dataset, r.profile, defaults[r.task])
+        name = ds
         if not is_raw_zero_shot(r):
             ds += " †"
-            notes.append(f"† {r.model} {r.task}/{ds[:-2]}: not raw zero-shot ({audit_note(r)})")
+            notes.append(f"† {r.model} {r.task}/{name}: not raw zero-shot ({audit_note(r)})")
+        partial = [n for n in r.notes if "not comparable" in n]
+        if r.protocol.get("limit") is not None:
+            partial.insert(0, f"--limit {r.protocol['limit']}: the first images only (a smoke run)")
+        if partial:
+            ds += " ‡"
+            notes.append(f"‡ {r.model} {r.task}/{name}: {partial[0]}")
         rows.append(
             [r.model + variant, r.task, ds, chance_note(r)]
             + [f"{m[k]:.2f}" if k in m else "" for k in metrics]

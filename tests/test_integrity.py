@@ -455,3 +455,52 @@ def test_damaged_generated_set_is_regenerated(tmp_path, monkeypatch, capsys):
     root = shapesworld.ensure(tmp_path / "cache" / "datasets")
     assert "regenerating" in capsys.readouterr().err
     assert len(list(root.rglob("*.png"))) == n and shapesworld.verify(root) is None
+
+
+# ------------------------------------------------------------------ the same family, found here
+
+
+def _seg_args(root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "run", "--task", "zs-seg", "--model", "tiny-random", "--dataset", "voc21", "--protocol", "sclip",
+        "--data-root", str(root), "--out", str(out), "--quiet", "--workers", "0", "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def test_segmentation_fingerprint_covers_label_content(tmp_path, cache, capsys):
+    """zs-seg fingerprinted file names only: an edited label map kept the old result."""
+    from tests import seg_fixtures
+
+    root = seg_fixtures.make_all(tmp_path / "seg", n=2)
+    out = tmp_path / "o"
+    assert cli(_seg_args(root, out), capsys)[0] == 0
+    first = result_of(out)
+    label = sorted((root / "VOCdevkit" / "VOC2012" / "SegmentationClass").glob("*.png"))[0]
+    arr = np.asarray(Image.open(label)).copy()
+    arr[:, : arr.shape[1] // 2] = 255  # half the map becomes "ignore"
+    Image.fromarray(arr).save(label)
+    code, _, err = cli(_seg_args(root, out), capsys)
+    assert code == 0 and "dataset_fingerprint" in err
+    assert result_of(out)["dataset_fingerprint"] != first["dataset_fingerprint"]
+
+
+def test_a_partial_standard_split_is_flagged(tmp_path, data_root, cache, capsys):
+    """ImageNet's class list is fixed, so missing images do not change it: the run on
+    fewer images than the published split says so, in the result and the table."""
+    out = tmp_path / "o"
+    code, table, err = cli(zs("imagenet", out, root=data_root), capsys)
+    assert code == 0 and "not comparable" in err
+    assert any("published split has 50,000" in n for n in result_of(out)["notes"])
+    assert "imagenet ‡" in table
+    code, table, _ = cli(zs("cifar100", out, "--limit", "5", root=data_root), capsys)
+    assert code == 0 and "cifar100 ‡" in table and "--limit 5" in table
+
+
+def test_editing_a_class_name_asset_replaces_the_result(folder, cache, tmp_path, monkeypatch, capsys):
+    from silc_bench import api
+
+    out = tmp_path / "o"
+    assert cli(zs(f"imagefolder:{folder}", out), capsys)[0] == 0
+    monkeypatch.setattr(api, "assets_sha256", lambda: "edited")
+    code, _, err = cli(zs(f"imagefolder:{folder}", out), capsys)
+    assert code == 0 and "assets_sha256" in err

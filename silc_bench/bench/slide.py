@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from silc_bench.bench.report import write_section
 from silc_bench.config import REPO_ROOT
 
 
@@ -170,7 +171,7 @@ def main() -> int:
             "",
         ]
     )
-    Path(args.out).write_text(text)
+    write_section(Path(args.out), "Sliding-window", text.removeprefix("# Performance\n\n"))
     print(text)
     return 0 if same else 1
 
