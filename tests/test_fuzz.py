@@ -211,16 +211,17 @@ def test_garbage_result_file_is_replaced_not_served(clean, tmp_path, monkeypatch
         assert json.loads(path.read_text())["metrics"] == clean_metrics
 
 
-def test_cli_gaps_and_rounding(clean, tmp_path, monkeypatch, capsys):
+def test_cli_gaps_and_rounding(clean, data_root, tmp_path, monkeypatch, capsys):
     src, clean_metrics = clean
     monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
     ds = f"imagefolder:{src}"
     out = tmp_path / "out"
     assert main(base_args(out, dataset=f"{ds}")) == 0
     table = capsys.readouterr().out
-    assert main([*base_args(tmp_path / "o2", dataset="shapes-cls,shapes-cls"), "--limit", "3"]) == 0
+    twice = [*base_args(tmp_path / "o2", dataset="cifar100,cifar100"), "--data-root", str(data_root)]
+    assert main([*twice, "--limit", "3"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.count("| shapes-cls") == 1 and captured.err.count(".json") == 1
+    assert captured.out.count("| cifar100") == 1 and captured.err.count(".json") == 1
     (path,) = out.rglob("*.json")
     for v in json.loads(path.read_text())["metrics"].values():
         assert round(v, 4) == v
@@ -260,3 +261,27 @@ def test_interrupted_predictions_are_cleaned_and_bars_closed(tmp_path, monkeypat
     bar = tqdm(total=3, leave=False)
     _close_progress_bars()
     assert bar.disable or not list(getattr(tqdm, "_instances", ()))
+
+
+def test_no_library_warnings_reach_the_user(tmp_path):
+    """In a real process (pytest hides warnings in-process): torch's pickle-protocol warning
+    and its weights_only advice never appear, only our one line."""
+    import subprocess
+    import sys
+
+    weights = _weights_file(tmp_path, {"x": torch.zeros(2)}, protocol=5)
+    env = {**os.environ, "SILC_BENCH_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "silc_bench", "run", "--task", "zs-cls", "--model", "open_clip:ViT-Tiny-P8"]
+    args += [
+        "--weights",
+        weights,
+        "--dataset",
+        "cifar100",
+        "--data-root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("silc-bench: error:"), proc.stderr
