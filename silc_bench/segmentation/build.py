@@ -147,19 +147,24 @@ def run_mmseg_loop(
         disable=not ctx.opts.progress,
         leave=False,
     )
-    for batch in groups:
-        prepared = seg.data_preprocessor(batch, False)
-        samples = seg.predict(prepared["inputs"], prepared["data_samples"])
-        for s in samples:
-            gt = s.gt_sem_seg.data.cpu().numpy()[0]
-            check_label_map(gt, s.metainfo["ori_shape"][:2], n_cls, s.metainfo["seg_map_path"])
-            files.append(os.path.relpath(s.metainfo["img_path"], ds_root))
-            if tmp_pred is not None:
-                stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
-                pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
-                Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
-        metric.process(batch, [s.to_dict() for s in samples])
-        bar.update(len(samples))
+    try:
+        for batch in groups:
+            prepared = seg.data_preprocessor(batch, False)
+            samples = seg.predict(prepared["inputs"], prepared["data_samples"])
+            for s in samples:
+                gt = s.gt_sem_seg.data.cpu().numpy()[0]
+                check_label_map(gt, s.metainfo["ori_shape"][:2], n_cls, s.metainfo["seg_map_path"])
+                files.append(os.path.relpath(s.metainfo["img_path"], ds_root))
+                if tmp_pred is not None:
+                    stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
+                    pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
+                    Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
+            metric.process(batch, [s.to_dict() for s in samples])
+            bar.update(len(samples))
+    except BaseException:  # interrupted or failed: no half-written predictions left behind
+        if tmp_pred is not None:
+            shutil.rmtree(tmp_pred, ignore_errors=True)
+        raise
     bar.close()
     areas = [sum(r[i] for r in metric.results) for i in range(4)]
     logger = MMLogger.get_current_instance()
