@@ -132,3 +132,19 @@ def train_tiny(shapes_dir: Path, out: Path, steps: int = 8, seed: int = 0) -> Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
     return out
+
+
+def run_args(task: str, model: str, dataset: str, out: Path, data_root: Path, *extra: str) -> list[str]:
+    """`silc-bench run` arguments on the CPU, quiet, without DataLoader workers."""
+    common = [
+        "--out",
+        str(out),
+        "--data-root",
+        str(data_root),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--workers",
+        "0",
+    ]
+    return ["run", "--task", task, "--model", model, "--dataset", dataset, *common, *extra]

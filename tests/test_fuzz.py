@@ -28,25 +28,7 @@ Setup = Callable[[Path, Path], list[str]]  # (case folder, clean dataset) -> ext
 
 
 def base_args(out: Path, *extra: str, dataset: str) -> list[str]:
-    return [
-        "run",
-        "--task",
-        "zs-cls",
-        "--model",
-        "tiny-random",
-        "--dataset",
-        dataset,
-        "--out",
-        str(out),
-        "--data-root",
-        str(out.parent),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--workers",
-        "0",
-        *extra,
-    ]
+    return fixtures.run_args("zs-cls", "tiny-random", dataset, out, out.parent, *extra)
 
 
 def _copy(src: Path, where: Path) -> Path:

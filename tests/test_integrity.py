@@ -36,25 +36,7 @@ def cli(args: list[str], capsys) -> tuple[int, str, str]:
 def zs(
     dataset: str, out: Path, *extra: str, model: str = "tiny-random", root: Path | None = None
 ) -> list[str]:
-    return [
-        "run",
-        "--task",
-        "zs-cls",
-        "--model",
-        model,
-        "--dataset",
-        dataset,
-        "--out",
-        str(out),
-        "--data-root",
-        str(root or out),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--workers",
-        "0",
-        *extra,
-    ]
+    return fixtures.run_args("zs-cls", model, dataset, out, root or out, *extra)
 
 
 def metrics_of(out: Path) -> dict[str, float]:
