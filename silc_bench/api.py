@@ -23,13 +23,13 @@ from silc_bench.files import writable_dir
 from silc_bench.hashing import VERIFY_DATA, canonical_json, hash_obj
 from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.resolve import model_identity
+from silc_bench.result_key import ResultKey, option_tags
 from silc_bench.results import (
     Result,
     environment,
     git_commit,
     now_iso,
     read_result,
-    result_path,
     write_result,
 )
 from silc_bench.tasks import PLUGINS, TaskContext, TaskOutput, TaskPlugin
@@ -179,12 +179,10 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
     model_ref = model if isinstance(model, str) else model.ref
     if isinstance(model, str):
         model = LazyModel(model, opts)
-    path = result_path(
-        opts.out, model_ref, task, dataset, spec.profile, spec.default_profile, Path(opts.data_root)
+    rkey = ResultKey(
+        model_ref, task, dataset, spec.profile, spec.default_profile, option_tags(opts.task_options)
     )
-    tags = plugin_cls.path_tags(opts.task_options)
-    if tags:
-        path = path.with_name(f"{path.stem}+{'+'.join(tags)}.json")
+    path = rkey.to_path(opts.out, Path(opts.data_root))
 
     token = VERIFY_DATA.set(opts.verify_data)
     try:
@@ -294,4 +292,5 @@ def build_result(
             "cache": {"hits": cache.hits, "misses": cache.misses, "repaired": len(cache.events)},
         },
         run_key=key,
+        options={k: v for k, v in sorted(key["options"].items()) if v not in (None, False)},
     )

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from tabulate import tabulate
 
 from silc_bench.config import task_default_profile
-from silc_bench.results import Result, dataset_filename
+from silc_bench.result_key import ResultKey
+from silc_bench.results import Result
 
 
 def headline_metrics(r: Result) -> dict[str, float]:
@@ -42,7 +43,8 @@ def markdown_table(results: Iterable[Result]) -> str:
     for r in results:
         m = headline_metrics(r)
         variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
-        ds = dataset_filename(r.dataset, r.profile, defaults[r.task])
+        rkey = ResultKey.from_result(r, defaults[r.task])
+        ds = rkey.display_dataset() + "".join(f" +{t}" for t in rkey.tags)
         name = ds
         if not is_raw_zero_shot(r):
             ds += " †"

@@ -8,7 +8,6 @@ commit, environment and wall time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from silc_bench import __version__
 from silc_bench.config import DEFAULT_PROFILE, REPO_ROOT
 from silc_bench.errors import UserError
 from silc_bench.files import remove_stale_tmp
+from silc_bench.result_key import dataset_filename, dataset_stem, model_dirname, result_path  # noqa: F401
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema 1 had no run_key: such a result is read, never reused
@@ -50,6 +50,9 @@ class Result:
     git_commit: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    # Task options that change the number (zs-seg: dense_mode, pamr, tcl_ensemble), typed,
+    # so tables and checks never read them from a file name.
+    options: dict[str, Any] = field(default_factory=dict)
     # What the run was asked for, computed before any model is loaded: model identity
     # (weights sha256, registry settings), dataset fingerprint, task, profile, protocol,
     # options, precision and limit. A stored result is reused only on an exact match.
@@ -61,45 +64,6 @@ class Result:
         if d["per_class"] is None:
             del d["per_class"]
         return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
-
-
-def model_dirname(model_ref: str) -> str:
-    """`--model` as typed, with ':' as '@' (so `silc-tiny@student` is its own folder)."""
-    ref = model_ref.replace(":", "@")
-    return ref.replace("/", "_")
-
-
-def dataset_filename(dataset: str, profile: str = DEFAULT_PROFILE, default: str = DEFAULT_PROFILE) -> str:
-    """The display name: `imagefolder:PATH` → `imagefolder-<last folder>`; a profile other
-    than the task's default adds `@name`."""
-    base, _, arg = dataset.partition(":")
-    name = f"{base}-{Path(arg.rstrip('/')).name}" if arg else base
-    return name if profile == default else f"{name}@{profile}"
-
-
-def dataset_stem(dataset: str, data_root: Path, profile: str, default: str = DEFAULT_PROFILE) -> str:
-    """The file name: as `dataset_filename`, but `imagefolder:PATH` also carries 8 hex digits
-    of the resolved absolute path, so `/a/pets` and `/b/pets` never share a result file."""
-    base, _, arg = dataset.partition(":")
-    if not arg:
-        return dataset_filename(dataset, profile, default)
-    where = Path(arg).expanduser()
-    where = (where if where.is_absolute() else Path(data_root) / where).resolve()
-    name = f"{base}-{where.name}-{hashlib.sha256(str(where).encode()).hexdigest()[:8]}"
-    return name if profile == default else f"{name}@{profile}"
-
-
-def result_path(
-    out: Path,
-    model_ref: str,
-    task: str,
-    dataset: str,
-    profile: str,
-    default_profile: str = DEFAULT_PROFILE,
-    data_root: Path = Path("."),
-) -> Path:
-    fname = dataset_stem(dataset, data_root, profile, default_profile)
-    return Path(out) / model_dirname(model_ref) / task / f"{fname}.json"
 
 
 def write_result(path: Path, result: Result) -> None:
@@ -158,9 +122,16 @@ def read_result(path: Path) -> Result:
     problem = _metrics_problem(d["metrics"])
     if problem:
         raise bad(problem)
-    for name in ("protocol", "env", "run_key"):
+    for name in ("protocol", "env", "run_key", "options"):
         if name in d and not isinstance(d[name], dict):
             raise bad(f"{name} must be an object")
+    if d["schema_version"] == 1:  # no `options` field: recover what the protocol recorded
+        p = d["protocol"]
+        d["options"] = {
+            "pamr": p.get("refinement") == "pamr",
+            "tcl_ensemble": p.get("label_access") == "tuned",
+        }
+        d["options"] = {k: v for k, v in d["options"].items() if v}
     return Result(**d)
 
 

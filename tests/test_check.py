@@ -32,7 +32,9 @@ def registry(tmp_path, monkeypatch) -> Path:
     return reg
 
 
-def _result(out: Path, variant: str, task: str, dataset: str, metrics: dict, profile: str, stem: str):
+def _result(
+    out: Path, variant: str, task: str, dataset: str, metrics: dict, profile: str, stem: str, **options
+):
     r = Result(
         model="reg-tiny",
         variant=variant,
@@ -45,6 +47,7 @@ def _result(out: Path, variant: str, task: str, dataset: str, metrics: dict, pro
         metrics=metrics,
         precision="fp32",
         profile=profile,
+        options=options,
     )
     folder = "reg-tiny" if variant == "teacher" else f"reg-tiny@{variant}"
     write_result(out / folder / task / f"{stem}.json", r)
@@ -56,7 +59,16 @@ def test_regression_within_and_beyond_tolerance(registry, tmp_path, capsys):
     _result(out, "teacher", "retrieval", "shapes-retrieval", {"i2t_recall@1": 29.5}, "default", "x")
     _result(out, "teacher", "zs-seg", "shapes-seg", {"mIoU": 20.2}, "sclip", "shapes-seg@sclip")
     # a non-default task option (`+tag` file) and the default profile have no expected numbers
-    _result(out, "teacher", "zs-seg", "shapes-seg", {"mIoU": 1.0}, "sclip", "shapes-seg@sclip+dense-x")
+    _result(
+        out,
+        "teacher",
+        "zs-seg",
+        "shapes-seg",
+        {"mIoU": 1.0},
+        "sclip",
+        "shapes-seg@sclip+dense-x",
+        dense_mode="x",
+    )
     _result(out, "teacher", "zs-seg", "shapes-seg", {"mIoU": 1.0}, "tcl", "shapes-seg")
     assert main(["check", str(out), "--regression"]) == 0, capsys.readouterr().err
     assert "3 metrics within ±1 of expected" in capsys.readouterr().out
