@@ -241,6 +241,7 @@ class ModelSpec:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_variant: str | None = None
     paper: dict[str, Any] = field(default_factory=dict)
+    paper_row: dict[str, str] = field(default_factory=dict)  # {model, size} in the paper's tables
     expected: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     reproduce: str = ""

@@ -1,0 +1,88 @@
+"""`silc-bench table`: the paper's tables from data files plus result files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from silc_bench.cli import main
+from silc_bench.config import REPO_ROOT
+from silc_bench.results import Result, write_result
+from silc_bench.tables.build import COLUMNS, delta_audit
+from silc_bench.tables.paper import load_paper_table
+
+
+def test_every_printed_cell_is_transcribed():
+    sizes = {n: (len(load_paper_table(n).rows), len(load_paper_table(n).columns)) for n in ("1", "2", "3")}
+    assert sizes == {"1": (8, 10), "2": (2, 10), "3": (5, 6)}
+    t1 = {(c.model, c.size, c.dataset, c.metric): c.paper for c in load_paper_table("1").cells()}
+    assert t1[("SILC", "B/16", "imagenet", "top1")] == 76.2  # the first zero-shot column is ImageNet
+    assert t1[("SILC*", "L/16", "imagenet", "top1")] - t1[("CLIP (WebLI)", "L/16", "imagenet", "top1")] == (
+        81.0 - 79.7
+    )  # the prose's +1.3
+    t2 = {(c.variant, c.dataset, c.metric): c.paper for c in load_paper_table("2").cells()}
+    assert t2[("teacher", "imagenet", "top1")] == t1[("SILC*", "B/16", "imagenet", "top1")] == 75.3
+
+
+def test_table_3_flags_its_a150_delta():
+    t = load_paper_table("3")
+    audit = delta_audit(t.cells(), {c.dataset: c.header for c in t.columns})
+    assert audit == ["SILC B/16, A-150: printed +2.2, but 36.6 − 33.9 = +2.7"]
+
+
+def test_committed_paper_tables_report_is_current(tmp_path, capsys):
+    committed = (REPO_ROOT / "reports" / "paper_tables.md").read_text()
+    out = tmp_path / "t.md"
+    assert main(["table", "all", "--paper", "--results", "none", "--out", str(out)]) == 0
+    assert out.read_text() == committed.replace("--out reports/paper_tables.md", f"--out {out}"), (
+        "reports/paper_tables.md is stale: regenerate it with the command at its top"
+    )
+
+
+def _result(out: Path, model: str, task: str, dataset: str, metrics: dict, **kw) -> Path:
+    r = Result(
+        model=model,
+        variant=kw.pop("variant", "teacher"),
+        checkpoint_sha256="0" * 64,
+        task=task,
+        task_version=1,
+        dataset=dataset,
+        dataset_fingerprint="f",
+        protocol=kw.pop("protocol", {}),
+        metrics=metrics,
+        precision="fp32",
+        created=kw.pop("created", "2026-01-01T00:00:00+00:00"),
+        **kw,
+    )
+    path = out / model.replace(":", "@") / task / f"{dataset}{kw.get('profile', '')}.json"
+    write_result(path, r)
+    return path
+
+
+def test_measured_cells_deltas_marks_and_csv(tmp_path, capsys):
+    res = tmp_path / "r"
+    good = _result(res, "silc-b16", "zs-cls", "imagenet", {"top1": 75.0})
+    _result(res, "clip-webli-b16", "zs-cls", "cifar100", {"top1": 60.0}, variant=None, protocol={"limit": 10})
+    (res / "junk.json").write_text("[1]")
+    assert main(["table", "1", "--results", str(res), "--paper"]) == 0
+    md = capsys.readouterr().out
+    assert "75.00 / 76.2 (-1.20)" in md
+    assert "– / 72.3" in md  # no result: the paper value alone, never 0
+    assert "--limit 10 (partial)" in md and "**60.00 / 68.4 (-8.40)** [1]" in md
+    assert "junk.json" in md  # left out, and said so
+    assert main(["table", "1", "--results", str(res)]) == 0
+    plain = capsys.readouterr().out
+    assert "| B/8    | SILC*        | –" in plain
+    assert main(["table", "1", "--results", str(res), "--format", "csv"]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(df.columns) == COLUMNS and len(df) == 80
+    row = df[
+        (df.model == "SILC") & (df["size"] == "B/16") & (df.dataset == "imagenet") & (df.task == "zs-cls")
+    ]
+    assert row.measured.item() == 75.0 and row.paper.item() == 76.2 and row.delta.item() == -1.2
+    assert row.result.item() == str(good)
+    assert main(["table", "3", "--paper", "--format", "latex", "--results", str(tmp_path / "none")]) == 0
+    tex = capsys.readouterr().out
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{15.0}" in tex
