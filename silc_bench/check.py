@@ -8,10 +8,8 @@ checkpoints.yaml's expected numbers plug in here too.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from silc_bench.config import ModelSpec
 from silc_bench.errors import UserError
 from silc_bench.result_key import ResultKey
 from silc_bench.results import Result, read_result
@@ -62,37 +60,9 @@ def result_key(r: Result, default_profile: str) -> str:
     return ResultKey.from_result(r, default_profile).reference_key()
 
 
-def expected_numbers(spec: ModelSpec | None, variant: str | None) -> dict[str, dict[str, float]]:
-    """A registry entry's `expected`, a variant's own entries taking precedence."""
-    if spec is None:
-        return {}
-    out = {k: dict(v) for k, v in spec.expected.items()}
-    for key, metrics in (spec.variants.get(variant or "", {}) or {}).get("expected", {}).items():
-        out.setdefault(key, {}).update(metrics)
-    return out
-
-
 def regression_problems(results: list[tuple[Path, Result]], tolerance: float) -> tuple[list[str], int]:
-    """(mismatches beyond `tolerance` points, number of metrics compared)."""
-    from silc_bench.config import load_models, task_default_profile
+    """(mismatches beyond tolerance, number of metrics compared): see `regression.compare`."""
+    from silc_bench.regression import compare
 
-    models = load_models()  # read once: a results folder holds many files
-    defaults = {t: task_default_profile(t) for t in {r.task for _, r in results}}
-    problems, compared = [], 0
-    for path, r in results:
-        if r.protocol.get("limit") is not None:
-            continue  # a --limit smoke run is never a regression number
-        want = expected_numbers(models.get(r.model.partition(":")[0]), r.variant).get(
-            result_key(r, defaults[r.task]), {}
-        )
-        for metric, value in want.items():
-            got = r.metrics.get(metric)
-            compared += 1
-            if got is None:
-                problems.append(f"{path}: no metric {metric!r} (expected {value})")
-            elif not (math.isfinite(got) and math.isfinite(float(value))):
-                # NaN fails every comparison, so `> tolerance` alone would let it pass
-                problems.append(f"{path}: {metric} = {got}, expected {value}: not a finite number")
-            elif not abs(got - float(value)) <= tolerance:
-                problems.append(f"{path}: {metric} = {got:.2f}, expected {float(value):.2f} ± {tolerance:g}")
-    return problems, compared
+    rows = compare(results, tolerance)
+    return [r.problem for r in rows if not r.ok], len(rows)

@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     ck = sub.add_parser("check", parents=[common], help="check result files (protocol audit)")
-    ck.add_argument("results", nargs="?", default="results", help="a results folder or file")
+    ck.add_argument("results", nargs="?", default=None, help="a results folder or file (default: results/)")
+    ck.add_argument("--results", dest="results_opt", default=None, help="the same, as an option")
     ck.add_argument(
         "--zero-shot-only",
         action="store_true",
@@ -92,8 +93,19 @@ def _parser() -> argparse.ArgumentParser:
         help="compare every result with its model's `expected` numbers in checkpoints.yaml",
     )
     ck.add_argument(
-        "--tolerance", type=float, default=1.0, help="allowed |result - expected|, in points (default 1.0)"
+        "--tolerance",
+        type=float,
+        default=1.0,
+        help="allowed |result - expected|, in points, where the registry names no `tolerance:` (1.0)",
     )
+    ck.add_argument("--models", nargs="+", help="only these registry entries; a missing result fails")
+    ck.add_argument("--run", action="store_true", help="first evaluate every expected key that has no result")
+    ck.add_argument(
+        "--data-root",
+        default=os.environ.get("SILC_BENCH_DATA", "data"),
+        help="for --run: folder holding the datasets (generated ShapesWorld sets need none)",
+    )
+    ck.add_argument("--quiet", action="store_true", help="no progress bars (--run)")
 
     tb = sub.add_parser("table", parents=[common], help="the paper's comparison tables, from result files")
     tb.add_argument("which", choices=["1", "2", "3", "all"], help="a supplementary table, or all")
@@ -249,20 +261,34 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_check(a: argparse.Namespace) -> int:
-    from silc_bench.check import load_results, regression_problems, zero_shot_problems
+    from silc_bench.check import load_results, zero_shot_problems
+    from silc_bench.regression import compare, markdown, run_missing
 
-    results, unreadable = load_results(Path(a.results))
+    where = Path(a.results_opt or a.results or "results")
+    if (a.run or a.models) and not a.regression:
+        raise UserError("--run and --models go with --regression")
+    if a.run:
+        if not a.models:
+            raise UserError(
+                "--run needs --models NAME [NAME ...]: the entries whose expected numbers to measure"
+            )
+        run_missing(a.models, where, Path(a.data_root), progress=not a.quiet)
+    if a.models and not (where.exists() and any(where.rglob("*.json"))):
+        results, unreadable = [], []  # nothing measured yet: every expected number is missing
+    else:
+        results, unreadable = load_results(where)
     if unreadable:  # every bad file is named, one line each
         for why in unreadable:
             print(f"silc-bench: error: {why}", file=sys.stderr)
         return 2
     problems = zero_shot_problems(results) if a.zero_shot_only else []
-    compared = 0
+    rows = []
     if a.regression:
-        more, compared = regression_problems(results, a.tolerance)
-        problems += more
-        if not compared:
-            problems.append(f"no result under {a.results} has expected numbers in checkpoints.yaml")
+        rows = compare(results, a.tolerance, a.models)
+        print(markdown(rows))
+        problems += [r.problem for r in rows if not r.ok]
+        if not rows:
+            problems.append(f"no result under {where} has expected numbers in checkpoints.yaml")
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
@@ -270,7 +296,9 @@ def cmd_check(a: argparse.Namespace) -> int:
         return 1
     notes = [" (all raw zero-shot)" if a.zero_shot_only else ""]
     if a.regression:
-        notes.append(f"; {compared} metrics within ±{a.tolerance:g} of expected")
+        tol = {r.tolerance for r in rows}
+        within = f"±{a.tolerance:g}" if tol == {a.tolerance} else "their tolerance"
+        notes.append(f"; {len(rows)} metrics within {within} of expected")
     print(f"silc-bench check: {len(results)} results OK" + "".join(notes))
     return 0
 

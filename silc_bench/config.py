@@ -243,6 +243,7 @@ class ModelSpec:
     paper: dict[str, Any] = field(default_factory=dict)
     paper_row: dict[str, str] = field(default_factory=dict)  # {model, size} in the paper's tables
     expected: dict[str, Any] = field(default_factory=dict)
+    tolerance: dict[str, Any] = field(default_factory=dict)  # keyed like expected; default ±1 point
     description: str = ""
     reproduce: str = ""
     tags: tuple[str, ...] = ()

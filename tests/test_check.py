@@ -90,3 +90,41 @@ def test_regression_refuses_to_pass_vacuously(registry, tmp_path, capsys):
     assert main(["check", str(out), "--regression"]) == 1
     assert "no result" in capsys.readouterr().err
     assert main(["check", str(out)]) == 0
+
+
+def test_run_measures_missing_keys_and_a_tampered_value_fails(data_root, tmp_path, monkeypatch, capsys):
+    """`check --regression --run --models M`: evaluate what is missing, compare, and fail
+    (naming the model and metric) once an expected value is tampered with."""
+    reg = tmp_path / "extra.yaml"
+
+    def registry(expected: float, tolerance: float | None = None) -> None:
+        entry = {
+            "arch": {"open_clip": "ViT-Tiny-P8"},
+            "weights": {"random_init_seed": 0},
+            "expected": {"zs-cls/cifar100": {"top1": expected}},
+        }
+        if tolerance is not None:
+            entry["tolerance"] = {"zs-cls/cifar100": {"top1": tolerance}}
+        reg.write_text(yaml.safe_dump({"models": {"reg-run": entry}}))
+
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    out = tmp_path / "r"
+    args = ["check", "--regression", "--models", "reg-run", "--results", str(out)]
+    registry(0.0)
+    assert main(args) == 1  # nothing measured yet: a missing result fails
+    assert "reg-run top1: no result" in capsys.readouterr().err
+    registry(0.0, tolerance=100.0)
+    run = [*args, "--run", "--data-root", str(data_root), "--quiet"]
+    assert main(run) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "running reg-run zs-cls/cifar100" in captured.err and "| ok " in captured.out
+    (path,) = out.rglob("*.json")
+    measured = yaml.safe_load(path.read_text())["metrics"]["top1"]
+    registry(measured)
+    assert main(run) == 0  # nothing to run again: the result is reused
+    assert "running" not in capsys.readouterr().err
+    registry(measured + 5)
+    assert main(run) == 1
+    captured = capsys.readouterr()
+    assert "reg-run top1" in captured.err and f"expected {measured + 5:.2f}" in captured.err
+    assert "FAIL" in captured.out
