@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     tb.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     tb.add_argument("--out", help="write to this file instead of stdout")
 
+    im = sub.add_parser("import", parents=[common], help="numbers measured elsewhere (CAT-Seg), as results")
+    im.add_argument("--task", required=True, help="ov-seg")
+    im.add_argument("file", help="CSV (model,checkpoint_sha256,dataset,mIoU[,method]) or a JSON list")
+    im.add_argument("--out", default="results", help="results folder (default: results/)")
+
     ls = sub.add_parser("list", parents=[common], help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
 
@@ -324,6 +329,14 @@ def cmd_table(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(a: argparse.Namespace) -> int:
+    from silc_bench.importer import import_results
+
+    for path in import_results(a.task, Path(a.file), Path(a.out)):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from silc_bench.demo import DEMO_MODEL, run_demo
 
@@ -352,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "check": cmd_check,
             "train": cmd_train,
             "table": cmd_table,
+            "import": cmd_import,
         }
         return commands[args.command](args)
     except UserError as e:

@@ -169,12 +169,26 @@ def environment(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "open_clip": open_clip.__version__,
         "numpy": numpy.__version__,
+        **_versions("torchvision", "mmseg", "mmengine", "mmcv"),  # zs-seg parity is pinned to mmseg 1.2.2
         "device": device,
         "torch_threads": torch.get_num_threads(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+def _versions(*packages: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in packages:
+        dist = {"mmseg": "mmsegmentation", "mmcv": "mmcv-lite"}.get(name, name)
+        try:
+            out[name] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def now_iso() -> str:

@@ -86,3 +86,36 @@ def test_measured_cells_deltas_marks_and_csv(tmp_path, capsys):
     assert main(["table", "3", "--paper", "--format", "latex", "--results", str(tmp_path / "none")]) == 0
     tex = capsys.readouterr().out
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{15.0}" in tex
+
+
+EXAMPLE = Path(__file__).parent / "data" / "ov_seg_example.csv"
+
+
+def test_import_fills_table_3(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["import", "--task", "ov-seg", str(EXAMPLE), "--out", str(out)]) == 0
+    assert len(list(out.rglob("*.json"))) == 3
+    assert main(["table", "3", "--paper", "--results", str(out)]) == 0
+    md = capsys.readouterr().out
+    assert "36.00 / 36.6 (-0.60)" in md and "33.50 / 33.9 (-0.40)" in md and "13.10 / 13.4" in md
+    assert main(["check", str(out)]) == 0
+
+
+def test_import_refuses_bad_rows_and_writes_nothing(tmp_path, capsys):
+    good = EXAMPLE.read_text().splitlines()
+    fresh = good[1].replace("ade847", "pc459")  # a new (model, dataset) pair
+    cases = {
+        "unknown ov-seg dataset": good[1].replace("ade847", "ade999"),
+        "is not a number": fresh.replace("13.1", "high"),
+        "outside 0-100": fresh.replace("13.1", "130"),
+        "duplicate row": good[1],
+    }
+    for needle, bad in cases.items():
+        f = tmp_path / "in.csv"
+        f.write_text("\n".join([*good, bad]) + "\n")
+        out = tmp_path / "r"
+        assert main(["import", "--task", "ov-seg", str(f), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert needle in err, err
+        assert not out.exists()
