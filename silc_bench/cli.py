@@ -119,6 +119,16 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("file", help="CSV (model,checkpoint_sha256,dataset,mIoU[,method]) or a JSON list")
     im.add_argument("--out", default="results", help="results folder (default: results/)")
 
+    fg = sub.add_parser("figure", parents=[common], help="qualitative zs-seg grid (the paper's Figures 1-4)")
+    fg.add_argument("--task", default="zs-seg", choices=["zs-seg"])
+    fg.add_argument("--models", required=True, help="A,B[,...]: one prediction column per model")
+    fg.add_argument("--dataset", required=True, help="a zs-seg dataset (e.g. shapes-seg)")
+    fg.add_argument("--n", type=int, default=6, help="images (rows), first in dataset order (default 6)")
+    fg.add_argument("--out", default="figures", help="folder that receives only the figure PNGs")
+    fg.add_argument("--results", default="results", help="where predictions are saved or found")
+    fg.add_argument("--data-root", default=os.environ.get("SILC_BENCH_DATA", "data"))
+    fg.add_argument("--confusions", action="store_true", help="class pairs model A confuses and B does not")
+
     ls = sub.add_parser("list", parents=[common], help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
 
@@ -337,6 +347,15 @@ def cmd_import(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figure(a: argparse.Namespace) -> int:
+    from silc_bench.figures import run_figure
+
+    if a.n < 1:
+        raise UserError("--n must be positive")
+    models = [m for m in a.models.split(",") if m]
+    return run_figure(models, a.dataset, a.n, Path(a.out), Path(a.results), Path(a.data_root), a.confusions)
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from silc_bench.demo import DEMO_MODEL, run_demo
 
@@ -366,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             "train": cmd_train,
             "table": cmd_table,
             "import": cmd_import,
+            "figure": cmd_figure,
         }
         return commands[args.command](args)
     except UserError as e:
