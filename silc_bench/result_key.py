@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from silc_bench.results import Result
 
 # options that change the number, and their short names in file names and keys
-_TAG_NAMES = {"dense_mode": "dense", "pamr": "pamr", "tcl_ensemble": "tcl-ensemble"}
+_TAG_NAMES = {"classnames": "names", "dense_mode": "dense", "pamr": "pamr", "tcl_ensemble": "tcl-ensemble"}
 
 
 def option_tags(options: dict[str, Any]) -> tuple[str, ...]:

@@ -119,3 +119,33 @@ def test_import_refuses_bad_rows_and_writes_nothing(tmp_path, capsys):
         assert err.count("\n") == 1 and "Traceback" not in err
         assert needle in err, err
         assert not out.exists()
+
+
+def test_committed_shapes_report_is_current(capsys):
+    """reports/shapes.md is rebuilt from the committed result files by `table shapes`."""
+    committed = (REPO_ROOT / "reports" / "shapes.md").read_text()
+    assert main(["table", "shapes", "--results", str(REPO_ROOT / "reports" / "shapes-results")]) == 0
+    assert capsys.readouterr().out == committed, (
+        "reports/shapes.md is stale: regenerate it with the command at its top"
+    )
+    assert (
+        main(
+            ["table", "shapes", "--results", str(REPO_ROOT / "reports" / "shapes-results"), "--format", "csv"]
+        )
+        == 0
+    )
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(df.columns) == COLUMNS and set(df.model) >= {"silc-tiny", "silc-tiny:student", "clip-tiny"}
+    assert df[(df.model == "silc-tiny") & (df.metric == "top1")].measured.item() == 16.39
+
+
+def test_table_4_is_built_from_results_and_marks_refined_rows(tmp_path, capsys):
+    res = tmp_path / "r"
+    _result(res, "tcl-b16", "zs-seg", "voc21", {"mIoU": 51.2}, variant=None, profile="tcl")
+    _result(
+        res, "tcl-b16", "zs-seg", "voc20", {"mIoU": 55.0}, variant=None, profile="tcl", options={"pamr": True}
+    )
+    assert main(["table", "4", "--results", str(res)]) == 0
+    md = capsys.readouterr().out
+    assert "| TCL                              | 51.20" in md
+    assert "| TCL + PAMR †                     | –        | –       | –        | 55.00" in md

@@ -129,7 +129,7 @@ def test_default_profile_path_and_dense_mode_override(trained_weights, seg_root,
     assert sorted(p.name for p in folder.glob("*.json")) == ["voc20+dense-sclip.json", "voc20.json"]
     default = json.loads((folder / "voc20.json").read_text())
     assert default["profile"] == "tcl" and default["protocol"]["templates"] == "tcl"
-    assert default["protocol"]["profile_version"] == 2
+    assert default["protocol"]["profile_version"] == 3
     assert default["protocol"]["crop"] == 448
     assert json.loads((folder / "voc20+dense-sclip.json").read_text())["protocol"]["dense_mode"] == "sclip"
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from silc_bench.errors import UserError
 from silc_bench.tables.build import COLUMNS, frame
 from silc_bench.tables.paper import PAPER_TABLES, load_paper_table
 from silc_bench.tables.render import csv, latex, markdown
@@ -18,16 +19,29 @@ def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: s
     from silc_bench.check import load_results
     from silc_bench.config import load_models
 
-    numbers = list(PAPER_TABLES) if which == "all" else [which]
     results, bad = [], []
     if results_dir is not None and Path(results_dir).exists() and any(Path(results_dir).rglob("*.json")):
         results, bad = load_results(Path(results_dir))
+    if which == "shapes":
+        from silc_bench.tables import shapes
+
+        return shapes.csv_text(results) if fmt == "csv" else shapes.markdown(results)
+    from silc_bench.tables import table4
+
+    numbers = [n for n in (*PAPER_TABLES, "4") if which in (n, "all")]
     models = load_models()
-    frames = {n: frame(load_paper_table(n).cells(), results, models) for n in numbers}
+    frames = {n: frame(load_paper_table(n).cells(), results, models) for n in numbers if n != "4"}
+    if "4" in numbers:
+        frames["4"] = table4.frame(results)
     if fmt == "csv":
         return csv(pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS))
+    if fmt == "latex" and "4" in numbers:
+        raise UserError("table 4 has markdown and csv forms only")
     render = markdown if fmt == "markdown" else latex
-    out = [render(load_paper_table(n), frames[n], with_paper) for n in numbers]
+    out = [
+        table4.markdown(results) if n == "4" else render(load_paper_table(n), frames[n], with_paper)
+        for n in numbers
+    ]
     if bad:
         out.append("Left out (not valid results):\n\n" + "\n".join(f"- {b}" for b in bad) + "\n")
     return "\n".join(out)

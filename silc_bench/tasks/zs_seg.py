@@ -8,6 +8,7 @@ protocol audit: `refinement` (none|pamr) and `label_access` (none|tuned).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
@@ -50,7 +51,7 @@ class ZeroShotSegmentation(TaskPlugin):
     protocol_cls = ZsSegProtocol
     headline = ("mIoU", "mAcc", "aAcc")
 
-    options = ("dense_mode", "pamr", "tcl_ensemble", "save_predictions")
+    options = ("classnames", "dense_mode", "pamr", "tcl_ensemble", "save_predictions")
     metric_decimals = 2  # mmseg's IoUMetric rounds its summary to 2 decimals
 
     @staticmethod
@@ -81,6 +82,8 @@ class ZeroShotSegmentation(TaskPlugin):
         from silc_bench.segmentation.build import build_segmentor, run_mmseg_loop
 
         opts = _seg_options(ctx)
+        if ctx.options.get("classnames"):  # --classnames: another class-name style than the profile's
+            p = dataclasses.replace(p, classnames=ctx.options["classnames"])
         data = ctx.spec.data
         n_cls = int(data["num_classes"])
         style_file = f"{p.classnames}-{data['classes']}"
