@@ -224,62 +224,9 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from tabulate import tabulate
+    from silc_bench.listing import list_command
 
-    from silc_bench.config import list_datasets, list_profiles, list_tasks, load_task
-
-    if a.what == "tasks":
-        rows = []
-        for t in list_tasks():
-            rows.append([t, ", ".join(list_datasets(t)), ", ".join(list_profiles(t))])
-        print(tabulate(rows, headers=["task", "datasets", "protocol profiles"], tablefmt="github"))
-    elif a.what == "datasets":
-        rows = []
-        for t in list_tasks():
-            for d in list_datasets(t):
-                spec = load_task(t, d if d != "imagefolder" else "imagefolder:PATH")
-                where = spec.data.get("path") or spec.data.get("data_root", "")
-                rows.append(
-                    [
-                        d if d != "imagefolder" else "imagefolder:PATH",
-                        t,
-                        spec.data.get("format"),
-                        where,
-                        spec.description,
-                    ]
-                )
-        print(
-            tabulate(
-                rows,
-                headers=["dataset", "task", "format", "path (under --data-root)", "about"],
-                tablefmt="github",
-            )
-        )
-    else:
-        from silc_bench.models import list_models
-        from silc_bench.models.resolve import _weight_files
-
-        rows = []
-        for name, spec in list_models().items():
-            files = _weight_files(spec, None)
-            status = (
-                "random init"
-                if not files
-                else ("present" if all(p.is_file() for p, _ in files) else f"missing: {files[0][0]}")
-            )
-            arch = spec.arch.get("open_clip", "custom config")
-            rows.append(
-                [
-                    name,
-                    arch,
-                    ", ".join(spec.variants) or "-",
-                    spec.dense_mode if spec.backend == "open_clip" else f"({spec.backend})",
-                    status,
-                ]
-            )
-        print(
-            tabulate(rows, headers=["model", "arch", "variants", "dense mode", "weights"], tablefmt="github")
-        )
+    print(list_command(a.what))
     return 0
 
 
@@ -401,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"silc-bench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `silc-bench list models | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         _close_progress_bars()
         print("silc-bench: interrupted", file=sys.stderr)
