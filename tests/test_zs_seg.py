@@ -243,15 +243,17 @@ def test_image_batches_give_the_same_numbers(trained_weights, seg_root, tmp_path
     for name in ("voc20", "shapes-seg"):
         with open(tasks / "zs-seg" / f"{name}-batched.yaml", "w") as f:
             f.write(f"include: {name}\nprotocol: {{image_batch: 3, window_batch: 5}}\n")
+        with open(tasks / "zs-seg" / f"{name}-single.yaml", "w") as f:
+            f.write(f"include: {name}\nprotocol: {{image_batch: 1, window_batch: 1}}\n")
     monkeypatch.setenv("SILC_BENCH_TASKS", str(tasks))
     model = ["--model", "open_clip:ViT-Tiny-P8", "--weights", str(trained_weights), "--protocol", "sclip"]
     for name, extra in (("voc20", []), ("shapes-seg", ["--limit", "6"])):
-        for ds in (name, f"{name}-batched"):
+        for ds in (f"{name}-single", f"{name}-batched"):
             assert main(_args(seg_root, tmp_path / "r", *model, "--dataset", ds, *extra)) == 0, (
                 capsys.readouterr()
             )
         folder = tmp_path / "r" / "open_clip@ViT-Tiny-P8" / "zs-seg"
-        one = json.loads((folder / f"{name}@sclip.json").read_text())
+        one = json.loads((folder / f"{name}-single@sclip.json").read_text())
         many = json.loads((folder / f"{name}-batched@sclip.json").read_text())
         assert many["protocol"]["image_batch_used"] == 3 and one["protocol"]["image_batch_used"] == 1
         assert many["metrics"] == one["metrics"] and many["per_class"] == one["per_class"]
