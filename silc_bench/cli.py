@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     fg.add_argument("--data-root", default=os.environ.get("SILC_BENCH_DATA", "data"))
     fg.add_argument("--confusions", action="store_true", help="class pairs model A confuses and B does not")
 
+    ex = sub.add_parser(
+        "export", parents=[common], help="a plain open_clip checkpoint + config others can load"
+    )
+    ex.add_argument("model", help="NAME or NAME:VARIANT (a registry entry)")
+    ex.add_argument("--variant", help="teacher or student (same as NAME:VARIANT)")
+    ex.add_argument("--out", required=True, help="a folder that becomes an open_clip `local-dir:` model")
+
     ls = sub.add_parser("list", parents=[common], help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
 
@@ -311,6 +318,19 @@ def cmd_figure(a: argparse.Namespace) -> int:
     return run_figure(models, a.dataset, a.n, Path(a.out), Path(a.results), Path(a.data_root), a.confusions)
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from silc_bench.export import export_model
+
+    ref = a.model
+    if a.variant:
+        if ":" in ref:
+            raise UserError("give the variant once: NAME:VARIANT or --variant")
+        ref = f"{ref}:{a.variant}"
+    for kind, path in export_model(ref, Path(a.out)).items():
+        print(f"wrote {path} ({kind})", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from silc_bench.demo import DEMO_MODEL, run_demo
 
@@ -341,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             "table": cmd_table,
             "import": cmd_import,
             "figure": cmd_figure,
+            "export": cmd_export,
         }
         return commands[args.command](args)
     except UserError as e:
