@@ -36,6 +36,7 @@ class ModelRef:
     spec: ModelSpec
     variant: str | None
     weights: Path | None = None  # --weights override
+    source: dict | None = None  # hf-hub / open_clip tag / local-dir: where the file came from
 
 
 def weights_dir() -> Path:
@@ -47,6 +48,16 @@ def list_models() -> dict[str, ModelSpec]:
 
 
 def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
+    from silc_bench.models.hub import hub_ref
+
+    hub = hub_ref(text)
+    if hub is not None:
+        if weights:
+            raise UserError(
+                f"--model {text} names its own weights; --weights is for open_clip:ARCH and registry names"
+            )
+        spec, path, source = hub
+        return ModelRef(text, spec, None, path, source)
     if text.startswith("open_clip:"):
         arch = text.split(":", 1)[1]
         if arch not in open_clip.list_models():
@@ -78,7 +89,7 @@ def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
         )
     if "open_clip" in arch:
         name = arch["open_clip"]
-        if name not in open_clip.list_models():
+        if name not in open_clip.list_models() and not name.startswith("local-dir:"):
             raise did_you_mean(f"open_clip architecture (model {spec.name})", name, open_clip.list_models())
         with quiet_root_logger():  # open_clip warns "no pretrained weights": we load our own
             return open_clip.create_model(name, pretrained=None, load_weights=False), name
@@ -227,6 +238,8 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
     tokenizer, tok_info = _tokenizer(spec, arch_name)
     info = {"arch": spec.arch, "backend": spec.backend, "weights": weights_info, "tokenizer": tok_info}
+    if ref.source:
+        info["source"] = ref.source
     return VLModel(
         ref=ref.text,
         name=spec.name,
