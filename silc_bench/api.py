@@ -23,7 +23,7 @@ from silc_bench.files import writable_dir
 from silc_bench.hashing import VERIFY_DATA, canonical_json, hash_obj
 from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.resolve import model_identity
-from silc_bench.result_key import ResultKey, option_tags
+from silc_bench.result_key import ResultKey, limit_tags, option_tags
 from silc_bench.results import (
     Result,
     environment,
@@ -162,7 +162,24 @@ def key_difference(stored: dict, wanted: dict) -> str | None:
     return None
 
 
-def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: EvalOptions) -> Outcome:
+@dataclass
+class Plan:
+    """One evaluation, checked and keyed, before any model loads (see `prepare`)."""
+
+    model: VLModel | LazyModel
+    plugin_cls: type[TaskPlugin]
+    spec: TaskSpec
+    protocol: Any
+    path: Path
+    key: dict
+    reuse: Result | None  # the stored result, when its run key matches
+    why: str | None  # why a stored result is replaced
+
+
+def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: EvalOptions) -> Plan:
+    """Every check that can fail before the work: names, options, layout, dataset
+    fingerprint, model identity, and whether a stored result answers this run. `run`
+    prepares every dataset first, so a bad second dataset fails before the first runs."""
     spec = load_task(task, dataset, opts.profile)
     plugin_cls = PLUGINS.get(spec.type)
     if opts.limit is not None and opts.limit < 1:
@@ -179,33 +196,47 @@ def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Ev
     model_ref = model if isinstance(model, str) else model.ref
     if isinstance(model, str):
         model = LazyModel(model, opts)
-    rkey = ResultKey(
-        model_ref, task, dataset, spec.profile, spec.default_profile, option_tags(opts.task_options)
-    )
+    tags = option_tags(opts.task_options) + limit_tags(opts.limit)
+    rkey = ResultKey(model_ref, task, dataset, spec.profile, spec.default_profile, tags)
     path = rkey.to_path(opts.out, Path(opts.data_root))
-
     token = VERIFY_DATA.set(opts.verify_data)
     try:
         fingerprint = plugin_cls.fingerprint(spec, protocol, Path(opts.data_root))
-        precision = model.precision if isinstance(model, VLModel) else opts.precision
-        key = run_key(spec, _identity(model), fingerprint, opts, precision)
-        if path.exists() and not opts.force:
-            try:
-                why = key_difference(read_result(path).run_key, key)
-            except UserError as e:
-                why = f"it is unreadable ({str(e).removeprefix(str(path) + ': ')})"
-            if why is None:
-                return Outcome(read_result(path), path, skipped=True)
-            warn(f"replacing {path}: {why}")
-        if not writable_dir(path.parent):
-            raise UserError(f"--out: cannot write results into {path.parent} (not a writable folder)")
-        cache = FeatureCache(enabled=opts.cache)
-        cache.check_writable()
-        if isinstance(model, LazyModel):
-            model = model.get()
-        return _run(model, plugin_cls, spec, protocol, path, key, cache, opts)
     finally:
         VERIFY_DATA.reset(token)
+    precision = model.precision if isinstance(model, VLModel) else opts.precision
+    key = run_key(spec, _identity(model), fingerprint, opts, precision)
+    reuse, why = None, None
+    if path.exists() and not opts.force:
+        try:
+            stored = read_result(path)
+            why = key_difference(stored.run_key, key)
+            reuse = stored if why is None else None
+        except UserError as e:
+            why = f"it is unreadable ({str(e).removeprefix(str(path) + ': ')})"
+    if reuse is None and not writable_dir(path.parent):
+        raise UserError(f"--out: cannot write results into {path.parent} (not a writable folder)")
+    return Plan(model, plugin_cls, spec, protocol, path, key, reuse, why)
+
+
+def execute(plan: Plan, opts: EvalOptions) -> Outcome:
+    """Run a prepared evaluation (or reuse its stored result) and write its Result."""
+    if plan.reuse is not None:
+        return Outcome(plan.reuse, plan.path, skipped=True)
+    if plan.why:
+        warn(f"replacing {plan.path}: {plan.why}")
+    cache = FeatureCache(enabled=opts.cache)
+    cache.check_writable()
+    model = plan.model.get() if isinstance(plan.model, LazyModel) else plan.model
+    token = VERIFY_DATA.set(opts.verify_data)
+    try:
+        return _run(model, plan.plugin_cls, plan.spec, plan.protocol, plan.path, plan.key, cache, opts)
+    finally:
+        VERIFY_DATA.reset(token)
+
+
+def evaluate(model: str | VLModel | LazyModel, task: str, dataset: str, opts: EvalOptions) -> Outcome:
+    return execute(prepare(model, task, dataset, opts), opts)
 
 
 def _run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from silc_bench.config import ModelSpec
 from silc_bench.errors import UserError
 from silc_bench.result_key import ResultKey
 from silc_bench.results import Result, read_result
@@ -47,6 +48,25 @@ def load_results(root: Path) -> tuple[list[tuple[Path, Result]], list[str]]:
     if not out and not bad:
         raise UserError(f"no result files (*.json) under {root}")
     return out, bad
+
+
+def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
+    """Why a result cannot stand for its registry entry's number, or None.
+
+    A `--limit` smoke run, a run on fewer images than the published split, and a registry
+    name run with `--weights` (its files' sha256 are not the entry's) measure something else.
+    """
+    if r.protocol.get("limit") is not None:
+        return f"--limit {r.protocol['limit']} (partial)"
+    if any("not comparable" in n for n in r.notes):
+        return "fewer images than the published split"
+    want = (spec.weights.get("sha256") if spec is not None else None) or []
+    want = want if isinstance(want, list) else [want]
+    model = r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else {}
+    got = model.get("weights_sha256") or []
+    if want and got and list(got)[: len(want)] != list(want):
+        return "weights other than the registry's (--weights)"
+    return None
 
 
 def zero_shot_problems(results: list[tuple[Path, Result]]) -> list[str]:

@@ -6,6 +6,7 @@ Bad input ends with one line on stderr and exit code 2; `--debug` shows the trac
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -160,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from silc_bench.api import EvalOptions, LazyModel, evaluate
+    from silc_bench.api import EvalOptions, LazyModel, execute, prepare
     from silc_bench.config import list_datasets, load_task
     from silc_bench.data.images import image_pixel_limit
     from silc_bench.report import markdown_table
@@ -221,8 +222,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     model = LazyModel(a.model, opts)
     outcomes = []
     with image_pixel_limit(a.max_image_pixels):
-        for ds in datasets:
-            out = evaluate(model, a.task, ds, opts)
+        plans = [prepare(model, a.task, ds, opts) for ds in datasets]  # every check before any work
+        for plan in plans:
+            out = execute(plan, opts)
             state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
             print(f"{out.path}: {state}", file=sys.stderr)
             outcomes.append(out)
@@ -242,6 +244,8 @@ def cmd_check(a: argparse.Namespace) -> int:
     from silc_bench.regression import compare, markdown, run_missing
 
     where = Path(a.results_opt or a.results or "results")
+    if not (math.isfinite(a.tolerance) and a.tolerance >= 0):
+        raise UserError(f"--tolerance must be a finite number of points >= 0, not {a.tolerance}")
     if (a.run or a.models) and not a.regression:
         raise UserError("--run and --models go with --regression")
     if a.run:

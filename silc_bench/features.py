@@ -21,7 +21,7 @@ from silc_bench.errors import UserError, warn
 from silc_bench.hashing import hash_obj
 from silc_bench.models.adapter import VLModel
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 
 @dataclass
@@ -34,10 +34,14 @@ class RunOptions:
 
 
 def _model_key(model: VLModel) -> dict:
+    """The same weights under another architecture (quick_gelu, a different pooling) give
+    other features: the registry settings are part of the key, not only the sha256."""
     return {
         "checkpoint_sha256": model.checkpoint_sha256,
         "variant": model.variant,
         "precision": model.precision,
+        "arch": model.info.get("arch"),
+        "backend": model.info.get("backend"),
         "feature_version": FEATURE_VERSION,
     }
 

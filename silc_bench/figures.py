@@ -173,6 +173,10 @@ def run_figure(
 ) -> int:
     if len(models) < 1 or (confusions and len(models) != 2):
         raise UserError("--models takes one or more models (exactly two with --confusions)")
+    from silc_bench.files import writable_dir
+
+    if not writable_dir(out):
+        raise UserError(f"--out: cannot write figures into {out} (not a writable folder)")
     pred_dirs = ensure_predictions(models, dataset, results, data_root)
     path = grid(models, dataset, pred_dirs, data_root, n, out)
     print(f"wrote {path}", file=sys.stderr)

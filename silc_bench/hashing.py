@@ -120,6 +120,15 @@ def _memo() -> Iterator[_Memo]:
 
 
 def _sha(path: Path, memo: _Memo, fresh: bool) -> str:
+    try:
+        return _sha_of(path, memo, fresh)
+    except OSError as e:  # a missing label map, a dangling link, a permission problem
+        from silc_bench.errors import UserError
+
+        raise UserError(f"cannot read {e.filename or path}: {e.strerror or e}") from None
+
+
+def _sha_of(path: Path, memo: _Memo, fresh: bool) -> str:
     key, sig = _identity(path)
     if fresh:
         digest = _FRESH.get((key, sig))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from silc_bench.errors import UserError, did_you_mean
+from silc_bench.files import writable_dir
 from silc_bench.result_key import ResultKey
 from silc_bench.results import Result, environment, now_iso, write_result
 
@@ -39,14 +40,27 @@ def _rows(path: Path) -> list[dict[str, Any]]:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise UserError(f"{path}: expected a JSON list of objects with {', '.join(_KEYS)}")
         return rows
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [k for k in _KEYS if k not in (reader.fieldnames or [])]
+    lines = list(csv.reader(io.StringIO(text)))
+    header = [h.strip() for h in (lines[0] if lines else [])]
+    missing = [k for k in _KEYS if k not in header]
     if missing:
         raise UserError(f"{path}: CSV header lacks {missing}; expected columns {','.join(_KEYS)}[,method]")
-    return list(reader)
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise UserError(f"{path}: CSV header names {twice} more than once")
+    rows = []
+    for i, fields in enumerate(lines[1:], 1):
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):  # a decimal comma or a stray field would shift the columns
+            raise UserError(f"{path} row {i}: {len(fields)} fields for {len(header)} columns")
+        rows.append(dict(zip(header, fields)))
+    return rows
 
 
 def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise UserError(f"{where}: mIoU {value!r} is not a number")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -74,13 +88,15 @@ def import_results(task: str, path: Path, out: Path) -> list[Path]:
         lacking = [k for k in _KEYS if not str(row.get(k) or "").strip()]
         if lacking:
             raise UserError(f"{where}: missing {lacking}")
-        model, dataset = str(row["model"]).strip(), str(row["dataset"]).strip()
+        typed, dataset = str(row["model"]).strip(), str(row["dataset"]).strip()
         if dataset not in IMPORT_TASKS[task]:
             raise did_you_mean(f"{task} dataset ({where})", dataset, IMPORT_TASKS[task])
-        if (model, dataset) in seen:
+        ref = parse_model_ref(typed)  # a registry name: its paper_row links it to the tables
+        default = ref.spec.default_variant or next(iter(ref.spec.variants), None)
+        model = ref.spec.name if ref.variant in (None, default) else f"{ref.spec.name}:{ref.variant}"
+        if (model, dataset) in seen:  # `silc-b16` and `silc-b16:teacher` are one model
             raise UserError(f"{where}: duplicate row for {model} on {dataset}")
         seen.add((model, dataset))
-        ref = parse_model_ref(model)  # a registry name: its paper_row links it to the tables
         sha = str(row["checkpoint_sha256"]).strip().lower()
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise UserError(f"{where}: checkpoint_sha256 must be 64 hex digits")
@@ -107,9 +123,10 @@ def import_results(task: str, path: Path, out: Path) -> list[Path]:
                 created=now_iso(),
             )
         )
-    written = []
-    for r in results:
-        target = ResultKey(r.model, task, r.dataset).to_path(out)
+    targets = [ResultKey(r.model, task, r.dataset).to_path(out) for r in results]
+    for folder in dict.fromkeys(t.parent for t in targets):  # all or nothing: check before writing
+        if not writable_dir(folder):
+            raise UserError(f"--out: cannot write results into {folder} (not a writable folder)")
+    for target, r in zip(targets, results):
         write_result(target, r)
-        written.append(target)
-    return written
+    return targets

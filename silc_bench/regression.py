@@ -4,7 +4,8 @@
 {metric: number}, on an entry or on one of its variants (the variant wins). The default
 tolerance is ±1 point. With `models`, a missing result is a failure too; with `run`, the
 missing ones are first evaluated with the registry's defaults. A result measured with
-`--limit`, or with a task option, never stands in for an expected number.
+`--limit`, on a partial split, with other weights or with a task option never stands in
+for an expected number, and every duplicate is compared (none hides another).
 """
 
 from __future__ import annotations
@@ -75,25 +76,33 @@ def refs_of(name: str, spec: ModelSpec) -> list[tuple[str, str | None]]:
 def compare(
     results: list[tuple[Path, Result]], tolerance: float, names: list[str] | None = None
 ) -> list[Row]:
-    """One row per expected metric: of every result found, or with `names`, of those entries
-    (a missing result is a row with got=None)."""
+    """One row per expected metric of every result that stands for its registry entry (all of
+    them: a duplicate never hides another), or with `names`, of those entries, where a key
+    with no result is a row with got=None."""
+    from silc_bench.check import not_the_registry_run
+
     models = load_models()
     defaults: dict[str, str] = {}
-    by_ref: dict[tuple[str, str], tuple[Path, Result]] = {}
+    by_ref: dict[tuple[str, str], list[tuple[Path, Result]]] = {}
     for path, r in results:
-        if r.protocol.get("limit") is not None:
-            continue  # a --limit smoke run is never a regression number
+        if not_the_registry_run(r, models.get(r.model.partition(":")[0])):
+            continue
         default = defaults.setdefault(r.task, task_default_profile(r.task))
-        by_ref[(r.model, ResultKey.from_result(r, default).reference_key())] = (path, r)
+        # keyed by entry and variant: `silc-tiny` and `silc-tiny:teacher` are one model
+        ident = (
+            r.model.partition(":")[0],
+            r.variant or "",
+            ResultKey.from_result(r, default).reference_key(),
+        )
+        by_ref.setdefault(ident, []).append((path, r))
+    wanted = []
     if names is None:
-        wanted = []
-        for model, key in by_ref:
-            spec = models.get(model.partition(":")[0])
-            variant = by_ref[(model, key)][1].variant
-            if spec is not None and key in expected_numbers(spec, variant):
-                wanted.append((model, spec, variant, key))
+        for name, variant, key in by_ref:
+            spec = models.get(name)
+            if spec is not None and key in expected_numbers(spec, variant or None):
+                ref = next((ref for ref, v in refs_of(name, spec) if (v or "") == variant), name)
+                wanted.append((ref, spec, variant or None, key))
     else:
-        wanted = []
         for name in names:
             if name not in models:
                 raise did_you_mean("model", name, models)
@@ -104,12 +113,20 @@ def compare(
     rows = []
     for ref, spec, variant, key in wanted:
         tol = _merged(spec, variant, "tolerance").get(key, {})
-        path, r = by_ref.get((ref, key), (None, None))
-        for metric, value in expected_numbers(spec, variant)[key].items():
-            got = None if r is None or metric not in r.metrics else float(r.metrics[metric])
-            rows.append(
-                Row(ref, key, metric, float(value), got, float(tol.get(metric, tolerance)), str(path or ""))
-            )
+        for path, r in by_ref.get((spec.name, variant or "", key)) or [(None, None)]:
+            for metric, value in expected_numbers(spec, variant)[key].items():
+                got = None if r is None or metric not in r.metrics else float(r.metrics[metric])
+                rows.append(
+                    Row(
+                        ref,
+                        key,
+                        metric,
+                        float(value),
+                        got,
+                        float(tol.get(metric, tolerance)),
+                        str(path or ""),
+                    )
+                )
     return rows
 
 

@@ -74,6 +74,12 @@ def result_path(
     return Path(out) / model_dirname(model_ref) / task / f"{fname}.json"
 
 
+def limit_tags(limit: int | None) -> tuple[str, ...]:
+    """A `--limit N` smoke run gets a file of its own (`+limit-N`), so it never replaces,
+    and is never mistaken for, the full result."""
+    return () if limit is None else (f"limit-{int(limit)}",)
+
+
 @dataclass(frozen=True)
 class ResultKey:
     """What a result answers: model (as typed), task, dataset, profile and option tags."""
@@ -87,7 +93,8 @@ class ResultKey:
 
     @classmethod
     def from_result(cls, r: Result, default_profile: str) -> ResultKey:
-        return cls(r.model, r.task, r.dataset, r.profile, default_profile, option_tags(r.options))
+        tags = option_tags(r.options) + limit_tags(r.protocol.get("limit"))
+        return cls(r.model, r.task, r.dataset, r.profile, default_profile, tags)
 
     @property
     def is_default(self) -> bool:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -83,13 +84,47 @@ def write_result(path: Path, result: Result) -> None:
     remove_stale_tmp(path.parent, f".{path.name}")
 
 
+_RANKED = re.compile(r"^(top|.*recall@)(\d+)$")  # top1 <= top5; recall@1 <= @5 <= @10
+
+
 def _metrics_problem(metrics: Any) -> str | None:
+    """Every metric of this suite is a percentage: finite, in 0..100, and top-k values
+    never fall as k grows."""
     if not isinstance(metrics, dict):
         return f"metrics must be a mapping of names to numbers, not {type(metrics).__name__}"
     for k, v in metrics.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return f"metric {k!r} is not a finite number: {v!r}"
+        if not 0 <= v <= 100:
+            return f"metric {k!r} = {v!r} is not a percentage (0-100)"
+    ranked: dict[str, list[tuple[int, float]]] = {}
+    for k, v in metrics.items():
+        m = _RANKED.match(k)
+        if m:
+            ranked.setdefault(m.group(1), []).append((int(m.group(2)), float(v)))
+    for prefix, pairs in ranked.items():
+        pairs.sort()
+        for (k1, v1), (k2, v2) in zip(pairs, pairs[1:]):
+            if v2 < v1:
+                return f"metric {prefix}{k2} = {v2} is below {prefix}{k1} = {v1}"
     return None
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "task": (str,),
+    "dataset": (str,),
+    "variant": (str, type(None)),
+    "profile": (str,),
+    "checkpoint_sha256": (str,),
+    "dataset_fingerprint": (str,),
+    "precision": (str,),
+    "task_version": (int,),
+    "notes": (list,),
+    "seeds": (list,),
+    "per_class": (dict, type(None)),
+    "created": (str,),
+}
 
 
 _FIELDS = {f.name: f for f in fields(Result)}
@@ -125,6 +160,9 @@ def read_result(path: Path) -> Result:
     for name in ("protocol", "env", "run_key", "options"):
         if name in d and not isinstance(d[name], dict):
             raise bad(f"{name} must be an object")
+    for name, types in _TYPES.items():
+        if name in d and (not isinstance(d[name], types) or isinstance(d[name], bool)):
+            raise bad(f"{name} is {type(d[name]).__name__}, not {' or '.join(t.__name__ for t in types)}")
     if d["schema_version"] == 1:  # no `options` field: recover what the protocol recorded
         p = d["protocol"]
         d["options"] = {

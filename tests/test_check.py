@@ -101,10 +101,10 @@ def test_run_measures_missing_keys_and_a_tampered_value_fails(data_root, tmp_pat
         entry = {
             "arch": {"open_clip": "ViT-Tiny-P8"},
             "weights": {"random_init_seed": 0},
-            "expected": {"zs-cls/cifar100": {"top1": expected}},
+            "expected": {"zs-cls/shapes-cls": {"top1": expected}},
         }
         if tolerance is not None:
-            entry["tolerance"] = {"zs-cls/cifar100": {"top1": tolerance}}
+            entry["tolerance"] = {"zs-cls/shapes-cls": {"top1": tolerance}}
         reg.write_text(yaml.safe_dump({"models": {"reg-run": entry}}))
 
     monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
@@ -117,7 +117,7 @@ def test_run_measures_missing_keys_and_a_tampered_value_fails(data_root, tmp_pat
     run = [*args, "--run", "--data-root", str(data_root), "--quiet"]
     assert main(run) == 0, capsys.readouterr().err
     captured = capsys.readouterr()
-    assert "running reg-run zs-cls/cifar100" in captured.err and "| ok " in captured.out
+    assert "running reg-run zs-cls/shapes-cls" in captured.err and "| ok " in captured.out
     (path,) = out.rglob("*.json")
     measured = yaml.safe_load(path.read_text())["metrics"]["top1"]
     registry(measured)

@@ -184,10 +184,13 @@ def test_result_reused_only_on_a_full_key_match(folder, cache, tmp_path, capsys)
     assert "replacing" in err and "precision" in err
     code, err = run(weights=b)
     assert "replacing" in err and metrics_of(out) == truth(weights=b)
-    code, err = run("--limit", "3", weights=b)
-    assert "limit" in err and result_of(out)["protocol"]["num_images"] == 3
+    code, err = run("--limit", "3", weights=b)  # a smoke run gets a file of its own
+    assert code == 0 and "replacing" not in err
+    (smoke,) = out.rglob("*+limit-3.json")
+    assert json.loads(smoke.read_text())["protocol"]["num_images"] == 3
+    smoke.unlink()
     code, err = run(weights=b)
-    assert "limit" in err and result_of(out)["protocol"]["num_images"] == 30
+    assert "skipped" in err and result_of(out)["protocol"]["num_images"] == 30
 
 
 def test_two_imagefolders_of_one_name_never_share_a_result(tmp_path, cache, capsys):
@@ -493,7 +496,7 @@ def test_a_partial_standard_split_is_flagged(tmp_path, data_root, cache, capsys)
     assert any("published split has 10,000" in n for n in result_of(out)["notes"])
     assert "cifar100 ‡" in table
     code, table, _ = cli(zs("cifar100", out, "--limit", "5", root=data_root), capsys)
-    assert code == 0 and "cifar100 ‡" in table and "--limit 5" in table
+    assert code == 0 and "cifar100 +limit-5 ‡" in table and "--limit 5" in table
 
 
 def test_editing_a_class_name_asset_replaces_the_result(folder, cache, tmp_path, monkeypatch, capsys):

@@ -99,12 +99,12 @@ def test_registered_shapes_datasets_run(tmp_path, capsys):
         ("zs-seg", "shapes-seg-shape", ["--limit", "2"]),
     ):
         assert main(["run", "--task", task, "--dataset", ds, *common, *extra]) == 0, capsys.readouterr().err
-    res = json.loads((out / "tiny-random" / "retrieval" / "shapes-retrieval.json").read_text())
+    res = json.loads((out / "tiny-random" / "retrieval" / "shapes-retrieval+limit-100.json").read_text())
     assert res["protocol"]["num_images"] == 100 and res["protocol"]["num_captions"] == 500
-    seg = json.loads((out / "tiny-random" / "zs-seg" / "shapes-seg.json").read_text())
+    seg = json.loads((out / "tiny-random" / "zs-seg" / "shapes-seg+limit-4.json").read_text())
     assert seg["protocol"]["crop"] == 32 and seg["protocol"]["num_classes"] == 7
     assert set(seg["per_class"]) <= {"background", *COLOURS}
-    by_shape = json.loads((out / "tiny-random" / "zs-seg" / "shapes-seg-shape.json").read_text())
+    by_shape = json.loads((out / "tiny-random" / "zs-seg" / "shapes-seg-shape+limit-2.json").read_text())
     assert by_shape["protocol"]["crop"] == 32 and set(by_shape["per_class"]) <= set(SHAPE_SEG_CLASSES)
     cls = json.loads((out / "tiny-random" / "zs-cls" / "shapes-cls.json").read_text())
     assert cls["protocol"]["num_classes"] == 36 and cls["protocol"]["num_images"] == 360

@@ -123,11 +123,11 @@ def _folder_split(
     items: list[Path] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
-        files = (
-            sorted(p for p in (split_dir / cls).iterdir() if p.is_file() and is_image(p))
-            if (split_dir / cls).is_dir()
-            else []
-        )
+        entries = sorted((split_dir / cls).iterdir()) if (split_dir / cls).is_dir() else []
+        broken = [p for p in entries if p.is_symlink() and not p.exists()]
+        if broken:
+            raise UserError(f"{what}: {broken[0]} is a broken symlink or a symlink loop")
+        files = [p for p in entries if p.is_file() and is_image(p)]
         if not files and not fixed_classes:
             raise UserError(
                 f"{what}: class folder {split_dir / cls}/ holds no images; an empty class would "
@@ -141,6 +141,12 @@ def _folder_split(
         raise UserError(
             f"{what}: no images found under {split_dir}/<class>/ (extensions: .jpg, .jpeg, .png, ...)"
         )
+    seen: dict[Path, Path] = {}
+    for p in items:  # one image under two labels (a file symlink into another class)
+        target = p.resolve()
+        if target in seen:
+            raise UserError(f"{what}: {p} and {seen[target]} are the same image file (a symlink)")
+        seen[target] = p
     return ImageSplit(
         split_dir.name,
         items,
@@ -166,6 +172,12 @@ def imagefolder(
     if not base.is_dir():
         raise UserError(f"dataset folder not found: {base}")
     chosen = {role: _pick_split(base, names, what) for role, names in splits.items()}
+    real = {role: (base / split).resolve() for role, split in chosen.items()}
+    if len(set(real.values())) < len(real):
+        raise UserError(
+            f"{what}: the {' and '.join(f'{s}/' for s in chosen.values())} splits are the same folder "
+            f"(a symlink); a probe scored on its own training images means nothing"
+        )
     classes = [d.name for d in _class_folders(base / chosen["eval"], what)]
     for role, split in chosen.items():
         found = [d.name for d in _class_folders(base / split, what)]
@@ -280,8 +292,16 @@ def cifar100(root: Path, path: str, splits: dict[str, Any], **_: Any) -> Classif
     for role, split in splits.items():
         f = base / split
         d = _load_cifar_pickle(f)
-        data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        labels = np.asarray(d["fine_labels"], dtype=np.int64)
+        try:
+            data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            labels = np.asarray(d["fine_labels"], dtype=np.int64)
+        except (KeyError, ValueError, TypeError) as e:
+            raise UserError(f"{f}: not a CIFAR-100 split ({type(e).__name__}: {e})") from None
+        if labels.ndim != 1 or len(labels) != len(data):
+            raise UserError(f"{f}: {len(labels)} fine labels for {len(data)} images")
+        bad = labels[(labels < 0) | (labels >= len(classes))]
+        if bad.size:
+            raise UserError(f"{f}: fine labels {sorted(set(bad.tolist()))[:5]} outside 0..{len(classes) - 1}")
         fp = files_fingerprint(root, [], full=[f, base / "meta"])
         out.splits[role] = ImageSplit(
             split,

@@ -88,7 +88,10 @@ def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: l
     init_default_scope("mmseg")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = DATASETS.build(cfg)
+        try:
+            ds = DATASETS.build(cfg)
+        except OSError as e:  # a symlink loop or an unreadable folder while mmseg lists files
+            raise UserError(f"{what}: cannot list {e.filename or root}: {e.strerror or e}") from None
     if len(ds) == 0:
         suffix = cfg.get("img_suffix", "the dataset's image suffix")
         raise UserError(
@@ -119,6 +122,10 @@ def check_label_map(label: np.ndarray, image_hw: tuple[int, int], num_classes: i
     Scoring such a map would silently count garbage: mmseg's IoUMetric drops values >= C
     without a word.
     """
+    if label.ndim != 2:
+        raise UserError(
+            f"label map {path} has shape {tuple(label.shape)}; expected one channel of class indices"
+        )
     if tuple(label.shape[-2:]) != tuple(image_hw):
         raise UserError(
             f"label map {path} is {label.shape[-2]}x{label.shape[-1]} but its image is "

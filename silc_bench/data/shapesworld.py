@@ -186,7 +186,10 @@ def captions(objects: list[tuple[str, str, str]], texture: str) -> list[str]:
 
 def generate(root: Path, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
     """Write all four parts under `root` (atomically: a half-written root is never used)."""
+    from silc_bench.files import remove_stale_tmp
+
     root = Path(root)
+    remove_stale_tmp(root.parent, f".{root.name}")  # left by an interrupted generation
     tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     rng = np.random.default_rng(seed)
@@ -251,7 +254,14 @@ MANIFEST = "MANIFEST.json"
 
 
 def _data_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MANIFEST, "VERSION"))
+    """Every entry under the root, symlinks included (a link is never generated, so a
+    linked file or folder shows up as extra), without following links."""
+    out = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        out += [here / d for d in dirs if (here / d).is_symlink()]
+        out += [here / f for f in files if f not in (MANIFEST, "VERSION") or here != root]
+    return sorted(out)
 
 
 def write_manifest(root: Path) -> None:
@@ -270,6 +280,9 @@ def verify(root: Path) -> str | None:
     except (OSError, ValueError):
         return "no readable manifest"
     files = _data_files(root)
+    links = [p for p in files if p.is_symlink()]
+    if links:
+        return f"{len(links)} symlinks, e.g. {links[0].relative_to(root)} (nothing generated is a link)"
     have = [str(p.relative_to(root)) for p in files]
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want))

@@ -66,7 +66,9 @@ def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
             raise UserError(f"--model {text} needs --weights PATH (a local checkpoint for {arch})")
         spec = ModelSpec(name=text, arch={"open_clip": arch})
         return ModelRef(text, spec, None, Path(weights).expanduser())
-    name, _, variant = text.partition(":")
+    name, colon, variant = text.partition(":")
+    if colon and not variant:
+        raise UserError(f"--model {text!r}: empty variant after ':' (NAME or NAME:VARIANT)")
     models = load_models()
     if name not in models:
         raise did_you_mean("model", name, models)

@@ -20,7 +20,8 @@ def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: s
     from silc_bench.config import load_models
 
     results, bad = [], []
-    if results_dir is not None and Path(results_dir).exists() and any(Path(results_dir).rglob("*.json")):
+    where = Path(results_dir) if results_dir is not None else None
+    if where is not None and (where.is_file() or (where.is_dir() and any(where.rglob("*.json")))):
         results, bad = load_results(Path(results_dir))
     if which == "shapes":
         from silc_bench.tables import shapes

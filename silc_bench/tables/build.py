@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from silc_bench.check import is_raw_zero_shot
+from silc_bench.check import is_raw_zero_shot, not_the_registry_run
 from silc_bench.config import ModelSpec, task_default_profile
 from silc_bench.result_key import ResultKey
 from silc_bench.results import Result
@@ -40,14 +40,15 @@ def _default_profile(task: str) -> str:
         return "default"
 
 
-def _marks(r: Result) -> list[str]:
+def _marks(r: Result, spec: ModelSpec | None) -> list[str]:
     key = ResultKey.from_result(r, _default_profile(r.task))
     marks = []
     if key.profile != key.default_profile:
         marks.append(f"profile {key.profile}")
     marks += [f"option {t}" for t in key.tags]
-    if r.protocol.get("limit") is not None:
-        marks.append(f"--limit {r.protocol['limit']} (partial)")
+    other = not_the_registry_run(r, spec)
+    if other:
+        marks.append(other)
     if not is_raw_zero_shot(r):
         marks.append("not raw zero-shot")
     return marks
@@ -64,7 +65,7 @@ def candidates(
             continue
         row = spec.paper_row
         key = (row.get("model"), row.get("size"), r.variant or "", r.task, r.dataset)
-        out.setdefault(key, []).append(Candidate(path, r, _marks(r)))
+        out.setdefault(key, []).append(Candidate(path, r, _marks(r, spec)))
     return out
 
 

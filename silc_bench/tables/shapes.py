@@ -37,13 +37,26 @@ def _col(task: str, ds: str, metric: str) -> str:
     return f"{task}/{ds}/{metric}" if task == "zs-seg" else f"{task}/{metric}"
 
 
-def _index(results: list[tuple[Path, Result]]) -> dict[tuple, tuple[Path, Result]]:
-    """(model, task, dataset, option tags) → the result (default profile, no --limit)."""
-    out = {}
+def _index(results: list[tuple[Path, Result]], left_out: list[str] | None = None) -> dict[tuple, tuple]:
+    """(model, task, dataset, option tags) → the newest result that stands for its registry
+    entry (default profile, no --limit, the registry's weights); the others in `left_out`."""
+    from silc_bench.check import not_the_registry_run
+    from silc_bench.config import load_models
+
+    models = load_models()
     defaults = {t: task_default_profile(t) for t in {r.task for _, r in results}}
-    for path, r in results:
-        if r.protocol.get("limit") is None and r.profile == defaults[r.task]:
-            out[(r.model, r.task, r.dataset, option_tags(r.options))] = (path, r)
+    out: dict[tuple, tuple[Path, Result]] = {}
+    for path, r in sorted(results, key=lambda pr: pr[1].created):
+        why = not_the_registry_run(r, models.get(r.model.partition(":")[0]))
+        if why is None and r.profile != defaults[r.task]:
+            why = f"profile {r.profile}"
+        key = (r.model, r.task, r.dataset, option_tags(r.options))
+        if why is None:
+            if key in out and left_out is not None:  # sorted by creation: the newer one wins
+                left_out.append(f"{out[key][0]} (an older result of the same run)")
+            out[key] = (path, r)
+        elif left_out is not None:
+            left_out.append(f"{path} ({why})")
     return out
 
 
@@ -61,7 +74,8 @@ def frame(results: list[tuple[Path, Result]]) -> pd.DataFrame:
 
 
 def markdown(results: list[tuple[Path, Result]], findings: Path | None = FINDINGS) -> str:
-    idx = _index(results)
+    left_out: list[str] = []
+    idx = _index(results, left_out)
     cols = [_col(*t) for t in TASKS]
     lines = [
         "# ShapesWorld: SILC vs CLIP, teacher vs student",
@@ -82,8 +96,9 @@ def markdown(results: list[tuple[Path, Result]], findings: Path | None = FINDING
             _, r = idx.get((model, task, ds, ()), (None, None))
             cells.append("–" if r is None or metric not in r.metrics else f"{r.metrics[metric]:.1f}")
             if r is not None and task != "zs-seg":
-                n = r.protocol["num_images"] if task == "retrieval" else r.protocol["num_classes"]
-                chance[_col(task, ds, metric)] = 100.0 / n
+                n = r.protocol.get("num_images" if task == "retrieval" else "num_classes")
+                if isinstance(n, int) and n > 0:
+                    chance[_col(task, ds, metric)] = 100.0 / n
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines.append("| chance | " + " | ".join(f"{chance[c]:.1f}" if c in chance else "" for c in cols) + " |")
     lines.append("")
@@ -107,6 +122,8 @@ def markdown(results: list[tuple[Path, Result]], findings: Path | None = FINDING
             if any(vals):
                 cells = ["–" if v is None else f"{v[1].metrics['mIoU']:.1f}" for v in vals]
                 lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if left_out:
+        lines += ["", "Left out:", "", *(f"- {w}" for w in left_out)]
     lines.append("")
     if findings is not None and Path(findings).is_file():
         lines += [Path(findings).read_text().strip(), ""]
