@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from silc_bench.segmentation.dense import embed_tokens
+from silc_bench.models.vit import embed_tokens, run_blocks
 
 PREFIX = "pacl."
 
@@ -35,12 +35,7 @@ class PACLEmbedder(torch.nn.Module):
 def patch_tokens(visual: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """The frozen CLIP's patch tokens after `ln_post`: (N, h·w, W), and the grid (h, w)."""
     x, hw = embed_tokens(visual, images)
-    batch_first = getattr(visual.transformer, "batch_first", True)
-    x = x if batch_first else x.transpose(0, 1)
-    for blk in visual.transformer.resblocks:
-        x = blk(x)
-    x = x if batch_first else x.transpose(0, 1)
-    return visual.ln_post(x[:, 1:]), hw
+    return visual.ln_post(run_blocks(visual, x)[:, 1:]), hw
 
 
 def split_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from silc_bench.errors import UserError
+from silc_bench.models.vit import batch_first, embed_tokens, identity_attention, run_blocks
 from silc_bench.models.weights import _short, load_into, unwrap
-from silc_bench.segmentation.dense import embed_tokens
 from silc_bench.segmentation.pamr import pamr as pamr_refine
 
 if TYPE_CHECKING:
@@ -144,18 +144,6 @@ class ImageProj(nn.Module):
         return (self.ln(x.permute(0, 2, 3, 1)) @ self.proj).permute(0, 3, 1, 2)
 
 
-def identity_attention(block: nn.Module, x: torch.Tensor, batch_first: bool = True) -> torch.Tensor:
-    """Run an open_clip block with each token attending only to itself; the residual and MLP are kept.
-
-    `x` is (N, L, D) whatever the block's own layout is.
-    """
-    n = x.shape[1]
-    mask = torch.full((n, n), float("-inf"), dtype=x.dtype, device=x.device).fill_diagonal_(0.0)
-    if batch_first:
-        return block(x, attn_mask=mask)
-    return block(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
-
-
 def cosine_map(emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """(B, D, h, w) image embeddings and (C, D) text → (B, C, h, w) cosine similarities."""
     emb = F.normalize(emb, dim=1, eps=NORMALIZE_EPS)
@@ -173,7 +161,7 @@ class TCLMasker(nn.Module):
             raise ValueError("TCL needs a CLIP visual tower with a projection (`visual.proj`)")
         ref = visual.conv1.weight
         width = visual.transformer.width
-        self.batch_first = getattr(visual.transformer, "batch_first", True)
+        self.batch_first = batch_first(visual)
         self.block = copy.deepcopy(visual.transformer.resblocks[-1])
         self.decoder = nn.Sequential(*(UpStage(width) for _ in range(n_stages)))
         self.image_proj = ImageProj(copy.deepcopy(visual.ln_post), visual.proj.detach().clone())
@@ -252,12 +240,7 @@ class TCLSegmenter:
     def frozen_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, 3, H, W), H and W multiples of the patch → block L-2 output (B, 1+h·w, width), (h, w)."""
         x, hw = embed_tokens(self.visual, images)
-        batch_first = getattr(self.visual.transformer, "batch_first", True)
-        if not batch_first:
-            x = x.transpose(0, 1)
-        for blk in list(self.visual.transformer.resblocks)[:-1]:
-            x = blk(x)
-        return (x if batch_first else x.transpose(0, 1)), hw
+        return run_blocks(self.visual, x, stop=-1), hw
 
     def clip_dense(self, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """The frozen last block as MaskCLIP, then ln_post and proj → (B, embed_dim, h, w).
@@ -266,7 +249,7 @@ class TCLSegmenter:
         tokens the masker already needed, so the frozen tower runs only once.
         """
         last = self.visual.transformer.resblocks[-1]
-        x = identity_attention(last, tokens, getattr(self.visual.transformer, "batch_first", True))
+        x = identity_attention(last, tokens, batch_first(self.visual))
         x = self.visual.ln_post(x[:, 1:]) @ self.visual.proj
         return x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
 

@@ -22,31 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from silc_bench.errors import UserError
+from silc_bench.models.vit import batch_first, embed_tokens, run_blocks
 
 MODES = ("patch-proj", "maskclip", "sclip", "clearclip", "naclip")
 NACLIP_STD = 5.0
-
-
-def _grid(visual: torch.nn.Module) -> tuple[int, int]:
-    g = visual.grid_size
-    return (g, g) if isinstance(g, int) else (int(g[0]), int(g[1]))
-
-
-def embed_tokens(visual: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """conv patches + CLS + (resized) position embeddings + ln_pre → (N, 1+h·w, W), (h, w)."""
-    x = visual.conv1(x)
-    n, c, h, w = x.shape
-    x = x.reshape(n, c, h * w).permute(0, 2, 1)
-    cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(n, -1, -1)
-    x = torch.cat([cls, x], dim=1)
-    pos = visual.positional_embedding.to(x.dtype)
-    gh, gw = _grid(visual)
-    if (h, w) != (gh, gw):
-        patch_pos = pos[1:].reshape(1, gh, gw, c).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=(h, w), mode="bicubic", align_corners=False)
-        pos = torch.cat([pos[:1], patch_pos.permute(0, 2, 3, 1).reshape(h * w, c)], dim=0)
-    x = x + pos
-    return visual.ln_pre(x), (h, w)
 
 
 def _heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -96,17 +75,10 @@ def dense_features(visual: torch.nn.Module, images: torch.Tensor, mode: str) -> 
 
         raise did_you_mean("dense mode", mode, MODES)
     x, (h, w) = embed_tokens(visual, images)
-    blocks = list(visual.transformer.resblocks)
-    batch_first = getattr(visual.transformer, "batch_first", True)
-    if not batch_first:
-        x = x.transpose(0, 1)
-    for blk in blocks[:-1]:
-        x = blk(x)
-    if not batch_first:
-        x = x.transpose(0, 1)
-    last = blocks[-1]
+    x = run_blocks(visual, x, stop=-1)
+    last = visual.transformer.resblocks[-1]
     if mode == "patch-proj":
-        x = last(x) if batch_first else last(x.transpose(0, 1)).transpose(0, 1)
+        x = last(x) if batch_first(visual) else last(x.transpose(0, 1)).transpose(0, 1)
     else:
         o = _custom_attention(last, last.ln_1(x), mode, (h, w))
         if mode in ("maskclip", "sclip"):
