@@ -29,16 +29,27 @@ from silc_bench.errors import UserError, did_you_mean
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 ASSETS = PACKAGE_DIR / "assets"
+
+
+def _data_home() -> Path:
+    """Where checkpoints.yaml, tasks/ and reports/paper/ live: the checkout around the package
+    (an editable install reads the top-level files), else the copies a wheel carries."""
+    if (REPO_ROOT / "checkpoints.yaml").is_file() and (REPO_ROOT / "tasks").is_dir():
+        return REPO_ROOT
+    return PACKAGE_DIR / "_bundled"
+
+
+DATA_HOME = _data_home()
 DEFAULT_PROFILE = "default"
 
 
 def tasks_dir() -> Path:
-    return Path(os.environ.get("SILC_BENCH_TASKS", REPO_ROOT / "tasks"))
+    return Path(os.environ.get("SILC_BENCH_TASKS", DATA_HOME / "tasks"))
 
 
 def checkpoint_files() -> list[Path]:
     """The model registry, plus any extra registries named in $SILC_BENCH_CHECKPOINTS."""
-    files = [REPO_ROOT / "checkpoints.yaml"]
+    files = [DATA_HOME / "checkpoints.yaml"]
     extra = os.environ.get("SILC_BENCH_CHECKPOINTS", "")
     files += [Path(p) for p in extra.split(os.pathsep) if p]
     return files

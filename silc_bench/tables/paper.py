@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from silc_bench.config import REPO_ROOT, ModelSpec, build, read_yaml
+from silc_bench.config import DATA_HOME, ModelSpec, build, read_yaml
 from silc_bench.errors import UserError
 
-PAPER_DIR = REPO_ROOT / "reports" / "paper"
+PAPER_DIR = DATA_HOME / "reports" / "paper"
 PAPER_TABLES = ("1", "2", "3")
 
 
