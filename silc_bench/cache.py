@@ -153,3 +153,34 @@ def _verify(
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             return f"array {name!r} holds NaN or inf"
     return None
+
+
+def entries(root: Path | None = None) -> list[dict[str, Any]]:
+    """Every feature entry: path, kind, size, age and the key parts that say what it holds."""
+    import json
+    import time
+
+    from safetensors import safe_open
+
+    root = Path(root) if root else cache_root() / "features"
+    out = []
+    now = time.time()
+    for p in sorted(root.glob("*/*/*.safetensors")) if root.is_dir() else []:
+        try:
+            with safe_open(str(p), framework="numpy") as f:
+                key = json.loads((f.metadata() or {}).get("key", "{}"))
+        except Exception:  # damaged: listed, and cleared like any other
+            key = {}
+        st = p.stat()
+        out.append(
+            {
+                "path": p,
+                "kind": p.parent.parent.name,
+                "checkpoint_sha256": str(key.get("checkpoint_sha256", "?")),
+                "variant": key.get("variant"),
+                "split": str(key.get("split", "")),
+                "bytes": st.st_size,
+                "age_days": (now - st.st_mtime) / 86400,
+            }
+        )
+    return out

@@ -144,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--variant", help="teacher or student (same as NAME:VARIANT)")
     ex.add_argument("--out", required=True, help="a folder that becomes an open_clip `local-dir:` model")
 
+    ca = sub.add_parser("cache", parents=[common], help="show or free the feature cache")
+    ca.add_argument("action", choices=["list", "clear"])
+    ca.add_argument("--model", help="only the entries of this model (NAME[:VARIANT], or any --model form)")
+    ca.add_argument("--weights", help="with --model open_clip:ARCH: its checkpoint file")
+
     ls = sub.add_parser("list", parents=[common], help="list tasks, models or datasets")
     ls.add_argument("what", choices=["tasks", "models", "datasets"])
 
@@ -335,6 +340,38 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(a: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from silc_bench.cache import cache_root, entries
+
+    found = entries()
+    if a.model:
+        from silc_bench.models import load_model, parse_model_ref
+
+        ref = parse_model_ref(a.model, a.weights)
+        model = load_model(ref)  # its checkpoint_sha256 is what the cache keys on
+        found = [e for e in found if e["checkpoint_sha256"] == model.checkpoint_sha256]
+        if ref.variant:
+            found = [e for e in found if e["variant"] == ref.variant]
+    total = sum(e["bytes"] for e in found) / 2**20
+    where = cache_root() / "features"
+    if a.action == "list":
+        rows = [
+            [e["kind"], e["checkpoint_sha256"][:12], e["variant"] or "", e["split"][7:19],
+             f"{e['bytes'] / 2**20:.2f}", f"{e['age_days']:.1f}"]
+            for e in found
+        ]  # fmt: skip
+        headers = ["kind", "checkpoint", "variant", "data", "MB", "age (days)"]
+        print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+        print(f"{len(found)} entries, {total:.1f} MB under {where}", file=sys.stderr)
+        return 0
+    for e in found:
+        e["path"].unlink(missing_ok=True)
+    print(f"silc-bench cache: removed {len(found)} entries ({total:.1f} MB) from {where}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from silc_bench.demo import DEMO_MODEL, run_demo
 
@@ -366,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             "import": cmd_import,
             "figure": cmd_figure,
             "export": cmd_export,
+            "cache": cmd_cache,
         }
         return commands[args.command](args)
     except UserError as e:

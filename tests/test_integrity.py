@@ -507,3 +507,14 @@ def test_editing_a_class_name_asset_replaces_the_result(folder, cache, tmp_path,
     monkeypatch.setattr(api, "assets_sha256", lambda: "edited")
     code, _, err = cli(zs(f"imagefolder:{folder}", out), capsys)
     assert code == 0 and "assets_sha256" in err
+
+
+def test_cache_list_and_clear(folder, cache, tmp_path, capsys):
+    assert cli(zs(f"imagefolder:{folder}", tmp_path / "o"), capsys)[0] == 0
+    code, out, err = cli(["cache", "list"], capsys)
+    assert code == 0 and "2 entries" in err and "| image" in out and "| text" in out
+    code, _, err = cli(["cache", "clear", "--model", "silc-tiny"], capsys)  # another model: nothing
+    assert code == 0 and "removed 0 entries" in err
+    code, _, err = cli(["cache", "clear", "--model", "tiny-random"], capsys)
+    assert code == 0 and "removed 2 entries" in err
+    assert not list((cache / "features").rglob("*.safetensors"))
