@@ -17,7 +17,9 @@ from silc_bench.errors import UserError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        command = self.prog.removeprefix("silc-bench").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"silc-bench: error: {where}{message} (see --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -303,6 +305,7 @@ def cmd_table(a: argparse.Namespace) -> int:
     out = Path(a.out)
     if out.is_dir() or not writable_dir(out.parent):
         raise UserError(f"--out: cannot write {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, out)
@@ -389,7 +392,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (exit 2, one line) and --help (exit 0)
+        return int(e.code or 0)
     if not args.debug:  # library warnings (PIL, torch, mmengine) are noise before our one line
         warnings.filterwarnings("ignore")
     try:

@@ -163,8 +163,12 @@ def _default_profile(folder: Path) -> str:
 
 
 def task_default_profile(task: str) -> str:
-    """The profile a task runs when `--protocol` is not given."""
-    return _default_profile(_task_folder(task))
+    """The profile a task runs when `--protocol` is not given. A task the suite does not run
+    itself (`ov-seg`, imported) has only the default."""
+    folder = tasks_dir() / task
+    if not (folder / "_task.yaml").is_file():
+        return DEFAULT_PROFILE
+    return _default_profile(folder)
 
 
 def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -260,6 +264,45 @@ class ModelSpec:
     tags: tuple[str, ...] = ()
 
 
+def _numbers(value: Any, where: str, minimum: float | None = None) -> dict[str, dict[str, float]]:
+    """`task/dataset: {metric: number}` with finite numbers (a typo must not pass a check)."""
+    import math
+
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a mapping of task/dataset keys to {{metric: number}}")
+    for key, metrics in value.items():
+        if not isinstance(metrics, dict):
+            raise UserError(f"{where}: {key}: expected {{metric: number}}, found {metrics!r}")
+        for metric, v in metrics.items():
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or (minimum is not None and v < minimum):
+                bound = f" >= {minimum:g}" if minimum is not None else ""
+                raise UserError(f"{where}: {key}: {metric} must be a finite number{bound}, not {v!r}")
+    return value
+
+
+def _check_reference_numbers(entry: dict[str, Any], where: str) -> None:
+    """expected, paper and tolerance (on the entry and on each variant) are well formed, and
+    every tolerance names a metric that has an expected number."""
+    variants = entry.get("variants") or {}
+    scopes = [("", entry)] + [
+        (f" variant {v!r}", e or {}) for v, e in variants.items() if isinstance(e, dict)
+    ]
+    base_expected = _numbers(entry.get("expected", {}), f"{where} expected")
+    for label, scope in scopes:
+        expected = _numbers(scope.get("expected", {}), f"{where}{label} expected")
+        _numbers(scope.get("paper", {}), f"{where}{label} paper")
+        tolerance = _numbers(scope.get("tolerance", {}), f"{where}{label} tolerance", minimum=0.0)
+        for key, metrics in tolerance.items():
+            known = {**base_expected.get(key, {}), **expected.get(key, {})}
+            if not label:  # an entry-level tolerance may bound its variants' numbers
+                for _, other in scopes[1:]:
+                    known.update((other.get("expected") or {}).get(key, {}))
+            stray = sorted(set(metrics) - set(known))
+            if stray:
+                raise UserError(f"{where}{label} tolerance: {key} {stray} has no expected number to bound")
+
+
 def load_models() -> dict[str, ModelSpec]:
     """Every registry file in order. A later file may redefine a model only with
     `override: true` in its entry: a silent redefinition would change every number."""
@@ -281,5 +324,6 @@ def load_models() -> dict[str, ModelSpec]:
                 )
             origin[name] = path
             entry["tags"] = tuple(entry.get("tags", ()))
+            _check_reference_numbers(entry, f"{path}: model {name!r}")
             models[name] = build(ModelSpec, {"name": name, **entry}, f"{path}: model {name!r}")
     return models

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from silc_bench.errors import UserError
+from silc_bench.result_key import model_dirname
 
 IGNORE = 255
 
@@ -68,15 +69,16 @@ def samples(task_dataset: str, data_root: Path, n: int | None) -> tuple[list[dic
 
 def ensure_predictions(models: list[str], dataset: str, results: Path, data_root: Path) -> dict[str, Path]:
     """model → its prediction folder, running the model with --save-predictions if absent."""
-    from silc_bench.api import EvalOptions, evaluate
+    from silc_bench.api import EvalOptions, execute, prepare
 
+    opts = EvalOptions(
+        data_root=data_root, out=results, device="cpu", workers=0, progress=False,
+        task_options={"save_predictions": True},
+    )  # fmt: skip
+    plans = [prepare(model, "zs-seg", dataset, opts) for model in models]  # every model checked first
     dirs = {}
-    for model in models:
-        opts = EvalOptions(
-            data_root=data_root, out=results, device="cpu", workers=0, progress=False,
-            task_options={"save_predictions": True},
-        )  # fmt: skip
-        outcome = evaluate(model, "zs-seg", dataset, opts)
+    for model, plan in zip(models, plans):
+        outcome = execute(plan, opts)
         dirs[model] = outcome.path.with_suffix("") / "pred"
         if not dirs[model].is_dir():
             raise UserError(f"no predictions under {dirs[model]}")
@@ -123,7 +125,7 @@ def grid(
     fig.suptitle(f"zs-seg on {dataset}", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) // 7), 1, 0.97))
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{'_vs_'.join(m.replace(':', '@') for m in models)}_{dataset}.png"
+    path = out / f"{'_vs_'.join(model_dirname(m) for m in models)}_{dataset}.png"
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)

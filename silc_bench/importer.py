@@ -29,7 +29,7 @@ _KEYS = ("model", "checkpoint_sha256", "dataset", "mIoU")
 
 def _rows(path: Path) -> list[dict[str, Any]]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a spreadsheet is not part of the header
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
     if path.suffix.lower() == ".json":
@@ -93,6 +93,14 @@ def import_results(task: str, path: Path, out: Path) -> list[Path]:
             raise did_you_mean(f"{task} dataset ({where})", dataset, IMPORT_TASKS[task])
         ref = parse_model_ref(typed)  # a registry name: its paper_row links it to the tables
         default = ref.spec.default_variant or next(iter(ref.spec.variants), None)
+        if not ref.spec.paper_row:
+            raise UserError(
+                f"{where}: model {typed!r} has no paper_row in the registry, so no table could show it"
+            )
+        if ref.variant not in (None, default):
+            raise UserError(f"{where}: Table 3 holds the paper's {default} models, not {typed!r}")
+        if not isinstance(row.get("method") or "", str):
+            raise UserError(f"{where}: method must be text, not {row.get('method')!r}")
         model = ref.spec.name if ref.variant in (None, default) else f"{ref.spec.name}:{ref.variant}"
         if (model, dataset) in seen:  # `silc-b16` and `silc-b16:teacher` are one model
             raise UserError(f"{where}: duplicate row for {model} on {dataset}")
@@ -124,6 +132,9 @@ def import_results(task: str, path: Path, out: Path) -> list[Path]:
             )
         )
     targets = [ResultKey(r.model, task, r.dataset).to_path(out) for r in results]
+    for target in targets:
+        if target.exists() and not target.is_file():
+            raise UserError(f"--out: {target} exists and is not a file")
     for folder in dict.fromkeys(t.parent for t in targets):  # all or nothing: check before writing
         if not writable_dir(folder):
             raise UserError(f"--out: cannot write results into {folder} (not a writable folder)")

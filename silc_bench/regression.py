@@ -36,11 +36,9 @@ class Row:
     @property
     def ok(self) -> bool:
         # NaN fails every comparison, so `> tolerance` alone would let it pass: ask for <=
-        return (
-            self.got is not None
-            and math.isfinite(self.got)
-            and abs(self.got - self.expected) <= self.tolerance
-        )
+        if self.got is None or not math.isfinite(self.got):
+            return False
+        return round(abs(self.got - self.expected), 6) <= self.tolerance  # 16.67 - 15.67 > 1.0 in floats
 
     @property
     def problem(self) -> str:
@@ -106,6 +104,8 @@ def compare(
         for name in names:
             if name not in models:
                 raise did_you_mean("model", name, models)
+            if not refs_of(name, models[name]):
+                raise UserError(f"model {name!r} has no `expected:` numbers in the registry to check")
             for ref, variant in refs_of(name, models[name]):
                 wanted += [
                     (ref, models[name], variant, key) for key in expected_numbers(models[name], variant)

@@ -36,9 +36,13 @@ def option_tags(options: dict[str, Any]) -> tuple[str, ...]:
 
 
 def model_dirname(model_ref: str) -> str:
-    """`--model` as typed, with ':' as '@' (so `silc-tiny@student` is its own folder)."""
+    """`--model` as typed, with ':' as '@' (so `silc-tiny@student` is its own folder). A name
+    with '/' (hf-hub:ORG/NAME, local-dir:PATH) also carries 8 hex digits of itself, so
+    `hf-hub:a/b` and `hf-hub:a_b` never share a folder."""
     ref = model_ref.replace(":", "@")
-    return ref.replace("/", "_")
+    if "/" not in ref:
+        return ref
+    return f"{ref.replace('/', '_')}-{hashlib.sha256(model_ref.encode()).hexdigest()[:8]}"
 
 
 def dataset_filename(dataset: str, profile: str = DEFAULT_PROFILE, default: str = DEFAULT_PROFILE) -> str:

@@ -98,7 +98,7 @@ def test_import_rejects_shifted_fields_duplicate_columns_booleans_and_spellings(
 def _result(out: Path, name: str, metrics: dict, **kw) -> Path:
     r = Result(
         model="silc-tiny",
-        variant="teacher",
+        variant=kw.pop("variant", "teacher"),
         checkpoint_sha256="0" * 64,
         task="zs-cls",
         task_version=1,
@@ -207,3 +207,107 @@ def test_generated_set_with_a_symlinked_folder_is_regenerated(tmp_path, monkeypa
     shapesworld.ensure(tmp_path / "datasets")
     assert "regenerating" in capsys.readouterr().err and shapesworld.verify(root) is None
     assert np.isfinite(len(list(root.rglob("*.png"))))
+
+
+# ------------------------------------------------------------ a second review: the new commands
+
+
+def test_imported_results_do_not_break_checks_and_the_tolerance_edge_passes(tmp_path, capsys):
+    out = tmp_path / "r"
+    example = Path(__file__).parent / "data" / "ov_seg_example.csv"
+    assert main(["import", "--task", "ov-seg", str(example), "--out", str(out)]) == 0
+    _result(out, "silc-tiny@student", {"top1": 15.67, "top5": 83.89}, variant="student")
+    capsys.readouterr()
+    assert main(["check", str(out), "--regression"]) == 0, capsys.readouterr().err  # Δ exactly -1.00
+    assert main(["table", "shapes", "--results", str(out)]) == 0
+
+
+def test_editing_a_local_dir_config_replaces_the_result(tmp_path, capsys):
+    ex = tmp_path / "ex"
+    assert main(["export", "tiny-random", "--out", str(ex)]) == 0
+    args = fixtures.run_args(
+        "zs-cls", f"local-dir:{ex}", "shapes-cls", tmp_path / "o", tmp_path, "--limit", "8"
+    )
+    assert main(args) == 0
+    cfg = json.loads((ex / "open_clip_config.json").read_text())
+    cfg["preprocess_cfg"]["mean"] = [0.5, 0.5, 0.5]
+    (ex / "open_clip_config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "config_sha256" in capsys.readouterr().err
+
+
+def test_model_names_with_slashes_never_share_a_folder():
+    from silc_bench.result_key import model_dirname
+
+    assert model_dirname("hf-hub:a/b") != model_dirname("hf-hub:a_b")
+    assert model_dirname("silc-tiny:student") == "silc-tiny@student"
+
+
+def test_import_table_and_figure_guard_their_outputs(tmp_path, capsys):
+    sha = "a" * 64
+    f = tmp_path / "in.csv"
+    f.write_text(
+        f"model,checkpoint_sha256,dataset,mIoU\nsilc-b16,{sha},ade847,13\nsilc-b16,{sha},ade20k,36\n"
+    )
+    (tmp_path / "k" / "silc-b16" / "ov-seg" / "ade20k.json").mkdir(parents=True)
+    one_line_error(
+        capsys, main(["import", "--task", "ov-seg", str(f), "--out", str(tmp_path / "k")]), "not a file"
+    )
+    assert not (tmp_path / "k" / "silc-b16" / "ov-seg" / "ade847.json").exists()
+    f.write_text(
+        f"\ufeffmodel,checkpoint_sha256,dataset,mIoU\nsilc-tiny,{sha},ade847,13\n"
+    )  # BOM, no paper_row
+    one_line_error(
+        capsys, main(["import", "--task", "ov-seg", str(f), "--out", str(tmp_path / "k2")]), "paper_row"
+    )
+    assert main(["table", "1", "--results", "none", "--out", str(tmp_path / "new" / "dir" / "t.md")]) == 0
+    capsys.readouterr()
+    args = ["figure", "--models", "silc-tiny,nope", "--dataset", "shapes-seg", "--out", str(tmp_path / "f")]
+    one_line_error(capsys, main([*args, "--results", str(tmp_path / "fr")]), "nope")
+    assert not (tmp_path / "fr").exists()  # no model ran before every name was checked
+    one_line_error(capsys, main(["table", "9"]), "silc-bench: error: table:")
+
+
+def test_registry_reference_numbers_are_validated(tmp_path, monkeypatch, capsys):
+    reg = tmp_path / "reg.yaml"
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    base = {"arch": {"open_clip": "ViT-Tiny-P8"}, "weights": {"random_init_seed": 0}}
+    for extra, needle in (
+        ({"expected": {"zs-cls/shapes-cls": {"top1": None}}}, "finite number"),
+        (
+            {
+                "expected": {"zs-cls/shapes-cls": {"top1": 5}},
+                "tolerance": {"zs-cls/shapes-cls": {"top1": -5}},
+            },
+            ">= 0",
+        ),
+        (
+            {"expected": {"zs-cls/shapes-cls": {"top1": 5}}, "tolerance": {"zs-cls/shapes-cls": {"top5": 1}}},
+            "no expected",
+        ),
+    ):
+        reg.write_text(yaml.safe_dump({"models": {"bad": {**base, **extra}}}))
+        one_line_error(capsys, main(["list", "models"]), needle)
+
+
+def test_table_ranks_shown_values_and_table_4_reads_variants(tmp_path, capsys):
+    res = tmp_path / "r"
+    common = {
+        "checkpoint_sha256": "0" * 64,
+        "task_version": 1,
+        "dataset_fingerprint": "f",
+        "precision": "fp32",
+    }
+    for name, v in (("silc-b16", 75.301), ("silc-star-b16", 75.299)):
+        r = Result(model=name, variant="teacher", task="zs-cls", dataset="imagenet", protocol={},
+                   metrics={"top1": v}, **common)  # fmt: skip
+        write_result(res / name / "zs-cls" / "imagenet.json", r)
+    r = Result(model="silc-b16:teacher", variant="teacher", task="zs-seg", dataset="voc21", protocol={},
+               metrics={"mIoU": 40.0}, profile="tcl", **common)  # fmt: skip
+    write_result(res / "silc-b16@teacher" / "zs-seg" / "voc21.json", r)
+    assert main(["table", "1", "--results", str(res)]) == 0
+    md = capsys.readouterr().out
+    assert md.count("**75.30**") == 2 and "<u>75.30</u>" not in md  # equal as shown: both best
+    assert main(["table", "4", "--results", str(res)]) == 0
+    assert "| SILC " in (out := capsys.readouterr().out) and "40.00" in out

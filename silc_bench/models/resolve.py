@@ -189,6 +189,9 @@ def model_identity(ref: ModelRef) -> dict[str, Any]:
     }
     if files:
         ident["weights_sha256"] = [_verified_sha256(spec, p, sha) for p, sha in files]
+    arch_name = str(spec.arch.get("open_clip", ""))
+    if arch_name.startswith("local-dir:"):  # its config (preprocessing, tokenizer) decides numbers too
+        ident["config_sha256"] = file_sha256(Path(arch_name.split(":", 1)[1]) / "open_clip_config.json")
     else:
         ident["random_init_seed"] = spec.weights.get("random_init_seed")
     return ident

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from silc_bench.errors import UserError
+from silc_bench.errors import UserError, warn
 from silc_bench.tables.build import COLUMNS, frame
 from silc_bench.tables.paper import PAPER_TABLES, load_paper_table
 from silc_bench.tables.render import csv, latex, markdown
@@ -26,7 +26,7 @@ def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: s
     if which == "shapes":
         from silc_bench.tables import shapes
 
-        return shapes.csv_text(results) if fmt == "csv" else shapes.markdown(results)
+        return shapes.csv_text(results) if fmt == "csv" else shapes.markdown(results, results_dir=where)
     from silc_bench.tables import table4
 
     numbers = [n for n in (*PAPER_TABLES, "4") if which in (n, "all")]
@@ -34,13 +34,16 @@ def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: s
     frames = {n: frame(load_paper_table(n).cells(), results, models) for n in numbers if n != "4"}
     if "4" in numbers:
         frames["4"] = table4.frame(results)
+    for b in bad:  # named on stderr whatever the format, so csv and latex never drop a file silently
+        warn(f"left out, not a valid result: {b}")
     if fmt == "csv":
         return csv(pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS))
-    if fmt == "latex" and "4" in numbers:
-        raise UserError("table 4 has markdown and csv forms only")
-    render = markdown if fmt == "markdown" else latex
+    if fmt == "latex":
+        if which == "4":
+            raise UserError("table 4 has markdown and csv forms only")
+        return "\n".join(latex(load_paper_table(n), frames[n], with_paper) for n in numbers if n != "4")
     out = [
-        table4.markdown(results) if n == "4" else render(load_paper_table(n), frames[n], with_paper)
+        table4.markdown(results) if n == "4" else markdown(load_paper_table(n), frames[n], with_paper)
         for n in numbers
     ]
     if bad:

@@ -54,7 +54,15 @@ def layout(
             cells = part[
                 (part["task"] == col.task) & (part["dataset"] == col.dataset) & (part["metric"] == col.metric)
             ]
-            shown = [_num(r["measured"]) if show_measured else _num(r["paper"]) for _, r in cells.iterrows()]
+            if show_measured:  # rank the values as shown; a marked cell is not a clean competitor
+                shown = [
+                    None if _num(r["measured"]) is None or r["note"] else round(_num(r["measured"]), 2)
+                    for _, r in cells.iterrows()
+                ]
+                if sum(v is not None for v in shown) < 2:
+                    shown = [None] * len(shown)  # one measured value is not "the best"
+            else:
+                shown = [round(_num(r["paper"]), 1) for _, r in cells.iterrows()]
             for (_, r), rank in zip(cells.iterrows(), _ranks(shown)):
                 text = _cell_text(r, with_paper, show_measured)
                 if rank is not None:
@@ -115,6 +123,7 @@ def latex(t: PaperTable, df: pd.DataFrame, with_paper: bool) -> str:
         lines.append(" & ".join([esc(r[0]), esc(r[1]), *(c.replace("–", "--") for c in r[2:])]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [f"% [{i}] {n}" for i, n in enumerate(notes, 1)]
+    lines += [f"% Note: {' '.join(f.split())}" for f in t.footnotes]
     lines += [r"\end{table}", ""]
     return "\n".join(lines)
 

@@ -36,17 +36,34 @@ DATASETS = (
 )
 
 
-def _index(results: list[tuple[Path, Result]]) -> dict[tuple, tuple[Path, Result]]:
+def _index(results: list[tuple[Path, Result]], left_out: list[str]) -> dict[tuple, tuple[Path, Result]]:
+    """(entry, dataset, option tags) → the newest result that stands for its entry (default
+    profile, full split, the registry's weights); the others named in `left_out`."""
+    from silc_bench.check import not_the_registry_run
+    from silc_bench.config import load_models
+
+    models = load_models()
     default = task_default_profile("zs-seg")
-    out = {}
-    for path, r in results:
-        if r.task == "zs-seg" and r.profile == default and r.protocol.get("limit") is None:
-            out[(r.model, r.dataset, option_tags(r.options))] = (path, r)
+    out: dict[tuple, tuple[Path, Result]] = {}
+    for path, r in sorted(results, key=lambda pr: pr[1].created):
+        if r.task != "zs-seg":
+            continue
+        name = r.model.partition(":")[0]  # `silc-b16` and `silc-b16:teacher` are one model
+        why = not_the_registry_run(r, models.get(name)) or (
+            None if r.profile == default else f"profile {r.profile}"
+        )
+        key = (name, r.dataset, option_tags(r.options))
+        if why is None and key in out:
+            left_out.append(f"{out[key][0]} (an older result of the same run)")
+        if why is None:
+            out[key] = (path, r)
+        else:
+            left_out.append(f"{path} ({why})")
     return out
 
 
-def frame(results: list[tuple[Path, Result]]) -> pd.DataFrame:
-    idx = _index(results)
+def frame(results: list[tuple[Path, Result]], left_out: list[str] | None = None) -> pd.DataFrame:
+    idx = _index(results, [] if left_out is None else left_out)
     rows = []
     for label, model, options, raw in ROWS:
         for ds, _ in DATASETS:
@@ -60,7 +77,8 @@ def frame(results: list[tuple[Path, Result]]) -> pd.DataFrame:
 
 
 def markdown(results: list[tuple[Path, Result]]) -> str:
-    df = frame(results)
+    left_out: list[str] = []
+    df = frame(results, left_out)
     table = []
     for label, _, _, raw in ROWS:
         cells = df[df.model == label]
@@ -78,4 +96,6 @@ def markdown(results: list[tuple[Path, Result]]) -> str:
         "† not raw zero-shot: PAMR refines the prediction, and the MaskCLIP mixing factor was tuned on "
         "segmentation labels.",
     ]
+    if left_out:
+        parts += ["", "Left out:", "", *(f"- {w}" for w in left_out)]
     return "\n".join(parts) + "\n"
