@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from silc_bench.bench.report import write_section
+from silc_bench.bench.report import publish
 from silc_bench.config import REPO_ROOT
 
 
@@ -125,9 +125,7 @@ def main() -> int:
             "",
         ]
     )
-    write_section(Path(args.out), "Dataset fingerprint", text)
-    print(text)
-    return 0
+    return publish(Path(args.out), "Dataset fingerprint", text)
 
 
 if __name__ == "__main__":

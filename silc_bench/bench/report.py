@@ -18,3 +18,10 @@ def write_section(path: Path, title: str, text: str) -> None:
     sections.append(text.strip("\n") + "\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(head.rstrip("\n") + "\n\n" + "\n".join(s.rstrip("\n") + "\n" for s in sections))
+
+
+def publish(path: Path, title: str, text: str) -> int:
+    """Write a benchmark's section and print it; the exit code of a benchmark that measured."""
+    write_section(path, title, text)
+    print(text)
+    return 0

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from silc_bench.bench.report import write_section
+from silc_bench.bench.report import publish
 from silc_bench.config import REPO_ROOT
 
 RUNS = (("zs-cls", "shapes-cls"), ("fs-cls", "shapes-cls"), ("retrieval", "shapes-retrieval"))
@@ -110,9 +110,7 @@ def main() -> int:
             "",
         ]
     )
-    write_section(Path(args.out), "Image-level suite", text)
-    print(text)
-    return 0
+    return publish(Path(args.out), "Image-level suite", text)
 
 
 if __name__ == "__main__":
