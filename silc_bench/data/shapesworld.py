@@ -251,6 +251,17 @@ def generate(root: Path, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
 
 
 MANIFEST = "MANIFEST.json"
+_VERIFIED: dict[Path, int] = {}  # root → the file-identity signature it was verified with
+
+
+def _signature(root: Path) -> int:
+    """Every entry's path, size, mtime, ctime and inode: any delete, add, edit or swap changes
+    it, and it costs a stat per file, not a memo lookup per file."""
+    sig = []
+    for p in _data_files(root):
+        st = os.lstat(p)
+        sig.append((str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return hash(tuple(sig))
 
 
 def _data_files(root: Path) -> list[Path]:
@@ -303,7 +314,10 @@ def ensure(cache_dir: Path, seed: int = 0) -> Path:
     from silc_bench.files import writable_dir
 
     root = Path(cache_dir) / f"shapesworld-v{VERSION}-seed{seed}"
+    if (root / "VERSION").is_file() and _VERIFIED.get(root) == _signature(root):
+        return root  # verified in this process, and no file changed since
     if (root / "VERSION").is_file() and verify(root) is None:
+        _VERIFIED[root] = _signature(root)
         return root
     if not writable_dir(root.parent):
         raise UserError(
@@ -316,7 +330,9 @@ def ensure(cache_dir: Path, seed: int = 0) -> Path:
         if (root / "VERSION").is_file():
             problem = verify(root)
             if problem is None:
+                _VERIFIED[root] = _signature(root)
                 return root
             warn(f"generated dataset {root} does not match its manifest ({problem}); regenerating it")
         generate(root, seed)
+        _VERIFIED[root] = _signature(root)
     return root
