@@ -36,6 +36,7 @@ test: $(TSTAMP)
 bench: install
 	$(BIN)/python -m silc_bench.bench.slide
 	$(BIN)/python -m silc_bench.bench.fingerprint
+	$(BIN)/python -m silc_bench.bench.suite
 
 lint: install
 	$(BIN)/ruff check silc_bench tests
