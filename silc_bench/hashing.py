@@ -26,6 +26,9 @@ _CHUNK = 1 << 20
 VERIFY_DATA: contextvars.ContextVar[bool] = contextvars.ContextVar("verify_data", default=False)
 # Files hashed for real in this process, by identity: "once per run" for verified checkpoints.
 _FRESH: dict[tuple, str] = {}
+# Digests this process already had, by the same identity: a second fingerprint of one dataset
+# (checking a stored result, then running) costs a stat per file, not a memo lookup.
+_SEEN: dict[tuple, str] = {}
 
 
 def canonical_json(obj: Any) -> str:
@@ -136,10 +139,11 @@ def _sha_of(path: Path, memo: _Memo, fresh: bool) -> str:
             digest = _FRESH[(key, sig)] = _hash_bytes(path)
             memo.put(key, sig, digest)
         return digest
-    digest = memo.get(key, sig)
+    digest = _FRESH.get((key, sig)) or _SEEN.get((key, sig)) or memo.get(key, sig)
     if digest is None:
         digest = _hash_bytes(path)
         memo.put(key, sig, digest)
+    _SEEN[(key, sig)] = digest
     return digest
 
 
@@ -154,7 +158,7 @@ def sha256_many(paths: Iterable[Path]) -> list[str]:
     """The sha256 of each file, memoised (and re-hashed under --verify-data)."""
     fresh = VERIFY_DATA.get()
     with _memo() as memo:
-        return [_sha(Path(p).resolve(), memo, fresh) for p in paths]
+        return [_sha(Path(os.path.abspath(p)), memo, fresh) for p in paths]
 
 
 def files_fingerprint(root: Path, files: Iterable[Path], full: Iterable[Path] = ()) -> str:
@@ -170,8 +174,8 @@ def files_fingerprint(root: Path, files: Iterable[Path], full: Iterable[Path] = 
         for p in files:
             p = Path(p)
             h.update(str(p.relative_to(root)).encode() + b"\0")
-            h.update(_sha(p.resolve(), memo, fresh).encode())
+            h.update(_sha(Path(os.path.abspath(p)), memo, fresh).encode())
         for p in full:
             h.update(str(Path(p).name).encode() + b"\0")
-            h.update(_sha(Path(p).resolve(), memo, fresh).encode())
+            h.update(_sha(Path(os.path.abspath(p)), memo, fresh).encode())
     return "sha256:" + h.hexdigest()

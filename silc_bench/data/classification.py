@@ -142,8 +142,13 @@ def _folder_split(
             f"{what}: no images found under {split_dir}/<class>/ (extensions: .jpg, .jpeg, .png, ...)"
         )
     seen: dict[Path, Path] = {}
+    real_dirs: dict[Path, Path] = {}
     for p in items:  # one image under two labels (a file symlink into another class)
-        target = p.resolve()
+        if p.is_symlink():
+            target = p.resolve()
+        else:  # a plain file's real path is its real folder's: resolve each folder once, not each file
+            folder = real_dirs.setdefault(p.parent, p.parent.resolve())
+            target = folder / p.name
         if target in seen:
             raise UserError(f"{what}: {p} and {seen[target]} are the same image file (a symlink)")
         seen[target] = p

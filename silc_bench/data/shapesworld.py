@@ -258,10 +258,11 @@ def _signature(root: Path) -> int:
     """Every entry's path, size, mtime, ctime and inode: any delete, add, edit or swap changes
     it, and it costs a stat per file, not a memo lookup per file."""
     sig = []
-    for p in _data_files(root):
-        st = os.lstat(p)
-        sig.append((str(p), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-    return hash(tuple(sig))
+    for folder, dirs, files in os.walk(root, followlinks=False):  # plain strings: this runs often
+        for name in (*dirs, *files):
+            st = os.lstat(os.path.join(folder, name))
+            sig.append((folder, name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return hash(tuple(sorted(sig)))
 
 
 def _data_files(root: Path) -> list[Path]:
