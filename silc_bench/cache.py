@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from silc_bench.errors import warn
 from silc_bench.files import umask_mode, writable_dir
@@ -81,9 +81,9 @@ class FeatureCache:
         try:
             from safetensors import safe_open
 
-            with safe_open(str(p), framework="numpy") as f:
+            with safe_open(str(p), framework="numpy") as f:  # one open: metadata and arrays
                 meta = f.metadata() or {}
-            arrays = load_file(str(p))
+                arrays = {name: f.get_tensor(name) for name in f.keys()}
         except Exception as e:  # truncated, empty or not a safetensors file
             problem, arrays, meta = f"unreadable ({type(e).__name__})", {}, {}
         if problem is None:

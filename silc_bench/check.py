@@ -2,8 +2,9 @@
 
 `--zero-shot-only` is the protocol audit the SILC paper argues for: a zero-shot number
 must come from the raw model, with no refinement (PAMR) and no constant fitted on
-segmentation labels (TCL's 0.3 MaskCLIP mix). Regression checks against
-checkpoints.yaml's expected numbers plug in here too.
+segmentation labels (TCL's 0.3 MaskCLIP mix). Also here: reading a results folder (every
+bad file named) and `not_the_registry_run`, the one rule for when a result may stand for
+its registry entry, which regression checks (regression.py) and tables share.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 
 from silc_bench.config import ModelSpec
 from silc_bench.errors import UserError
-from silc_bench.result_key import ResultKey
 from silc_bench.results import Result, read_result
 
 
@@ -71,18 +71,3 @@ def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
 
 def zero_shot_problems(results: list[tuple[Path, Result]]) -> list[str]:
     return [f"{path}: not raw zero-shot ({audit_note(r)})" for path, r in results if not is_raw_zero_shot(r)]
-
-
-def result_key(r: Result, default_profile: str) -> str:
-    """The checkpoints.yaml key (`task/dataset[@profile][+tag...]`) a result is compared
-    under. A run with a task option (`+dense-maskclip`) only meets references measured
-    with that option; `expected:` numbers hold the registry's defaults."""
-    return ResultKey.from_result(r, default_profile).reference_key()
-
-
-def regression_problems(results: list[tuple[Path, Result]], tolerance: float) -> tuple[list[str], int]:
-    """(mismatches beyond tolerance, number of metrics compared): see `regression.compare`."""
-    from silc_bench.regression import compare
-
-    rows = compare(results, tolerance)
-    return [r.problem for r in rows if not r.ok], len(rows)

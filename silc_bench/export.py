@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
-import torch
 from safetensors.torch import save_file
 
 from silc_bench.errors import UserError
@@ -83,12 +82,3 @@ def export_model(ref_text: str, out: Path) -> dict[str, Path]:
         for p in tmp.values():
             p.unlink(missing_ok=True)
     return files
-
-
-def reference_embeddings(
-    ref_text: str, images: torch.Tensor, texts: list[str]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The suite's own image and text embeddings (for the export test)."""
-    model = load_model(parse_model_ref(ref_text), "cpu", "fp32")
-    with torch.no_grad():
-        return model.module.encode_image(images), model.module.encode_text(model.tokenize(texts))

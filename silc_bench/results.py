@@ -23,7 +23,6 @@ from silc_bench import __version__
 from silc_bench.config import DEFAULT_PROFILE, REPO_ROOT
 from silc_bench.errors import UserError
 from silc_bench.files import remove_stale_tmp
-from silc_bench.result_key import dataset_filename, dataset_stem, model_dirname, result_path  # noqa: F401
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema 1 had no run_key: such a result is read, never reused

@@ -9,7 +9,8 @@ import pytest
 
 from silc_bench.config import list_datasets, list_profiles, list_tasks, load_task
 from silc_bench.errors import UserError
-from silc_bench.results import Result, dataset_filename, model_dirname, read_result, write_result
+from silc_bench.result_key import dataset_filename, model_dirname
+from silc_bench.results import Result, read_result, write_result
 
 
 def test_discovery():

@@ -372,7 +372,7 @@ def test_check_refuses_non_finite_metrics(bad, folder, cache, tmp_path, capsys):
 
 
 def test_regression_counts_nan_as_a_failure():
-    from silc_bench.check import regression_problems
+    from silc_bench.regression import compare
     from silc_bench.results import Result
 
     r = Result(
@@ -387,8 +387,9 @@ def test_regression_counts_nan_as_a_failure():
         metrics={"top1": float("nan"), "top5": 84.44},
         precision="fp32",
     )
-    problems, compared = regression_problems([(Path("r.json"), r)], 1.0)
-    assert compared == 2 and len(problems) == 1 and "top1" in problems[0]
+    rows = compare([(Path("r.json"), r)], 1.0)
+    problems = [row.problem for row in rows if not row.ok]
+    assert len(rows) == 2 and len(problems) == 1 and "top1" in problems[0]
 
 
 def test_check_names_every_bad_file(folder, cache, tmp_path, capsys):

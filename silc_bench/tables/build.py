@@ -9,6 +9,7 @@ never mixed silently: the newest clean one is used and the others named in a not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,32 @@ def frame(
              c.printed_delta, result, "; ".join(notes)]
         )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def newest_registry_runs(
+    results: list[tuple[Path, Result]], key: Callable[[Result], tuple | None], left_out: list[str]
+) -> dict[tuple, tuple[Path, Result]]:
+    """key(result) → the newest result that stands for its registry entry (default profile,
+    full split, the registry's weights, no --limit). Every other one is named in `left_out`,
+    with why; `key` returning None skips a result silently (another table's)."""
+    from silc_bench.config import load_models
+
+    models = load_models()
+    out: dict[tuple, tuple[Path, Result]] = {}
+    for path, r in sorted(results, key=lambda pr: pr[1].created):  # newer ones win
+        k = key(r)
+        if k is None:
+            continue
+        why = not_the_registry_run(r, models.get(r.model.partition(":")[0]))
+        if why is None and r.profile != _default_profile(r.task):
+            why = f"profile {r.profile}"
+        if why is not None:
+            left_out.append(f"{path} ({why})")
+            continue
+        if k in out:
+            left_out.append(f"{out[k][0]} (an older result of the same run)")
+        out[k] = (path, r)
+    return out
 
 
 def delta_audit(cells: list[Cell], names: dict[str, str] | None = None) -> list[str]:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from silc_bench.config import REPO_ROOT, task_default_profile
+from silc_bench.config import REPO_ROOT
 from silc_bench.result_key import option_tags
 from silc_bench.results import Result
 from silc_bench.segmentation.references import dataset_references
-from silc_bench.tables.build import COLUMNS
+from silc_bench.tables.build import COLUMNS, newest_registry_runs
 
 TASKS = (
     ("zs-cls", "shapes-cls", "top1"),
@@ -38,26 +38,12 @@ def _col(task: str, ds: str, metric: str) -> str:
 
 
 def _index(results: list[tuple[Path, Result]], left_out: list[str] | None = None) -> dict[tuple, tuple]:
-    """(model, task, dataset, option tags) → the newest result that stands for its registry
-    entry (default profile, no --limit, the registry's weights); the others in `left_out`."""
-    from silc_bench.check import not_the_registry_run
-    from silc_bench.config import load_models
-
-    models = load_models()
-    defaults = {t: task_default_profile(t) for t in {r.task for _, r in results}}
-    out: dict[tuple, tuple[Path, Result]] = {}
-    for path, r in sorted(results, key=lambda pr: pr[1].created):
-        why = not_the_registry_run(r, models.get(r.model.partition(":")[0]))
-        if why is None and r.profile != defaults[r.task]:
-            why = f"profile {r.profile}"
-        key = (r.model, r.task, r.dataset, option_tags(r.options))
-        if why is None:
-            if key in out and left_out is not None:  # sorted by creation: the newer one wins
-                left_out.append(f"{out[key][0]} (an older result of the same run)")
-            out[key] = (path, r)
-        elif left_out is not None:
-            left_out.append(f"{path} ({why})")
-    return out
+    """(model as typed, task, dataset, option tags) → its newest result (a student is its own row)."""
+    return newest_registry_runs(
+        results,
+        lambda r: (r.model, r.task, r.dataset, option_tags(r.options)),
+        [] if left_out is None else left_out,
+    )
 
 
 def frame(results: list[tuple[Path, Result]]) -> pd.DataFrame:

@@ -10,10 +10,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from silc_bench.config import task_default_profile
 from silc_bench.result_key import option_tags
 from silc_bench.results import Result
-from silc_bench.tables.build import COLUMNS
+from silc_bench.tables.build import COLUMNS, newest_registry_runs
 
 # (row label, registry entry, task options, raw zero-shot?)
 ROWS = (
@@ -37,29 +36,13 @@ DATASETS = (
 
 
 def _index(results: list[tuple[Path, Result]], left_out: list[str]) -> dict[tuple, tuple[Path, Result]]:
-    """(entry, dataset, option tags) → the newest result that stands for its entry (default
-    profile, full split, the registry's weights); the others named in `left_out`."""
-    from silc_bench.check import not_the_registry_run
-    from silc_bench.config import load_models
+    """(entry, dataset, option tags) → its newest zs-seg result; `silc-b16` and
+    `silc-b16:teacher` are one model."""
 
-    models = load_models()
-    default = task_default_profile("zs-seg")
-    out: dict[tuple, tuple[Path, Result]] = {}
-    for path, r in sorted(results, key=lambda pr: pr[1].created):
-        if r.task != "zs-seg":
-            continue
-        name = r.model.partition(":")[0]  # `silc-b16` and `silc-b16:teacher` are one model
-        why = not_the_registry_run(r, models.get(name)) or (
-            None if r.profile == default else f"profile {r.profile}"
-        )
-        key = (name, r.dataset, option_tags(r.options))
-        if why is None and key in out:
-            left_out.append(f"{out[key][0]} (an older result of the same run)")
-        if why is None:
-            out[key] = (path, r)
-        else:
-            left_out.append(f"{path} ({why})")
-    return out
+    def key(r: Result) -> tuple | None:
+        return (r.model.partition(":")[0], r.dataset, option_tags(r.options)) if r.task == "zs-seg" else None
+
+    return newest_registry_runs(results, key, left_out)
 
 
 def frame(results: list[tuple[Path, Result]], left_out: list[str] | None = None) -> pd.DataFrame:
