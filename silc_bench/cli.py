@@ -146,6 +146,19 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--variant", help="teacher or student (same as NAME:VARIANT)")
     ex.add_argument("--out", required=True, help="a folder that becomes an open_clip `local-dir:` model")
 
+    cv = sub.add_parser(
+        "convert", parents=[common], help="big_vision .npz → a verified open_clip safetensors file"
+    )
+    cv.add_argument("src", metavar="IN.npz", help="the big_vision two-tower checkpoint")
+    cv.add_argument("--from", dest="source_format", default="big_vision", choices=["big_vision"])
+    cv.add_argument("--out", required=True, help="OUT.safetensors (its folder must exist)")
+    cv.add_argument("--arch", help="open_clip architecture to load it into (default: from shapes)")
+    cv.add_argument("--tokenizer", help="its sentencepiece .model file (recorded in the metadata)")
+    cv.add_argument("--pooling", help="map, gap or tok (default: inferred from the parameters)")
+    cv.add_argument("--fp16", action="store_true", help="write float16 tensors (default float32)")
+    cv.add_argument("--name", help="the model name --register gives it (default: OUT's stem)")
+    cv.add_argument("--register", action="store_true", help="add it to the user models file")
+
     ca = sub.add_parser("cache", parents=[common], help="show or free the feature cache")
     ca.add_argument("action", choices=["list", "clear"])
     ca.add_argument("--model", help="only the entries of this model (NAME[:VARIANT], or any --model form)")
@@ -343,6 +356,24 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(a: argparse.Namespace) -> int:
+    from silc_bench.convert.command import convert_big_vision
+    from silc_bench.user_models import register_converted, user_models_file
+
+    out = Path(a.out).expanduser().resolve()
+    name = a.name or out.stem
+    if a.register:  # a bad name fails before minutes of conversion
+        register_converted(name, out, None, dry_run=True)
+    tok = Path(a.tokenizer) if a.tokenizer else None
+    meta = convert_big_vision(Path(a.src), out, a.arch, tok, a.pooling, a.fp16)
+    diffs = meta["verification"]["max_abs_diff"]
+    print(f"wrote {out}: open_clip {meta['arch']}, verified (max |Δ| {max(diffs.values()):.1e} ≤ 1e-4)")
+    if a.register:
+        register_converted(name, out, meta)
+        print(f"registered {name!r} in {user_models_file()}: silc-bench run --model {name} ...")
+    return 0
+
+
 def cmd_cache(a: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -409,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             "import": cmd_import,
             "figure": cmd_figure,
             "export": cmd_export,
+            "convert": cmd_convert,
             "cache": cmd_cache,
         }
         return commands[args.command](args)

@@ -47,9 +47,18 @@ def tasks_dir() -> Path:
     return Path(os.environ.get("SILC_BENCH_TASKS", DATA_HOME / "tasks"))
 
 
+def user_models_file() -> Path:
+    """The user's own registry (`convert --register` writes it): $XDG_CONFIG_HOME/silc-bench/models.yaml."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "silc-bench" / "models.yaml"
+
+
 def checkpoint_files() -> list[Path]:
-    """The model registry, plus any extra registries named in $SILC_BENCH_CHECKPOINTS."""
+    """The model registry, the user models file (if any), then the extra registries named
+    in $SILC_BENCH_CHECKPOINTS."""
     files = [DATA_HOME / "checkpoints.yaml"]
+    if user_models_file().is_file():
+        files.append(user_models_file())
     extra = os.environ.get("SILC_BENCH_CHECKPOINTS", "")
     files += [Path(p) for p in extra.split(os.pathsep) if p]
     return files

@@ -61,3 +61,13 @@ def remove_stale_tmp(folder: Path, prefix: str) -> None:
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             with contextlib.suppress(OSError):
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path):  # noqa: ANN201
+    """An exclusive advisory lock (flock) for read-modify-write of a shared file."""
+    import fcntl
+
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from silc_bench.models.dense import dense_features, gaussian_prior
 from silc_bench.models.vit import embed_tokens
-from silc_bench.segmentation.dense import dense_features, gaussian_prior
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from types import SimpleNamespace
 
 import open_clip
 import pytest
@@ -18,9 +17,9 @@ import torch.nn.functional as F
 
 import silc_bench.models.resolve  # noqa: F401  (registers ViT-Tiny-P8)
 from silc_bench.errors import UserError
-from silc_bench.models.tcl import TCLSegmenter, kp_mix, load_tcl_masker, tcl_encoder
-from silc_bench.segmentation.dense import dense_features
-from silc_bench.segmentation.pamr import pamr
+from silc_bench.models.dense import dense_features
+from silc_bench.models.pamr import pamr
+from silc_bench.models.tcl import TCLBackend, TCLSegmenter, kp_mix, load_tcl_masker
 
 WIDTH, EMBED, MLP = 64, 32, 256
 BLK = "masker.image_encoder.backbone.transformer.resblocks.1."
@@ -176,15 +175,10 @@ def test_missing_and_unexpected_keys_are_named(clip, ckpt):
     assert "masker.extra.weight" in str(e.value)
 
 
-def test_tcl_encoder_wraps_the_segmenter(clip, segmenter, text):
-    model = SimpleNamespace(
-        module=clip,
-        extras={"tcl": segmenter.masker},
-        device=torch.device("cpu"),
-        autocast=contextlib.nullcontext,
-    )
+def test_tcl_backend_window_encoder_wraps_the_segmenter(clip, segmenter, text):
+    backend = TCLBackend(clip, {"tcl": segmenter.masker})
     x = torch.randn(2, 3, 24, 32)
-    out = tcl_encoder(model, text, pamr=True, kp_w=0.3)(x)
+    out = backend.window_encoder(text, "tcl", {"pamr": True, "tcl_ensemble": True}, contextlib.nullcontext)(x)
     assert torch.equal(out, segmenter.masks(x, text, pamr=True, kp_w=0.3))
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from silc_bench.api import EvalOptions, LazyModel, evaluate
 from silc_bench.check import load_results
 from silc_bench.config import REPO_ROOT
-from silc_bench.segmentation.dense import MODES
+from silc_bench.models.dense import MODES
 from silc_bench.tables.shapes import FINDINGS, TASKS, markdown
 
 

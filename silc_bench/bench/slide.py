@@ -31,7 +31,7 @@ def _setup(n_images: int, device: str):  # noqa: ANN202
     import open_clip
 
     import silc_bench.segmentation  # noqa: F401
-    from silc_bench.segmentation.dense import dense_features
+    from silc_bench.models.dense import dense_features
 
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-16", pretrained=None, load_weights=False).eval().to(device)

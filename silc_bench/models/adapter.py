@@ -1,8 +1,9 @@
 """The one model adapter every task talks to.
 
-A task never touches open_clip (or TCL, PACL, big_vision) directly: it asks a `VLModel`
-for image features, text embeddings, the tokenizer and the preprocessing. New backends
-subclass this and keep the same four methods, so the tasks and the cache stay unchanged.
+A task never touches open_clip (or TCL, PACL, timm towers) directly: it asks a `VLModel`
+for image features, text embeddings, the tokenizer and the preprocessing. What differs
+between towers lives in the `VLBackend` object (models/backend.py), so the tasks and the
+cache stay unchanged when a backend is added.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from silc_bench.models.backend import VLBackend
 from silc_bench.models.preprocess import Preprocess
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -27,14 +29,14 @@ class VLModel:
     name: str  # registry name or open_clip:ARCH
     variant: str | None
     checkpoint_sha256: str
-    module: torch.nn.Module  # an open_clip CLIP (or compatible) model, eval mode
+    module: torch.nn.Module  # an open_clip CLIP / CustomTextCLIP, eval mode
+    backend: VLBackend  # the towers' protocol: image features, dense features, window encoder
     tokenizer: Callable[[list[str]], torch.Tensor]
     preprocess: Preprocess
     dense_mode: str
     device: torch.device
     precision: str = "fp32"
     info: dict[str, Any] = field(default_factory=dict)  # arch, weights, tokenizer: for results
-    extras: dict[str, Any] = field(default_factory=dict)  # backend parts: TCL masker, PACL embedder
     identity: dict[str, Any] = field(default_factory=dict)  # weights sha256 + registry settings
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -52,20 +54,17 @@ class VLModel:
         with self.autocast():
             return self.module.encode_text(tokens.to(self.device)).float()
 
+    @property
+    def extras(self) -> dict[str, torch.nn.Module]:
+        """The backend's own parts (TCL masker, PACL embedder): what an open_clip export leaves out."""
+        return self.backend.parts
+
     @torch.no_grad()
     def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """`pre_logits` (pooled, after the final norm, before the projection) and `embed`.
 
         One forward gives both, so zero-shot and few-shot share one cached pass.
-        For open_clip ViTs `embed` is `pre_logits @ proj`, exactly what `encode_image` does.
         """
-        visual = self.module.visual
-        x = images.to(self.device)
         with self.autocast():
-            if hasattr(visual, "_pool") and hasattr(visual, "proj"):
-                pooled, _ = visual._pool(visual.transformer(visual._embeds(x)))
-                embed = pooled @ visual.proj if visual.proj is not None else pooled
-            else:  # non-ViT towers: no separate pre-logits; recorded by the caller
-                embed = self.module.encode_image(x)
-                pooled = embed
-        return {"pre_logits": pooled.float(), "embed": embed.float()}
+            feats = self.backend.image_features(images.to(self.device))
+        return {k: v.float() for k, v in feats.items()}

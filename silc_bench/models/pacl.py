@@ -14,8 +14,8 @@ training stack writes this layout.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from silc_bench.models.backend import BACKENDS, OpenCLIPViT
 from silc_bench.models.vit import embed_tokens, run_blocks
 
 PREFIX = "pacl."
@@ -45,18 +45,13 @@ def split_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     return clip, emb
 
 
-def pacl_encoder(model, text: torch.Tensor):  # noqa: ANN001, ANN201
-    embedder: PACLEmbedder = model.extras["pacl"]
-    visual = model.module.visual
-    text = text.to(model.device)
+@BACKENDS.register("pacl")
+class PACLBackend(OpenCLIPViT):
+    """The frozen open_clip CLIP plus the embedder (`parts["pacl"]`) on its patch tokens."""
 
-    @torch.no_grad()
-    def encode(windows: torch.Tensor) -> torch.Tensor:
-        with model.autocast():
-            tokens, (h, w) = patch_tokens(visual, windows)
-            emb = embedder(tokens)
-        emb = F.normalize(emb.float(), dim=-1)
-        cos = emb @ text.T  # (N, h·w, Q)
-        return cos.permute(0, 2, 1).reshape(len(windows), -1, h, w)
+    modes = ("pacl",)
 
-    return encode
+    def dense_features(self, images: torch.Tensor, mode: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        tokens, (h, w) = patch_tokens(self.visual, images)
+        emb = self.parts["pacl"](tokens)  # (N, h·w, D)
+        return emb.transpose(1, 2).reshape(len(images), -1, h, w), (h, w)

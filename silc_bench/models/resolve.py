@@ -23,6 +23,7 @@ from silc_bench.config import ASSETS, PACKAGE_DIR, ModelSpec, load_models
 from silc_bench.errors import UserError, did_you_mean
 from silc_bench.hashing import file_sha256, hash_obj
 from silc_bench.models.adapter import PRECISIONS, VLModel
+from silc_bench.models.backend import backend_class, backend_for
 from silc_bench.models.preprocess import Preprocess
 from silc_bench.models.weights import SUFFIXES, load_into, read_state_dict, select_variant
 
@@ -65,7 +66,9 @@ def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
         if not weights:
             raise UserError(f"--model {text} needs --weights PATH (a local checkpoint for {arch})")
         spec = ModelSpec(name=text, arch={"open_clip": arch})
-        return ModelRef(text, spec, None, Path(weights).expanduser())
+        return ModelRef(
+            text, _with_converted_metadata(spec, Path(weights).expanduser()), None, Path(weights).expanduser()
+        )
     name, colon, variant = text.partition(":")
     if colon and not variant:
         raise UserError(f"--model {text!r}: empty variant after ':' (NAME or NAME:VARIANT)")
@@ -82,7 +85,32 @@ def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
     return ModelRef(text, spec, variant or None, Path(weights).expanduser() if weights else None)
 
 
+def _with_converted_metadata(spec: ModelSpec, path: Path) -> ModelSpec:
+    """A file written by `silc-bench convert` carries its preprocessing and tokenizer; they
+    become this run's defaults (PROTOCOLS.md §6: a checkpoint's own preprocessing, always)."""
+    from dataclasses import replace
+
+    from silc_bench.convert.command import read_metadata
+
+    meta = read_metadata(path) if path.is_file() else None
+    if meta is None:
+        return spec
+    arch = spec.arch.get("open_clip")
+    if meta.get("arch") == "custom":
+        raise UserError(
+            f"{path} holds a custom architecture (see {path.stem}.config.json), not open_clip {arch}; "
+            f"evaluate it by name after `silc-bench convert ... --register`"
+        )
+    if meta.get("arch") != arch:
+        raise UserError(f"{path} was converted for open_clip {meta.get('arch')}, not {arch}")
+    return replace(
+        spec, preprocess=dict(meta.get("preprocess", {})), tokenizer=dict(meta.get("tokenizer", {}))
+    )
+
+
 def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
+    from silc_bench.models.arch import build_from_config, build_named
+
     arch = spec.arch
     if len(arch) != 1 or not set(arch) <= {"open_clip", "config"}:
         raise UserError(
@@ -93,9 +121,8 @@ def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
         name = arch["open_clip"]
         if name not in open_clip.list_models() and not name.startswith("local-dir:"):
             raise did_you_mean(f"open_clip architecture (model {spec.name})", name, open_clip.list_models())
-        with quiet_root_logger():  # open_clip warns "no pretrained weights": we load our own
-            return open_clip.create_model(name, pretrained=None, load_weights=False), name
-    return open_clip.CLIP(**arch["config"]), None
+        return build_named(name), name
+    return build_from_config(arch["config"]), None
 
 
 @contextlib.contextmanager
@@ -199,8 +226,7 @@ def model_identity(ref: ModelRef) -> dict[str, Any]:
 
 def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> VLModel:
     spec = ref.spec
-    if spec.backend not in BACKENDS:
-        raise UserError(f"model {spec.name!r}: unknown backend {spec.backend!r} ({', '.join(BACKENDS)})")
+    backend_class(spec.backend)  # an unknown backend fails before a model is built
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     files = _checked_files(ref)  # fail before building a big model
@@ -210,7 +236,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
             torch.manual_seed(int(seed))
         module, arch_name = _build_module(spec)
     weights_info: dict[str, Any]
-    extras: dict[str, Any] = {}
+    extras: dict[str, torch.nn.Module] = {}
     if files:
         sd: dict[str, torch.Tensor] = {}
         shas = []
@@ -242,7 +268,9 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     }
     preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
     tokenizer, tok_info = _tokenizer(spec, arch_name)
-    info = {"arch": spec.arch, "backend": spec.backend, "weights": weights_info, "tokenizer": tok_info}
+    backend_name = backend_for(spec.backend, module)
+    backend = backend_class(backend_name)(module, extras)
+    info = {"arch": spec.arch, "backend": backend_name, "weights": weights_info, "tokenizer": tok_info}
     if ref.source:
         info["source"] = ref.source
     return VLModel(
@@ -251,18 +279,15 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         variant=ref.variant,
         checkpoint_sha256=sha,
         module=module,
+        backend=backend,
         tokenizer=tokenizer,
         preprocess=preprocess,
         dense_mode=spec.dense_mode,
         device=torch.device(device),
         precision=precision,
         info=info,
-        extras=extras,
         identity=model_identity(ref),
     )
-
-
-BACKENDS = ("open_clip", "tcl", "pacl")
 
 
 def _attach_backend(
@@ -307,8 +332,26 @@ def _tensor_sha(module: torch.nn.Module) -> str:
 def _tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
     cfg = dict(spec.tokenizer)
     kind = cfg.pop("type", "open_clip")
+    if kind == "sentencepiece":
+        from silc_bench.models.sp_tokenizer import load_tokenizer
+
+        return load_tokenizer({**cfg, "type": kind}, spec.name, weights_dir() / "tokenizers")
     if kind != "open_clip":
-        raise UserError(f"model {spec.name!r}: tokenizer type {kind!r} is not supported (open_clip)")
+        raise UserError(
+            f"model {spec.name!r}: tokenizer type {kind!r} is not supported (open_clip, sentencepiece)"
+        )
+    hf = (
+        ((open_clip.get_model_config(arch_name) or {}).get("text_cfg") or {}).get("hf_tokenizer_name")
+        if arch_name
+        else None
+    )
+    if hf:
+        raise UserError(
+            f"model {spec.name!r}: open_clip {arch_name} tokenizes with the Hugging Face tokenizer {hf}, "
+            "which is never downloaded here; give its sentencepiece file instead "
+            "(`silc-bench convert ... --tokenizer PATH`, or a registry entry with "
+            "tokenizer: {type: sentencepiece, file: ..., context_length: ...})"
+        )
     context_length = cfg.pop("context_length", None)
     if cfg:
         raise UserError(f"model {spec.name!r}: unknown tokenizer key(s) {sorted(cfg)}")

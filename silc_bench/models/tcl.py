@@ -24,21 +24,18 @@ Inference, in the order of the authors' `generate_masks`:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from silc_bench.errors import UserError
+from silc_bench.models.backend import BACKENDS, Encoder, OpenCLIPViT
+from silc_bench.models.pamr import pamr as pamr_refine
 from silc_bench.models.vit import batch_first, embed_tokens, identity_attention, run_blocks
 from silc_bench.models.weights import _short, load_into, unwrap
-from silc_bench.segmentation.pamr import pamr as pamr_refine
-
-if TYPE_CHECKING:
-    from silc_bench.models.adapter import VLModel
 
 KP_SHIFT = 0.25
 KP_SCALE = 10.0
@@ -276,18 +273,23 @@ class TCLSegmenter:
         return mask[..., top : top + h, left : left + w].float()
 
 
-def tcl_encoder(
-    model: VLModel, text: torch.Tensor, pamr: bool = False, kp_w: float = 0.0
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The sliding-window encoder for a TCL model: windows → (N, Q, h, w) sigmoid masks at window size.
+@BACKENDS.register("tcl")
+class TCLBackend(OpenCLIPViT):
+    """The frozen open_clip CLIP (classification, retrieval) plus the masker (`parts["tcl"]`)."""
 
-    The masker is `model.extras["tcl"]`, which the model loader attaches.
-    """
-    seg = TCLSegmenter(model.module, model.extras["tcl"])
-    text = text.to(model.device)
+    score = "sigmoid"
+    modes = ("tcl",)
+    options = ("pamr", "tcl_ensemble")
 
-    def encode(windows: torch.Tensor) -> torch.Tensor:
-        with model.autocast():
-            return seg.masks(windows, text, pamr=pamr, kp_w=kp_w)
+    def window_encoder(self, text: torch.Tensor, mode: str, options: dict, autocast) -> Encoder:  # noqa: ANN001
+        """Windows → (N, Q, h, w) sigmoid masks at window size; `tcl_ensemble` mixes in kp at 0.3."""
+        self.check_options(options)
+        seg = TCLSegmenter(self.module, self.parts["tcl"])
+        text = text.to(next(self.module.parameters()).device)
+        pamr, kp_w = bool(options.get("pamr")), 0.3 if options.get("tcl_ensemble") else 0.0
 
-    return encode
+        def encode(windows: torch.Tensor) -> torch.Tensor:
+            with autocast():
+                return seg.masks(windows, text, pamr=pamr, kp_w=kp_w)
+
+        return encode

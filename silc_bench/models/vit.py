@@ -29,11 +29,20 @@ def embed_tokens(visual: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
     pos = visual.positional_embedding.to(x.dtype)
     gh, gw = grid(visual)
     if (h, w) != (gh, gw):
-        patch_pos = pos[1:].reshape(1, gh, gw, c).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=(h, w), mode="bicubic", align_corners=False)
-        pos = torch.cat([pos[:1], patch_pos.permute(0, 2, 3, 1).reshape(h * w, c)], dim=0)
+        pos = torch.cat([pos[:1], resize_patch_pos(pos[1:], (gh, gw), (h, w))[0]], dim=0)
     x = x + pos
     return visual.ln_pre(x), (h, w)
+
+
+def resize_patch_pos(pos: torch.Tensor, grid_hw: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """(g_h·g_w, C) patch position embeddings → (1, h·w, C), bicubic as mmseg's `resize_pos_embed`."""
+    gh, gw = grid_hw
+    c = pos.shape[-1]
+    if tuple(size) == (gh, gw):
+        return pos.reshape(1, gh * gw, c)
+    p = pos.reshape(1, gh, gw, c).permute(0, 3, 1, 2)
+    p = F.interpolate(p, size=size, mode="bicubic", align_corners=False)
+    return p.permute(0, 2, 3, 1).reshape(1, size[0] * size[1], c)
 
 
 def batch_first(visual: torch.nn.Module) -> bool:

@@ -15,50 +15,29 @@ from PIL import Image
 from tqdm import tqdm
 
 from silc_bench.data.segmentation import build_dataset, check_label_map, seg_fingerprint
-from silc_bench.errors import UserError
 from silc_bench.files import remove_stale_tmp
 from silc_bench.hashing import hash_obj
-from silc_bench.segmentation.dense import MODES
 from silc_bench.segmentation.rules import ScoreRule
 from silc_bench.segmentation.text import parse_class_lines, queries, query_embeddings
 from silc_bench.text import read_asset
 
 
 def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file: str):  # noqa: ANN001, ANN201
-    from silc_bench.segmentation.encoders import cosine_encoder
     from silc_bench.segmentation.segmentor import ZeroShotSegmentor
 
     model = ctx.model
     data = ctx.spec.data
-    backend = model.info.get("backend", "open_clip")
+    backend = model.backend
     background = bool(data.get("background", False))
-    kind = "sigmoid" if backend == "tcl" else "cosine"
+    kind = backend.score
     classes = parse_class_lines(lines, n_cls, class_file)
     first = 1 if background and (kind == "sigmoid" or not p.background_query) else 0
     names, owner = queries(classes, first)
     templates = read_asset("templates", p.templates)
+    backend.check_options(opts)  # an option the backend cannot honour fails before text is encoded
+    mode = backend.resolve_mode(opts["dense_mode"], model.dense_mode)
     text = query_embeddings(model, names, templates, p.text_average, ctx.cache, ctx.opts)
-    if opts["pamr"] and backend != "tcl":
-        raise UserError("--pamr applies to TCL's masks only (model backend 'tcl')")
-    if opts["tcl_ensemble"] and backend != "tcl":
-        raise UserError("--tcl-ensemble applies to TCL only (model backend 'tcl')")
-    mode = opts["dense_mode"] or model.dense_mode
-    if backend == "tcl":
-        from silc_bench.models.tcl import tcl_encoder
-
-        encode = tcl_encoder(model, text, pamr=opts["pamr"], kp_w=0.3 if opts["tcl_ensemble"] else 0.0)
-        mode = "tcl"
-    elif backend == "pacl":
-        from silc_bench.models.pacl import pacl_encoder
-
-        encode = pacl_encoder(model, text)
-        mode = "pacl"
-    else:
-        if mode not in MODES:
-            from silc_bench.errors import did_you_mean
-
-            raise did_you_mean("dense mode", mode, MODES)
-        encode = cosine_encoder(model, text, mode)
+    encode = backend.window_encoder(text, mode, opts, model.autocast)
     mean = p.mean or [255.0 * m for m in model.preprocess.mean]
     std = p.std or [255.0 * s for s in model.preprocess.std]
     bg = p.bg_thresh_pamr if opts["pamr"] else p.bg_thresh
@@ -70,7 +49,7 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
     seg.to(model.device)
     info: dict[str, Any] = {
         "dense_mode": mode,
-        "backend": backend,
+        "backend": backend.name,
         "score": kind,
         "class_file": class_file,
         "class_file_sha256": hash_obj(lines),

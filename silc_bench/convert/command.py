@@ -1,0 +1,246 @@
+"""`silc-bench convert --from big_vision IN.npz --out OUT.safetensors`: convert, verify, write.
+
+The order matters: everything is checked and the converted model is compared with the
+independent numpy forward (convert/reference.py) before a byte is written, so a failed
+or interrupted conversion leaves no file behind, and a written file is a verified one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from silc_bench.convert import reference
+from silc_bench.convert.layout import TwoTower, describe
+from silc_bench.convert.npz_tree import NpzTree
+from silc_bench.convert.to_open_clip import choose_arch, custom_config, fit_problems, shapes_of, state_dict
+from silc_bench.errors import UserError
+from silc_bench.hashing import file_sha256
+
+TOLERANCE = 1e-4  # fp32, max abs difference of embeddings against the numpy reference
+METADATA_KEY = "silc_bench"
+BIG_VISION_PREPROCESS = {"resize": "squash", "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}
+
+
+def _say(msg: str) -> None:
+    print(f"convert: {msg}", file=sys.stderr)
+
+
+def _resample_posemb(tree: NpzTree, spec: TwoTower, grid: int) -> TwoTower:
+    """big_vision's `resample_posemb`: bilinear (scipy zoom, order 1) on the patch grid."""
+    from scipy.ndimage import zoom
+
+    old = tree["img/pos_embedding"]
+    g = spec.grid
+    d = old.shape[-1]
+    new = zoom(old.reshape(g, g, d), (grid / g, grid / g, 1), order=1).reshape(1, grid * grid, d)
+    tree.overrides["img/pos_embedding"] = new.astype(np.float32)
+    _say(
+        f"position embeddings resampled from {g}x{g} to {grid}x{grid} patches "
+        f"({spec.image_size} px → {grid * spec.patch} px, bilinear as big_vision's resample_posemb)"
+    )
+    return dataclasses.replace(spec, grid=grid)
+
+
+def _target(
+    arch: str | None, spec: TwoTower, tree: NpzTree, sd_shapes: dict[str, tuple[int, ...]]
+) -> tuple[torch.nn.Module, str, dict | None, TwoTower]:
+    """(model, arch name or 'custom', custom config, spec at the model's resolution)."""
+    from silc_bench.models.arch import build_from_config, build_named
+
+    if arch is not None:
+        model = build_named(arch)
+        pos = getattr(getattr(model.visual, "trunk", None), "pos_embed", None)
+        if pos is None:
+            raise UserError(f"--arch {arch}: not an open_clip architecture with a timm ViT image tower")
+        n = pos.shape[1]
+        g = int(round(n**0.5))
+        if g * g == n and g != spec.grid:
+            spec = _resample_posemb(tree, spec, g)
+        return model, arch, None, spec
+    name = choose_arch(spec, sd_shapes)
+    if name is not None:
+        _say(f"architecture: open_clip {name} (every parameter's shape fits)")
+        return build_named(name), name, None, spec
+    cfg = custom_config(spec)
+    _say("architecture: no open_clip architecture fits; a custom config is written beside the weights")
+    return build_from_config(cfg), "custom", cfg, spec
+
+
+def _verify(model: torch.nn.Module, tree: NpzTree, spec: TwoTower) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    s = spec.image_size
+    images = rng.uniform(-1, 1, (2, s, s, 3)).astype(np.float32)
+    tokens = rng.integers(0, spec.vocab, (3, spec.context_length))
+    model.eval()
+    with torch.no_grad():
+        img = model.encode_image(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
+        txt = model.encode_text(torch.from_numpy(tokens)).numpy()
+    exact_img = reference.encode_image(tree, spec, images, "exact")["embed"]
+    exact_txt = reference.encode_text(tree, tokens, "exact")
+    diffs = {
+        "image_embedding": float(np.abs(img - exact_img).max()),
+        "text_embedding": float(np.abs(txt - exact_txt).max()),
+        "logit_scale": abs(model.logit_scale.item() - float(tree["t"].reshape(()))),
+    }
+    if spec.has_bias:
+        diffs["logit_bias"] = abs(model.logit_bias.item() - float(tree["b"].reshape(())))
+    tanh_img = reference.encode_image(tree, spec, images, "tanh")["embed"]
+    tanh_txt = reference.encode_text(tree, tokens, "tanh")
+    gelu = {
+        "image_embedding": float(np.abs(tanh_img - exact_img).max()),
+        "text_embedding": float(np.abs(tanh_txt - exact_txt).max()),
+    }
+    return {
+        "against": "numpy big_vision forward (silc_bench/convert/reference.py), exact GELU",
+        "inputs": "2 uniform(-1, 1) images, 3 uniform random token sequences (seed 0)",
+        "max_abs_diff": diffs,
+        "tolerance": TOLERANCE,
+        "gelu_tanh_vs_exact_max_abs_diff": gelu,
+        "gelu_note": "big_vision trains with flax's tanh-approximate GELU; open_clip's timm/text towers use "
+        "exact GELU. The difference above is what the target architecture changes.",
+    }
+
+
+def _tokenizer_meta(path: Path | None, spec: TwoTower) -> dict[str, Any]:
+    from silc_bench.models.sp_tokenizer import SentencePieceTokenizer, expected_file
+
+    file, source = expected_file(spec.vocab)
+    meta: dict[str, Any] = {
+        "type": "sentencepiece",
+        "context_length": spec.context_length,
+        "clean": "lower",
+        "file": file,
+        "source": source,
+    }
+    if path is None:
+        _say(
+            f"no --tokenizer given: the file is written; runs will need the sentencepiece model "
+            f"{file} ({source})"
+        )
+        return meta
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise UserError(f"--tokenizer: file not found: {path}")
+    tok = SentencePieceTokenizer(path, spec.context_length)
+    if tok.vocab_size > spec.vocab:
+        raise UserError(
+            f"--tokenizer {path}: {tok.vocab_size} pieces, but the text tower embeds only {spec.vocab}; "
+            "this is not the checkpoint's vocabulary"
+        )
+    meta.update(
+        file=path.name, path=str(path), sha256=file_sha256(path, fresh=True), vocab_size=tok.vocab_size
+    )
+    return meta
+
+
+def _write_atomic(out: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def convert_big_vision(
+    src: Path,
+    out: Path,
+    arch: str | None = None,
+    tokenizer: Path | None = None,
+    pooling: str | None = None,
+    fp16: bool = False,
+) -> dict[str, Any]:
+    """Convert, verify and write; return the metadata written into the file."""
+    out = Path(out).expanduser()
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out}: the output must be a .safetensors file")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    tree = NpzTree(Path(src).expanduser())
+    spec = describe(tree, pooling)
+    _say(
+        f"{tree.path.name}: {spec.pooling.upper()}-pooled ViT, patch {spec.patch}, {spec.image_size} px, "
+        f"width {spec.img.width}, depth {spec.img.depth}, {'scanned' if spec.img.scanned else 'per-block'} "
+        f"layout{', params/ prefix' if tree.prefix else ''}; text width {spec.txt.width}, "
+        f"{spec.context_length} tokens, vocab {spec.vocab}"
+    )
+    tok_meta = _tokenizer_meta(tokenizer, spec)
+    sd = state_dict(tree, spec)
+    model, arch_name, cfg, spec = _target(arch, spec, tree, shapes_of(sd))
+    if "img/pos_embedding" in tree.overrides:
+        sd["visual.trunk.pos_embed"] = torch.from_numpy(tree.overrides["img/pos_embedding"])
+    problems = fit_problems(shapes_of(model), shapes_of(sd), arch_name if arch else "the architecture")
+    if problems:
+        raise UserError(f"--arch {arch_name} does not fit {tree.path.name}: " + "; ".join(problems[:3]))
+    model.load_state_dict(sd, strict=True)
+    del sd
+    check = _verify(model, tree, spec)
+    worst = max(check["max_abs_diff"].values())
+    for k, v in check["max_abs_diff"].items():
+        _say(f"verify {k}: max |Δ| = {v:.2e}")
+    for k, v in check["gelu_tanh_vs_exact_max_abs_diff"].items():
+        _say(f"tanh-approximate vs exact GELU, {k}: max |Δ| = {v:.2e} (recorded in the metadata)")
+    if not np.isfinite(worst) or worst > TOLERANCE:
+        raise UserError(
+            f"verification failed: max |Δ| = {worst:.2e} against the numpy reference exceeds {TOLERANCE:g}; "
+            f"no file written"
+        )
+    meta = {
+        "format": 1,
+        "converted_from": {"format": "big_vision", "file": tree.path.name, "sha256": file_sha256(tree.path)},
+        "arch": arch_name,
+        "layout": spec.to_dict(),
+        "preprocess": {"size": spec.image_size, **BIG_VISION_PREPROCESS},
+        "tokenizer": tok_meta,
+        "verification": check,
+        "dtype": "float16" if fp16 else "float32",
+    }
+    if "img/pos_embedding" in tree.overrides:
+        meta["pos_embed_resampled"] = True
+    if cfg is not None:
+        meta["config"] = cfg
+    tensors = {
+        k: (v.half() if fp16 and v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    if cfg is not None:
+        cfg_path = out.with_name(out.stem + ".config.json")
+        tmp = cfg_path.with_name(f".{cfg_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(
+            json.dumps({"model_cfg": cfg, "silc_bench": "custom config of a converted checkpoint"}, indent=2)
+        )
+        os.replace(tmp, cfg_path)
+    _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
+    return meta
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """The metadata `convert` wrote into a safetensors file (None for other files)."""
+    if Path(path).suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except Exception as e:  # noqa: BLE001 - any unreadable header is a corrupt file
+        raise UserError(f"{path}: corrupt safetensors file ({type(e).__name__}: {e})") from None
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: its {METADATA_KEY} metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: its {METADATA_KEY} metadata is not a mapping")
+    return meta

@@ -1,0 +1,159 @@
+"""Backends as objects: what a task may ask of a model's towers.
+
+`VLBackend` is the protocol every task and the segmentor talk to:
+- `encode_text(tokens)` and `image_features(images)` (pooled `pre_logits` and the `embed`
+  the text is compared with, from one forward so zero- and few-shot share one cached pass);
+- `dense_features(images, mode)`: patch embeddings in the text space, and the grid;
+- `window_encoder(text, mode, options)`: sliding-window scores per query (cosine by
+  default; TCL returns sigmoid masks), with the options it does not support refused.
+
+Backends register by name in `BACKENDS`; registering something that is not a `VLBackend`
+subclass is a programming error caught at import. A new backend is one subclass here (or
+in its own module, imported by `backend_class`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from silc_bench.errors import UserError
+from silc_bench.models import dense
+from silc_bench.registry import Registry
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+class BackendRegistry(Registry[type]):
+    def register(self, name: str):  # noqa: ANN201
+        base = super().register(name)
+
+        def deco(cls: type) -> type:
+            if not (isinstance(cls, type) and issubclass(cls, VLBackend)):
+                raise TypeError(f"backend {name!r}: {cls!r} is not a VLBackend subclass")
+            cls.name = name
+            return base(cls)
+
+        return deco
+
+
+BACKENDS = BackendRegistry("model backend")
+TOWER_OPTIONS = ("pamr", "tcl_ensemble")  # window-encoder options only some backends support
+
+
+class VLBackend:
+    """A loaded model's towers; `parts` are backend-specific modules (TCL masker, PACL embedder)."""
+
+    name: ClassVar[str] = ""
+    score: ClassVar[str] = "cosine"  # what window_encoder returns: cosine similarities or sigmoid masks
+    modes: ClassVar[tuple[str, ...]] = dense.MODES
+    options: ClassVar[tuple[str, ...]] = ()  # TOWER_OPTIONS it supports
+
+    def __init__(self, module: torch.nn.Module, parts: dict[str, torch.nn.Module] | None = None) -> None:
+        self.module = module
+        self.parts = parts or {}
+
+    @property
+    def visual(self) -> torch.nn.Module:
+        return self.module.visual
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_text(tokens)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_features(images)["embed"]
+
+    def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def dense_features(self, images: torch.Tensor, mode: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        raise NotImplementedError
+
+    def resolve_mode(self, requested: str | None, default: str) -> str:
+        """The dense mode a run uses; a mode this backend cannot apply stops the run (exit 2)."""
+        mode = requested or default
+        if mode not in self.modes:
+            if requested and len(self.modes) == 1:
+                raise UserError(
+                    f"--dense-mode {requested} does not apply to backend {self.name!r}: "
+                    f"its segmentation path is fixed ({self.modes[0]})"
+                )
+            if requested:
+                dense.check_mode(requested)
+                raise UserError(f"--dense-mode {requested} does not apply to backend {self.name!r}")
+            return self.modes[0]
+        return mode
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        for opt in TOWER_OPTIONS:
+            if options.get(opt) and opt not in self.options:
+                flag = "--" + opt.replace("_", "-")
+                raise UserError(f"{flag} applies to TCL's masks only (this model's backend is {self.name!r})")
+
+    def window_encoder(self, text: torch.Tensor, mode: str, options: dict[str, Any], autocast) -> Encoder:  # noqa: ANN001
+        """Windows (N, 3, h, w) → (N, Q, h', w') cosine of each patch to each query."""
+        self.check_options(options)
+        text = text.to(next(self.module.parameters()).device)
+
+        def encode(windows: torch.Tensor) -> torch.Tensor:
+            with autocast():
+                feats, _ = self.dense_features(windows, mode)
+            feats = F.normalize(feats.float(), dim=1)
+            return torch.einsum("ndhw,qd->nqhw", feats, text)
+
+        return encode
+
+
+@BACKENDS.register("open_clip")
+class OpenCLIPViT(VLBackend):
+    """open_clip's own VisionTransformer (OpenAI/LAION CLIP, our tiny models)."""
+
+    def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        visual = self.visual
+        if not (hasattr(visual, "_pool") and hasattr(visual, "proj")):
+            raise UserError(
+                f"backend 'open_clip' needs an open_clip VisionTransformer, not {type(visual).__name__}"
+            )
+        pooled, _ = visual._pool(visual.transformer(visual._embeds(images)))
+        embed = pooled @ visual.proj if visual.proj is not None else pooled
+        return {"pre_logits": pooled, "embed": embed}
+
+    def dense_features(self, images: torch.Tensor, mode: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        feats = dense.dense_features(self.visual, images, mode)
+        return feats, tuple(feats.shape[-2:])
+
+
+@BACKENDS.register("timm-tower")
+class TimmTower(VLBackend):
+    """An open_clip TimmModel around a timm ViT: SigLIP-style towers and converted big_vision
+    checkpoints (MAP, GAP or class-token pooling, no class token required)."""
+
+    def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        trunk = self.visual.trunk
+        pooled = trunk.forward_head(trunk.forward_features(images), pre_logits=True)
+        return {"pre_logits": pooled, "embed": self.visual.head(trunk.head(pooled))}
+
+    def dense_features(self, images: torch.Tensor, mode: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        feats = dense.timm_dense_features(self.visual, images, mode)
+        return feats, tuple(feats.shape[-2:])
+
+
+def backend_class(name: str) -> type[VLBackend]:
+    import silc_bench.models.pacl  # noqa: F401 - registers "pacl"
+    import silc_bench.models.tcl  # noqa: F401 - registers "tcl"
+
+    return BACKENDS.get(name)
+
+
+def backend_for(name: str, module: torch.nn.Module) -> str:
+    """The registry's backend, made concrete by the tower: open_clip + a timm trunk → timm-tower."""
+    if name == "open_clip" and hasattr(module.visual, "trunk"):
+        if not hasattr(module.visual.trunk, "blocks"):
+            raise UserError(
+                f"timm image tower {type(module.visual.trunk).__name__} is not a ViT; not supported"
+            )
+        return "timm-tower"
+    return name
