@@ -29,8 +29,18 @@ METADATA_KEY = "silc_bench"
 BIG_VISION_PREPROCESS = {"resize": "squash", "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
+_NOTES: list[str] = []
+
+
 def _say(msg: str) -> None:
-    print(f"convert: {msg}", file=sys.stderr)
+    """Progress notes wait until every check has passed: bad input gets one line, not a story."""
+    _NOTES.append(msg)
+
+
+def _flush() -> None:
+    for msg in _NOTES:
+        print(f"convert: {msg}", file=sys.stderr)
+    _NOTES.clear()
 
 
 def _resample_posemb(tree: NpzTree, spec: TwoTower, grid: int) -> TwoTower:
@@ -60,6 +70,11 @@ def _target(
         pos = getattr(getattr(model.visual, "trunk", None), "pos_embed", None)
         if pos is None:
             raise UserError(f"--arch {arch}: not an open_clip architecture with a timm ViT image tower")
+        key = "visual.trunk.pos_embed"
+        want = {k: v for k, v in shapes_of(model).items() if k != key}
+        problems = fit_problems(want, {k: v for k, v in sd_shapes.items() if k != key}, arch)
+        if problems:
+            raise UserError(f"--arch {arch} does not fit {tree.path.name}: " + "; ".join(problems[:3]))
         n = pos.shape[1]
         g = int(round(n**0.5))
         if g * g == n and g != spec.grid:
@@ -166,6 +181,7 @@ def convert_big_vision(
         raise UserError(f"--out {out}: the output must be a .safetensors file")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    _NOTES.clear()
     tree = NpzTree(Path(src).expanduser())
     spec = describe(tree, pooling)
     _say(
@@ -184,6 +200,7 @@ def convert_big_vision(
         raise UserError(f"--arch {arch_name} does not fit {tree.path.name}: " + "; ".join(problems[:3]))
     model.load_state_dict(sd, strict=True)
     del sd
+    _flush()
     check = _verify(model, tree, spec)
     worst = max(check["max_abs_diff"].values())
     for k, v in check["max_abs_diff"].items():
@@ -195,6 +212,7 @@ def convert_big_vision(
             f"verification failed: max |Δ| = {worst:.2e} against the numpy reference exceeds {TOLERANCE:g}; "
             f"no file written"
         )
+    _flush()
     meta = {
         "format": 1,
         "converted_from": {"format": "big_vision", "file": tree.path.name, "sha256": file_sha256(tree.path)},

@@ -216,6 +216,11 @@ def model_identity(ref: ModelRef) -> dict[str, Any]:
     }
     if files:
         ident["weights_sha256"] = [_verified_sha256(spec, p, sha) for p, sha in files]
+    if spec.tokenizer.get("type") == "sentencepiece":  # its vocabulary decides every text embedding
+        from silc_bench.models.sp_tokenizer import tokenizer_file
+
+        tok = tokenizer_file(spec.tokenizer, spec.name, weights_dir() / "tokenizers")
+        ident["tokenizer_sha256"] = file_sha256(tok)
     arch_name = str(spec.arch.get("open_clip", ""))
     if arch_name.startswith("local-dir:"):  # its config (preprocessing, tokenizer) decides numbers too
         ident["config_sha256"] = file_sha256(Path(arch_name.split(":", 1)[1]) / "open_clip_config.json")
