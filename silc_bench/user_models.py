@@ -29,7 +29,7 @@ def _entry(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
         "arch": arch,
         "weights": {"path": str(out), "sha256": file_sha256(out, fresh=True)},
         "preprocess": dict(meta["preprocess"]),
-        "tokenizer": {k: v for k, v in meta["tokenizer"].items() if k not in ("vocab_size",)},
+        "tokenizer": dict(meta["tokenizer"]),
         "dense_mode": "patch-proj",
         "tags": ["user"],
     }

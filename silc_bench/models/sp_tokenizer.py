@@ -81,7 +81,7 @@ def expected_file(vocab: int) -> tuple[str, str]:
     )
 
 
-SP_KEYS = {"type", "file", "path", "sha256", "source", "context_length", "clean"}
+SP_KEYS = {"type", "file", "path", "sha256", "source", "context_length", "clean", "vocab_size"}
 
 
 def tokenizer_file(cfg: dict[str, Any], model: str, search_dir: Path) -> Path:
@@ -117,4 +117,6 @@ def load_tokenizer(cfg: dict[str, Any], model: str, search_dir: Path) -> tuple[S
     if not cfg.get("context_length"):
         raise UserError(f"model {model!r}: a sentencepiece tokenizer needs context_length")
     tok = SentencePieceTokenizer(path, int(cfg["context_length"]), str(cfg.get("clean", "lower")))
+    if cfg.get("vocab_size") and int(cfg["vocab_size"]) != tok.vocab_size:
+        raise UserError(f"{path}: {tok.vocab_size} pieces, but model {model!r} expects {cfg['vocab_size']}")
     return tok, {"type": "sentencepiece", "file": str(path), "sha256": sha, **tok.describe()}
