@@ -45,7 +45,8 @@ def list_command(what: str) -> str:
             if not files
             else ("present" if all(p.is_file() for p, _ in files) else f"missing: {files[0][0]}")
         )
-        arch = spec.arch.get("open_clip", "custom config")
+        converted = "converted (big_vision)" if "converted" in spec.arch else "custom config"
+        arch = spec.arch.get("open_clip") or converted
         rows.append(
             [
                 name,

@@ -334,3 +334,32 @@ def test_zs_seg_and_zs_cls_run_on_a_converted_tower_with_every_dense_mode(
     res = json.loads(next((out / "bv" / "zs-cls").glob("shapes-cls*.json")).read_text())
     tok = res["env"]["model"]["tokenizer"]
     assert tok["type"] == "sentencepiece" and tok["sha256"] and tok["pad_id"] == 1
+
+
+def test_a_registry_entry_takes_its_architecture_from_the_converted_file(
+    tmp_path, capsys, sp_model, monkeypatch
+):
+    code, src, out = _convert(
+        tmp_path, make_tree(seed=4, pooling="gap", img_head=True), "--tokenizer", str(sp_model)
+    )
+    assert code == 0, capsys.readouterr().err
+    reg = tmp_path / "extra.yaml"
+    reg.write_text(
+        f"models:\n  rel:\n    arch: {{converted: big_vision}}\n    weights: {{path: {out}}}\n    dense_mode: maskclip\n"
+    )
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    model = load_model(parse_model_ref("rel"))
+    assert model.info["backend"] == "timm-tower" and model.preprocess.resize == "squash"
+    assert model.info["tokenizer"]["type"] == "sentencepiece"
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    t = NpzTree(src)
+    ref = encode_image(t, describe(t), x, "exact")["embed"]
+    got = model.image_features(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))["embed"].numpy()
+    assert np.abs(got - ref).max() < 1e-5
+    plain = tmp_path / "plain.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(plain))
+    reg.write_text(f"models:\n  rel:\n    arch: {{converted: big_vision}}\n    weights: {{path: {plain}}}\n")
+    with pytest.raises(Exception, match="silc-bench convert"):
+        load_model(parse_model_ref("rel"))

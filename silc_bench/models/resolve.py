@@ -112,10 +112,12 @@ def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
     from silc_bench.models.arch import build_from_config, build_named
 
     arch = spec.arch
+    if "converted" in arch:
+        raise UserError(f"model {spec.name!r}: no weights file to take the converted architecture from")
     if len(arch) != 1 or not set(arch) <= {"open_clip", "config"}:
         raise UserError(
-            f"model {spec.name!r}: arch must be exactly one of "
-            f"'open_clip: NAME' or 'config: {{...}}', found keys {sorted(arch)}"
+            f"model {spec.name!r}: arch must be exactly one of 'open_clip: NAME', "
+            f"'config: {{...}}' or 'converted: big_vision', found keys {sorted(arch)}"
         )
     if "open_clip" in arch:
         name = arch["open_clip"]
@@ -203,10 +205,40 @@ def _verified_sha256(spec: ModelSpec, path: Path, expected: str | None) -> str:
 _SPEC_KEYS = ("arch", "backend", "preprocess", "tokenizer", "dense_mode")
 
 
+def _effective(ref: ModelRef) -> ModelRef:
+    """`arch: {converted: big_vision}`: the architecture, preprocessing and tokenizer are the
+    ones `silc-bench convert` verified and recorded in the weights file (entry keys win)."""
+    from dataclasses import replace
+
+    from silc_bench.convert.command import read_metadata
+
+    spec = ref.spec
+    if "converted" not in spec.arch:
+        return ref
+    files = _weight_files(spec, ref.weights)
+    if not files or not files[0][0].is_file():
+        return ref  # _checked_files says what is missing and how to get it
+    meta = read_metadata(files[0][0])
+    if meta is None:
+        raise UserError(
+            f"{files[0][0]}: model {spec.name!r} takes its architecture from a file written by "
+            "`silc-bench convert`, and this file has no such metadata"
+        )
+    arch = {"config": meta["config"]} if meta.get("arch") == "custom" else {"open_clip": meta.get("arch")}
+    new = replace(
+        spec,
+        arch=arch,
+        preprocess={**meta.get("preprocess", {}), **spec.preprocess},
+        tokenizer=dict(spec.tokenizer or meta.get("tokenizer", {})),
+    )
+    return replace(ref, spec=new)
+
+
 def model_identity(ref: ModelRef) -> dict[str, Any]:
     """Everything about the model that decides a number, without building it: the registry
     entry's evaluation settings, the variant, and the sha256 of every weight file (or the
     seed of a random init). Results are reused only when this matches."""
+    ref = _effective(ref)
     spec = ref.spec
     files = _checked_files(ref)
     ident: dict[str, Any] = {
@@ -230,6 +262,7 @@ def model_identity(ref: ModelRef) -> dict[str, Any]:
 
 
 def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> VLModel:
+    ref = _effective(ref)
     spec = ref.spec
     backend_class(spec.backend)  # an unknown backend fails before a model is built
     if precision not in PRECISIONS:
