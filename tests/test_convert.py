@@ -345,7 +345,8 @@ def test_a_registry_entry_takes_its_architecture_from_the_converted_file(
     assert code == 0, capsys.readouterr().err
     reg = tmp_path / "extra.yaml"
     reg.write_text(
-        f"models:\n  rel:\n    arch: {{converted: big_vision}}\n    weights: {{path: {out}}}\n    dense_mode: maskclip\n"
+        "models:\n  rel:\n    arch: {converted: big_vision}\n"
+        f"    weights: {{path: {out}}}\n    dense_mode: maskclip\n"
     )
     monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
     model = load_model(parse_model_ref("rel"))
