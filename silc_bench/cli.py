@@ -159,6 +159,13 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("--name", help="the model name --register gives it (default: OUT's stem)")
     cv.add_argument("--register", action="store_true", help="add it to the user models file")
 
+    rs = sub.add_parser(
+        "resave", parents=[common], help="one-time: a pickle checkpoint you trust → tensors-only safetensors"
+    )
+    rs.add_argument("src", metavar="IN.pth")
+    rs.add_argument("--out", required=True, help="OUT.safetensors")
+    rs.add_argument("--trust-pickle", action="store_true", help="required: unpickling runs the file's code")
+
     ca = sub.add_parser("cache", parents=[common], help="show or free the feature cache")
     ca.add_argument("action", choices=["list", "clear"])
     ca.add_argument("--model", help="only the entries of this model (NAME[:VARIANT], or any --model form)")
@@ -374,6 +381,14 @@ def cmd_convert(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resave(a: argparse.Namespace) -> int:
+    from silc_bench.resave import resave
+
+    n = resave(Path(a.src), Path(a.out), a.trust_pickle)
+    print(f"wrote {a.out}: {n['tensors']} tensors, loadable with weights_only / safetensors")
+    return 0
+
+
 def cmd_cache(a: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -441,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             "figure": cmd_figure,
             "export": cmd_export,
             "convert": cmd_convert,
+            "resave": cmd_resave,
             "cache": cmd_cache,
         }
         return commands[args.command](args)

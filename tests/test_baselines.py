@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from silc_bench.cli import main
+from silc_bench.errors import UserError
 from tests import seg_fixtures
 from tests.test_tcl import authors_checkpoint
 
@@ -109,3 +111,53 @@ def test_pacl_and_flags_only_for_tcl(registry, seg_root, tmp_path, capsys):
     assert res["protocol"]["dense_mode"] == "pacl" and res["protocol"]["backend"] == "pacl"
     assert _run(seg_root, out, "--model", "pacl-test", "--dataset", "pc59", "--pamr") == 2
     assert "TCL" in capsys.readouterr().err
+
+
+def test_tcl_release_layout_key_report_and_knowing_resave(
+    registry, trained_weights, tmp_path, capsys, monkeypatch
+):
+    """The authors' tcl.pth also carries its own CLIP copy, loss parameters and, in training
+    checkpoints, non-tensor objects: the copy is reported unused, the objects are refused
+    (weights_only) with the resave command to run, and the resaved file loads."""
+    import argparse
+
+    from silc_bench.models.resolve import load_model, parse_model_ref
+
+    release = {
+        "model": {
+            **authors_checkpoint(),
+            "clip_image_encoder.visual.proj": torch.zeros(3),
+            "tcli_loss.logit_scale": torch.zeros(()),
+        },
+        "config": argparse.Namespace(lr=1e-4),  # an object weights_only refuses
+    }
+    pth = tmp_path / "tcl-release.pth"
+    torch.save(release, str(pth))
+    reg = tmp_path / "tcl.yaml"
+    reg.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "tcl-rel": {
+                        "arch": {"open_clip": "ViT-Tiny-P8"},
+                        "backend": "tcl",
+                        "weights": {"path": str(trained_weights), "masker": str(pth)},
+                    }
+                }
+            }
+        )
+    )
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", f"{registry}{os.pathsep}{reg}")
+    with pytest.raises(UserError, match=r"resave .*--trust-pickle") as e:
+        load_model(parse_model_ref("tcl-rel"))
+    assert "argparse.Namespace" in str(e.value)
+    safe = tmp_path / "tcl-release.safetensors"
+    assert main(["resave", str(pth), "--out", str(safe)]) == 2  # not without --trust-pickle
+    assert not safe.exists()
+    assert main(["resave", str(pth), "--out", str(safe), "--trust-pickle"]) == 0
+    capsys.readouterr()
+    reg.write_text(reg.read_text().replace(str(pth), str(safe)))
+    model = load_model(parse_model_ref("tcl-rel"))
+    keys = model.info["weights"]["keys"]
+    assert keys[safe.name] == {"tcl_masker": len(authors_checkpoint()), "unused": 2}
+    assert set(keys[trained_weights.name]) == {"clip"}

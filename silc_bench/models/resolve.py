@@ -278,14 +278,21 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     if files:
         sd: dict[str, torch.Tensor] = {}
         shas = []
+        origin: dict[str, str] = {}  # key → file it came from (reported for TCL's two files)
         for path, expected in files:
             shas.append(_verified_sha256(spec, path, expected))
-            sd.update(read_state_dict(path))
+            part = read_state_dict(path)
+            origin.update(dict.fromkeys(part, path.name))
+            sd.update(part)
         sd = select_variant(sd, ref.variant, list(spec.variants))
         sd = _attach_backend(spec, module, sd, extras, ", ".join(str(p) for p, _ in files))
         load_into(module, sd, ", ".join(str(p) for p, _ in files))
         sha = shas[0] if len(shas) == 1 else hash_obj(shas)
         weights_info = {"files": [str(p) for p, _ in files], "file_sha256": shas}
+        if spec.backend == "tcl":
+            from silc_bench.models.tcl import key_provenance
+
+            weights_info["keys"] = key_provenance(origin)
     elif seed is not None:
         # A seeded random model (demo and plumbing tests): its hash is the hash of its tensors.
         sha = _tensor_sha(module)
@@ -341,10 +348,11 @@ def _attach_backend(
         load_into(embedder, emb_sd, f"{source} (pacl.*)")
         extras["pacl"] = embedder
     elif spec.backend == "tcl":
-        from silc_bench.models.tcl import load_tcl_masker
+        from silc_bench.models.tcl import AUTHORS_IGNORED, load_tcl_masker
 
         masker_sd = {k: v for k, v in sd.items() if k.startswith("masker.")}
-        sd = {k: v for k, v in sd.items() if not k.startswith("masker.")}
+        # the release's own copy of CLIP and its loss parameters are not used: CLIP comes from its file
+        sd = {k: v for k, v in sd.items() if not k.startswith(("masker.", *AUTHORS_IGNORED))}
         extras["tcl"] = load_tcl_masker(module, masker_sd)
     return sd
 

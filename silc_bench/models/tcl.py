@@ -66,6 +66,21 @@ AUTHORS_PREFIX: dict[str, str] = {
 AUTHORS_IGNORED = ("clip_text_encoder.", "clip_image_encoder.", "tcli_loss.", "tclf_loss.")
 
 
+def key_provenance(origin: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """Per file: how many keys fed the CLIP backbone, the TCL masker, or nothing (the release's
+    own CLIP copy and loss parameters, which TCL's inference does not use)."""
+    out: dict[str, dict[str, int]] = {}
+    for key, file in origin.items():
+        kind = "clip"
+        if key.startswith("masker."):
+            kind = "tcl_masker"
+        elif key.startswith(AUTHORS_IGNORED):
+            kind = "unused"
+        out.setdefault(file, {}).setdefault(kind, 0)
+        out[file][kind] += 1
+    return out
+
+
 def authors_prefix(last_block: int) -> dict[str, str]:
     """AUTHORS_PREFIX for a CLIP whose last block has index `last_block` (11 for ViT-B/16)."""
     return {k.format(last=last_block): v for k, v in AUTHORS_PREFIX.items()}

@@ -44,8 +44,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except pickle.UnpicklingError as e:
             raise UserError(
                 f"{path}: refused to load with weights_only=True: the pickle holds {_refused_what(str(e))}, "
-                f"and untrusted checkpoints never execute code; re-save it as a plain "
-                f"state dict of tensors (or safetensors)"
+                f"and untrusted checkpoints never execute code; if you trust the file, convert it once with "
+                f"`silc-bench resave {path} --out {path.with_suffix('.safetensors')} --trust-pickle` "
+                f"and use the .safetensors file"
             ) from None
         except Exception as e:
             raise UserError(
