@@ -37,9 +37,20 @@ def read_asset(kind: str, name: str) -> list[str]:
     return [ln.rstrip("\n") for ln in path.read_text().splitlines() if ln.strip()]
 
 
-def canonicalize(text: str) -> str:
-    """big_vision's text canonicalisation: lowercase, punctuation stripped, spaces collapsed."""
-    return " ".join(_PUNCT.sub("", text.lower()).split())
+def canonicalize(text: str, keep: str | None = None) -> str:
+    """big_vision's `canonicalize_text`: '_' → space, punctuation stripped (except the exact
+    string `keep`), lowercase, whitespace collapsed."""
+    text = text.replace("_", " ")
+    parts = text.split(keep) if keep else [text]
+    text = (keep or "").join(_PUNCT.sub("", part) for part in parts)
+    return " ".join(text.lower().split())
+
+
+def canonical_prompt(template: str, classname: str) -> str:
+    """big_vision's zero-shot prompt: the template canonicalised keeping its placeholder, the
+    class name canonicalised keeping ',' and cut to its first alias, then substituted."""
+    name = canonicalize(classname, keep=",").split(",")[0].strip()
+    return canonicalize(template, keep="{c}").replace("{c}", name)
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,9 @@ class Prompts:
 
     def texts(self) -> list[str]:
         """Class-major list: all templates of class 0, then class 1, ..."""
-        out = [t.replace("{c}", c) for c in self.classnames for t in self.templates]
-        return [canonicalize(t) for t in out] if self.canonicalize else out
+        if self.canonicalize:
+            return [canonical_prompt(t, c) for c in self.classnames for t in self.templates]
+        return [t.replace("{c}", c) for c in self.classnames for t in self.templates]
 
 
 def resolve_prompts(

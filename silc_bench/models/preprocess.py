@@ -1,8 +1,10 @@
 """Checkpoint-owned preprocessing, as a small spec recorded in every result.
 
-Two modes cover the paper's models:
+Three modes cover the paper's models and protocols:
 - `shortest` (OpenAI/open_clip): resize the short side to `size`, centre-crop `size`;
-- `squash` (big_vision/SigLIP): resize straight to `size`×`size`.
+- `squash` (big_vision/SigLIP): resize straight to `size`×`size`;
+- `squash_crop` (big_vision's few-shot and `get_disclf` configs): squash to int(size/0.875),
+  then centre-crop `size` (256 → 224).
 The operation order mirrors open_clip's eval transform (resize, crop, RGB, tensor,
 normalise), so that palette and greyscale images come out the same as there.
 """
@@ -20,6 +22,8 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("shortest", "squash", "squash_crop")
+SQUASH_CROP_RATIO = 0.875  # big_vision's `_square875` and few-shot `resize(256)|central_crop(224)`
 _INTERP = {
     "bicubic": T.InterpolationMode.BICUBIC,
     "bilinear": T.InterpolationMode.BILINEAR,
@@ -42,8 +46,9 @@ class Preprocess:
         if unknown:
             raise UserError(f"{where}: unknown preprocess key(s) {sorted(unknown)}; valid: {sorted(known)}")
         p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in d.items()})
-        if p.resize not in ("shortest", "squash"):
-            raise UserError(f"{where}: preprocess.resize must be 'shortest' or 'squash', not {p.resize!r}")
+        if p.resize not in RESIZE_MODES:
+            modes = ", ".join(RESIZE_MODES)
+            raise UserError(f"{where}: preprocess.resize must be one of {modes}, not {p.resize!r}")
         if p.interpolation not in _INTERP:
             raise UserError(f"{where}: preprocess.interpolation must be one of {sorted(_INTERP)}")
         return p
@@ -57,6 +62,9 @@ class Preprocess:
         interp = _INTERP[self.interpolation]
         if self.resize == "shortest":
             geo = [T.Resize(self.size, interpolation=interp), T.CenterCrop(self.size)]
+        elif self.resize == "squash_crop":
+            big = int(self.size / SQUASH_CROP_RATIO)
+            geo = [T.Resize((big, big), interpolation=interp), T.CenterCrop(self.size)]
         else:
             geo = [T.Resize((self.size, self.size), interpolation=interp)]
         return T.Compose([*geo, T.Lambda(_to_rgb), T.ToTensor(), T.Normalize(self.mean, self.std)])

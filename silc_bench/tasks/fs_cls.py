@@ -21,6 +21,8 @@ class FsClsProtocol:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     l2_reg: float = 1024.0
     features: str = "pre_logits"
+    resize: str | None = None  # override the checkpoint's resize mode (big_vision profile: squash_crop)
+    differences: list[str] = field(default_factory=list)  # from the reference, recorded as they are
 
 
 @PLUGINS.register("fs-cls")
@@ -34,11 +36,20 @@ class FewShotClassification(TaskPlugin):
 
     def run(self, ctx: TaskContext, protocol: FsClsProtocol) -> TaskOutput:
         data = read_classification(ctx.spec.data, ctx.data_root)
+        model = ctx.model
+        if protocol.resize:  # the profile's geometry, the checkpoint's normalisation
+            from dataclasses import replace
+
+            from silc_bench.models.preprocess import Preprocess
+
+            geometry = {**model.preprocess.to_dict(), "resize": protocol.resize}
+            pp = Preprocess.from_dict(geometry, "fs-cls protocol")
+            model = replace(model, preprocess=pp)
         train = data.splits["train"]
         test = data.splits["eval"].head(ctx.limit)
         name = ctx.spec.dataset
-        tr = image_features(ctx.model, train, ctx.cache, ctx.opts, f"{name}/{train.name}")
-        te = image_features(ctx.model, test, ctx.cache, ctx.opts, f"{name}/{test.name}")
+        tr = image_features(model, train, ctx.cache, ctx.opts, f"{name}/{train.name}")
+        te = image_features(model, test, ctx.cache, ctx.opts, f"{name}/{test.name}")
         key = protocol.features
         acc = fewshot_accuracy(
             tr[key],
@@ -70,6 +81,7 @@ class FewShotClassification(TaskPlugin):
             "solver": "eigh float32 (big_vision fewshot_lsr)",
             "bias_constant": 100.0,
             "sample_order": "classes by sorted folder, files by sorted name",
+            "preprocess": model.preprocess.to_dict(),
         }
         notes = []
         if per_class_counts.min() < max(protocol.shots):

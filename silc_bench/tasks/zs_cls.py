@@ -24,6 +24,7 @@ class ZsClsProtocol:
     canonicalize_text: bool = False  # big_vision: lowercase, strip punctuation
     bare_template: bool = False  # big_vision: add a bare "{c}" template
     topk: list[int] = field(default_factory=lambda: [1, 5])
+    differences: list[str] = field(default_factory=list)  # from the reference, recorded as they are
 
 
 def zero_shot_logits(ctx: TaskContext, p: ZsClsProtocol, split_role: str = "eval"):  # noqa: ANN201

@@ -1,0 +1,40 @@
+"""The big_vision profiles follow big_vision's own evaluators (facts from
+evaluators/proj/image_text/discriminative_classifier.py, prompt_engineering*.py and
+configs/common_fewshot.py), and record what still differs."""
+
+from __future__ import annotations
+
+import json
+
+from silc_bench.cli import main
+from silc_bench.text import canonical_prompt, canonicalize, read_asset
+from tests.fixtures import run_args
+
+
+def test_canonicalisation_is_big_visions():
+    assert canonicalize("A   Dog's  toy_box!") == "a dogs toy box"
+    # the template keeps its placeholder and loses its final '.'; the class name keeps only its first alias
+    assert canonical_prompt("a bad photo of a {c}.", "Aquarium_Fish, fish") == "a bad photo of a aquarium fish"
+    assert canonical_prompt("{c}", "T-shirt") == "tshirt"
+
+
+def test_zero_shot_uses_80_plus_bare_templates_for_every_dataset(data_root, tmp_path, capsys):
+    args = run_args("zs-cls", "tiny-random", "cifar100", tmp_path, data_root, "--protocol", "big_vision")
+    assert main(args) == 0, capsys.readouterr().err
+    res = json.loads(next(tmp_path.rglob("cifar100@big_vision*.json")).read_text())
+    p = res["protocol"]
+    assert p["num_templates"] == len(read_asset("templates", "imagenet")) + 1 == 81
+    assert p["templates"] == "asset:imagenet+bare" and p["canonicalize_text"] is True
+    assert any("antialias" in d for d in p["differences"])
+
+
+def test_few_shot_squashes_to_256_and_crops_224(data_root, tmp_path, capsys):
+    args = run_args("fs-cls", "tiny-random", "shapes-cls", tmp_path, data_root, "--protocol", "big_vision")
+    assert main(args) == 0, capsys.readouterr().err
+    default = run_args("fs-cls", "tiny-random", "shapes-cls", tmp_path, data_root)
+    assert main(default) == 0, capsys.readouterr().err
+    bv = json.loads(next(tmp_path.rglob("shapes-cls@big_vision*.json")).read_text())["protocol"]
+    plain = json.loads(next(p for p in tmp_path.rglob("shapes-cls*.json") if "@" not in p.name).read_text())
+    assert bv["preprocess"]["resize"] == "squash_crop" and bv["resize"] == "squash_crop"
+    assert plain["protocol"]["preprocess"]["resize"] != "squash_crop"
+    assert len(bv["differences"]) == 3
