@@ -14,7 +14,8 @@ from tests.fixtures import run_args
 def test_canonicalisation_is_big_visions():
     assert canonicalize("A   Dog's  toy_box!") == "a dogs toy box"
     # the template keeps its placeholder and loses its final '.'; the class name keeps only its first alias
-    assert canonical_prompt("a bad photo of a {c}.", "Aquarium_Fish, fish") == "a bad photo of a aquarium fish"
+    prompt = canonical_prompt("a bad photo of a {c}.", "Aquarium_Fish, fish")
+    assert prompt == "a bad photo of a aquarium fish"
     assert canonical_prompt("{c}", "T-shirt") == "tshirt"
 
 
