@@ -18,6 +18,7 @@ from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.reference import encode_image, encode_text
 from silc_bench.models.resolve import load_model, parse_model_ref
 from tests.bv_fixtures import make_tree, save
+from tests.test_zs_seg import _fails
 
 CASES = [  # (pooling, scanned, params/ prefix, image head)
     ("map", False, True, False),
@@ -191,14 +192,6 @@ def test_no_tokenizer_file_is_written_and_a_run_says_what_is_missing(tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "tokenizer.model" in err and str(tmp_path / "w" / "tokenizers") in err
-
-
-def _fails(args, capsys, *needles):
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, err
 
 
 def test_every_error_path_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -312,7 +312,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         "std": list(pp_raw.get("std", Preprocess().std)),
     }
     preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
-    tokenizer, tok_info = _tokenizer(spec, arch_name)
+    tokenizer, tok_info = make_tokenizer(spec, arch_name)
     backend_name = backend_for(spec.backend, module)
     backend = backend_class(backend_name)(module, extras)
     info = {"arch": spec.arch, "backend": backend_name, "weights": weights_info, "tokenizer": tok_info}
@@ -375,7 +375,7 @@ def _tensor_sha(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
+def make_tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
     cfg = dict(spec.tokenizer)
     kind = cfg.pop("type", "open_clip")
     if kind == "sentencepiece":
@@ -403,8 +403,9 @@ def _tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
         raise UserError(f"model {spec.name!r}: unknown tokenizer key(s) {sorted(cfg)}")
     if arch_name is not None:
         tok = open_clip.get_tokenizer(arch_name, context_length=context_length)
-    else:
-        tok = open_clip.SimpleTokenizer(context_length=context_length or 77)
+    else:  # a `config:` arch: its own text context length unless the entry says otherwise
+        ctx = context_length or (spec.arch.get("config", {}).get("text_cfg") or {}).get("context_length", 77)
+        tok = open_clip.SimpleTokenizer(context_length=ctx)
     return tok, {
         "type": kind,
         "class": type(tok).__name__,

@@ -1,7 +1,7 @@
 """Building the CLIP to train, its tokenizer, and the image tower's forward at any input size.
 
-The student is built exactly as the evaluation loader builds a `checkpoints.yaml` entry
-(`open_clip.create_model(NAME)` or `open_clip.CLIP(**config)`; the same tokenizer rule), so
+The student is built by the evaluation loader's own builder and tokenizer rule
+(models/arch.py, `make_tokenizer` in models/resolve.py), so
 an export loads back into the same module with the same names. Local crops are smaller
 than the model's input, so their forward interpolates the patch position embeddings
 (bicubic, as DINO does); global crops use open_clip's own forward unchanged.
@@ -16,8 +16,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+import silc_bench.models.resolve  # noqa: F401 - registers the tiny architectures
 from silc_bench.errors import UserError, did_you_mean
-from silc_bench.models.resolve import quiet_root_logger  # also registers the tiny architectures
 from silc_bench.models.weights import load_into, read_state_dict, select_variant
 
 SIGLIP_INIT = {"init_logit_scale": math.log(10.0), "init_logit_bias": -10.0}  # SigLIP's init
@@ -47,13 +47,12 @@ def arch_entry(open_clip_name: str | None, config: dict[str, Any] | None, sigmoi
 
 
 def build_clip(arch: dict[str, Any]) -> torch.nn.Module:
-    """An open_clip model from an `arch_entry`, refusing image towers the trainer cannot crop."""
+    """An open_clip model from an `arch_entry` by the evaluation loader's own builder
+    (models/arch.py), refusing image towers the trainer cannot crop."""
+    from silc_bench.models.arch import build_from_config, build_named
+
     try:
-        with quiet_root_logger():
-            if "open_clip" in arch:
-                model = open_clip.create_model(arch["open_clip"], pretrained=None, load_weights=False)
-            else:
-                model = open_clip.CLIP(**arch["config"])
+        model = build_named(arch["open_clip"]) if "open_clip" in arch else build_from_config(arch["config"])
     except (TypeError, ValueError, KeyError) as e:
         raise UserError(f"model: cannot build the architecture ({type(e).__name__}: {e})") from None
     if not hasattr(model.visual, "conv1") or not hasattr(model.visual, "positional_embedding"):
@@ -64,11 +63,12 @@ def build_clip(arch: dict[str, Any]) -> torch.nn.Module:
 
 
 def tokenizer_for(arch: dict[str, Any]):  # noqa: ANN201 - an open_clip tokenizer
-    """The same tokenizer rule as the evaluation loader (silc_bench/models/resolve.py)."""
-    if "open_clip" in arch:
-        return open_clip.get_tokenizer(arch["open_clip"])
-    context = arch["config"].get("text_cfg", {}).get("context_length", 77)
-    return open_clip.SimpleTokenizer(context_length=context)
+    """The evaluation loader's tokenizer rule itself (silc_bench/models/resolve.py)."""
+    from silc_bench.config import ModelSpec
+    from silc_bench.models.resolve import make_tokenizer
+
+    tok, _ = make_tokenizer(ModelSpec(name="train", arch=arch), arch.get("open_clip"))
+    return tok
 
 
 def image_size(model: torch.nn.Module) -> int:
