@@ -374,7 +374,8 @@ def cmd_convert(a: argparse.Namespace) -> int:
     tok = Path(a.tokenizer) if a.tokenizer else None
     meta = convert_big_vision(Path(a.src), out, a.arch, tok, a.pooling, a.fp16)
     diffs = meta["verification"]["max_abs_diff"]
-    print(f"wrote {out}: open_clip {meta['arch']}, verified (max |Δ| {max(diffs.values()):.1e} ≤ 1e-4)")
+    worst = max(diffs.values(), key=abs)
+    print(f"wrote {out}: open_clip {meta['arch']}, verified (max |Δ| {worst:.1e} ≤ 1e-4)")
     if a.register:
         register_converted(name, out, meta)
         print(f"registered {name!r} in {user_models_file()}: silc-bench run --model {name} ...")

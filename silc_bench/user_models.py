@@ -37,10 +37,14 @@ def _entry(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
 def register_converted(name: str, out: Path, meta: dict[str, Any] | None, dry_run: bool = False) -> Path:
     """Add (or, for an earlier user entry of the same name, replace) `name`."""
-    if not name or any(c in name for c in ":/ ") or name.startswith(("open_clip", "hf-hub", "local-dir")):
-        raise UserError(f"--name {name!r}: a model name is one word without ':', '/' or spaces")
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or "") or name.startswith(("open_clip", "hf")):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_', '-' (a letter or digit first)")
     path = user_models_file()
     existing = read_yaml(path) if path.is_file() else {}
+    if not isinstance(existing.get("models") or {}, dict):
+        raise UserError(f"{path}: `models` must be a mapping of model names to entries")
     mine = dict(existing.get("models") or {})
     if name not in mine and name in load_models():
         raise UserError(f"model {name!r} already exists in the registry; choose another --name")
@@ -50,7 +54,10 @@ def register_converted(name: str, out: Path, meta: dict[str, Any] | None, dry_ru
     with exclusive(path.with_name(path.name + ".lock")):
         existing = read_yaml(path) if path.is_file() else {}
         mine = dict(existing.get("models") or {})
+        old = mine.get(name) or {}
         mine[name] = _entry(out, meta)
+        if isinstance(old, dict) and old.get("override") is True:
+            mine[name]["override"] = True  # it replaces a registry model on purpose: keep saying so
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(
             "# silc-bench user models (written by `silc-bench convert --register`; edit freely)\n"

@@ -357,3 +357,54 @@ def test_a_registry_entry_takes_its_architecture_from_the_converted_file(
     reg.write_text(f"models:\n  rel:\n    arch: {{converted: big_vision}}\n    weights: {{path: {plain}}}\n")
     with pytest.raises(Exception, match="silc-bench convert"):
         load_model(parse_model_ref("rel"))
+
+
+def test_hostile_inputs_are_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "o.safetensors"
+    cases = {
+        "NaN in a text embedding row no random token reaches": (
+            "params/txt/Embed_0/embedding",
+            (99, 0),
+            np.nan,
+        ),
+        "infinite logit bias": ("params/b", (0,), np.inf),
+        "NaN temperature": ("params/t", (0,), np.nan),
+    }
+    for _why, (key, idx, value) in cases.items():
+        tree = make_tree()
+        tree[key] = tree[key].copy()
+        tree[key][idx] = value
+        src = save(tree, tmp_path / "bad.npz")
+        _fails(["convert", str(src), "--out", str(out)], capsys, "NaN or infinite", key)
+    tree = make_tree()
+    tree["params/img/pre_logits/kernel"] = np.zeros((32, 32), np.float32)  # a part the conversion would drop
+    _fails(
+        ["convert", str(save(tree, tmp_path / "extra.npz")), "--out", str(out)],
+        capsys,
+        "left out of the conversion",
+        "img/pre_logits/kernel",
+    )
+    _fails(
+        ["convert", str(save(make_tree(), tmp_path / "m.npz")), "--out", str(out), "--pooling", "gap"],
+        capsys,
+        "MAPHead_0",
+    )
+    big = make_tree()
+    big["params/txt/Embed_0/embedding"] = big["params/txt/Embed_0/embedding"] * 1e5
+    _fails(["convert", str(save(big, tmp_path / "big.npz")), "--out", str(out), "--fp16"], capsys, "float16")
+    out.mkdir()
+    _fails(["convert", str(save(make_tree(), tmp_path / "d.npz")), "--out", str(out)], capsys, "is a folder")
+    assert not list(tmp_path.glob("*.config.json"))
+    _fails(
+        [
+            "convert",
+            str(tmp_path / "d.npz"),
+            "--out",
+            str(tmp_path / "x.safetensors"),
+            "--register",
+            "--name",
+            "..",
+        ],
+        capsys,
+        "--name",
+    )

@@ -177,6 +177,8 @@ def convert_big_vision(
 ) -> dict[str, Any]:
     """Convert, verify and write; return the metadata written into the file."""
     out = Path(out).expanduser()
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; name the .safetensors file to write")
     if out.suffix != ".safetensors":
         raise UserError(f"--out {out}: the output must be a .safetensors file")
     if not out.parent.is_dir():
@@ -192,6 +194,14 @@ def convert_big_vision(
     )
     tok_meta = _tokenizer_meta(tokenizer, spec)
     sd = state_dict(tree, spec)
+    unused = tree.unused()
+    if unused:
+        shown = ", ".join(tree.prefix + n for n in unused[:4])
+        raise UserError(
+            f"{tree.path.name}: {len(unused)} parameter(s) would be left out of the conversion "
+            f"({shown}{', ...' if len(unused) > 4 else ''}); this is not the two-tower layout assumed "
+            "(or --pooling does not match the checkpoint)"
+        )
     model, arch_name, cfg, spec = _target(arch, spec, tree, shapes_of(sd))
     if "img/pos_embedding" in tree.overrides:
         sd["visual.trunk.pos_embed"] = torch.from_numpy(tree.overrides["img/pos_embedding"])
@@ -200,9 +210,8 @@ def convert_big_vision(
         raise UserError(f"--arch {arch_name} does not fit {tree.path.name}: " + "; ".join(problems[:3]))
     model.load_state_dict(sd, strict=True)
     del sd
-    _flush()
     check = _verify(model, tree, spec)
-    worst = max(check["max_abs_diff"].values())
+    worst = max(v if np.isfinite(v) else float("inf") for v in check["max_abs_diff"].values())
     for k, v in check["max_abs_diff"].items():
         _say(f"verify {k}: max |Δ| = {v:.2e}")
     for k, v in check["gelu_tanh_vs_exact_max_abs_diff"].items():
@@ -212,7 +221,6 @@ def convert_big_vision(
             f"verification failed: max |Δ| = {worst:.2e} against the numpy reference exceeds {TOLERANCE:g}; "
             f"no file written"
         )
-    _flush()
     meta = {
         "format": 1,
         "converted_from": {"format": "big_vision", "file": tree.path.name, "sha256": file_sha256(tree.path)},
@@ -231,6 +239,11 @@ def convert_big_vision(
         k: (v.half() if fp16 and v.is_floating_point() else v).contiguous()
         for k, v in model.state_dict().items()
     }
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"--fp16: {bad[0]} overflows float16 ({len(bad)} tensor(s)); write float32 instead")
+    _flush()
+    _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
     if cfg is not None:
         cfg_path = out.with_name(out.stem + ".config.json")
         tmp = cfg_path.with_name(f".{cfg_path.name}.{os.getpid()}.tmp")
@@ -238,7 +251,6 @@ def convert_big_vision(
             json.dumps({"model_cfg": cfg, "silc_bench": "custom config of a converted checkpoint"}, indent=2)
         )
         os.replace(tmp, cfg_path)
-    _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
     return meta
 
 

@@ -151,11 +151,15 @@ def describe(tree: NpzTree, pooling: str | None = None) -> TwoTower:
             f"{tree.path}: {tree.prefix}txt/Embed_0/embedding has shape {emb}, expected (vocab, width)"
         )
     vocab, twidth = emb
+    if vocab < 1 or twidth < 1 or width < 1 or patch < 1:
+        raise UserError(f"{tree.path}: empty dimensions (vocab {vocab}, text width {twidth}, width {width})")
     tpos = tree.shape("txt/pos_embedding")
     if len(tpos) != 3 or tpos[0] != 1 or tpos[2] != twidth:
         raise UserError(
             f"{tree.path}: {tree.prefix}txt/pos_embedding has shape {tpos}, expected (1, L, {twidth})"
         )
+    if tpos[1] < 1:
+        raise UserError(f"{tree.path}: {tree.prefix}txt/pos_embedding has no positions")
     txt = _tower(tree, find_encoder(tree, "txt/Encoder_0/"), twidth)
     hk = tree.shape("txt/head/kernel")
     if len(hk) != 2 or hk[0] != twidth:

@@ -39,6 +39,7 @@ class NpzTree:
         self.prefix = prefix
         self._names = {n[len(prefix) :]: n for n in names if n.startswith(prefix)}
         self.overrides: dict[str, np.ndarray] = {}  # e.g. a resampled position embedding
+        self.used: set[str] = set()  # names the conversion read: anything else is refused
 
     def __contains__(self, name: object) -> bool:
         return name in self.overrides or name in self._names
@@ -59,7 +60,7 @@ class NpzTree:
                     else np.lib.format.read_array_header_2_0
                 )
                 shape, _, _ = read(f)
-            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+            except Exception as e:  # noqa: BLE001 - any unreadable header is bad input
                 raise UserError(
                     f"{self.path}: cannot read {self.prefix}{name} ({type(e).__name__}: {e})"
                 ) from None
@@ -69,25 +70,32 @@ class NpzTree:
         if name in self.overrides:
             return self.overrides[name]
         with self._open(name) as f:
+            self.used.add(name)
             try:
                 arr = np.lib.format.read_array(f, allow_pickle=False)
-            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+            except Exception as e:  # noqa: BLE001 - zlib, unsupported compression, absurd shapes: all bad input
                 raise UserError(
                     f"{self.path}: cannot read {self.prefix}{name} ({type(e).__name__}: {e})"
                 ) from None
         if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
             raise UserError(f"{self.path}: {self.prefix}{name} has dtype {arr.dtype}, not a number type")
-        return np.asarray(arr, dtype=np.float32)
+        out = np.asarray(arr, dtype=np.float32)
+        if not np.isfinite(out).all():
+            raise UserError(f"{self.path}: {self.prefix}{name} holds NaN or infinite values")
+        return out
 
     def _open(self, name: str):  # noqa: ANN202
         if name not in self._names:
             raise self.missing(name)
         try:
             return self._zip.open(self._names[name] + ".npy")
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
+        except Exception as e:  # noqa: BLE001 - encrypted or otherwise unreadable member
             raise UserError(
                 f"{self.path}: cannot read {self.prefix}{name} ({type(e).__name__}: {e})"
             ) from None
+
+    def unused(self) -> list[str]:
+        return sorted(set(self._names) - self.used)
 
     def missing(self, name: str) -> UserError:
         top = sorted({n.split("/")[0] for n in self._names})

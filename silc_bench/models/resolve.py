@@ -103,6 +103,9 @@ def _with_converted_metadata(spec: ModelSpec, path: Path) -> ModelSpec:
         )
     if meta.get("arch") != arch:
         raise UserError(f"{path} was converted for open_clip {meta.get('arch')}, not {arch}")
+    for key in ("preprocess", "tokenizer"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise UserError(f"{path}: its convert metadata `{key}` is not a mapping")
     return replace(
         spec, preprocess=dict(meta.get("preprocess", {})), tokenizer=dict(meta.get("tokenizer", {}))
     )
@@ -224,6 +227,11 @@ def _effective(ref: ModelRef) -> ModelRef:
             f"{files[0][0]}: model {spec.name!r} takes its architecture from a file written by "
             "`silc-bench convert`, and this file has no such metadata"
         )
+    if meta.get("arch") == "custom" and not isinstance(meta.get("config"), dict):
+        raise UserError(f"{files[0][0]}: its convert metadata names a custom architecture without a config")
+    for key in ("preprocess", "tokenizer"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise UserError(f"{files[0][0]}: its convert metadata `{key}` is not a mapping")
     arch = {"config": meta["config"]} if meta.get("arch") == "custom" else {"open_clip": meta.get("arch")}
     new = replace(
         spec,
@@ -313,6 +321,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     }
     preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
     tokenizer, tok_info = make_tokenizer(spec, arch_name)
+    _check_text_fit(spec, module, tok_info)
     backend_name = backend_for(spec.backend, module)
     backend = backend_class(backend_name)(module, extras)
     info = {"arch": spec.arch, "backend": backend_name, "weights": weights_info, "tokenizer": tok_info}
@@ -355,6 +364,26 @@ def _attach_backend(
         sd = {k: v for k, v in sd.items() if not k.startswith(("masker.", *AUTHORS_IGNORED))}
         extras["tcl"] = load_tcl_masker(module, masker_sd)
     return sd
+
+
+def _check_text_fit(spec: ModelSpec, module: torch.nn.Module, tok: dict[str, Any]) -> None:
+    """A sentencepiece tokenizer must fit the text tower: ids inside its embedding, and the
+    context length its position embeddings and last-token pooling were trained with."""
+    if tok.get("type") != "sentencepiece":
+        return
+    text = getattr(module, "text", module)
+    emb = getattr(text, "token_embedding", None)
+    pos = getattr(text, "positional_embedding", None)
+    if emb is not None and tok["vocab_size"] > emb.num_embeddings:
+        raise UserError(
+            f"model {spec.name!r}: tokenizer {tok['file']} has {tok['vocab_size']} pieces, but the text "
+            f"tower embeds {emb.num_embeddings}; it is not this model's vocabulary"
+        )
+    if pos is not None and tok["context_length"] != pos.shape[0]:
+        raise UserError(
+            f"model {spec.name!r}: tokenizer context_length {tok['context_length']} differs from the "
+            f"text tower's {pos.shape[0]} positions"
+        )
 
 
 def _as_int(size: Any) -> int:

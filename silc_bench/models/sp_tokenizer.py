@@ -23,6 +23,7 @@ KNOWN_VOCABS = {
 }
 CLEAN = ("lower", "canonicalize", "none")
 _PUNCT = str.maketrans("", "", string.punctuation)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # tf.strings.lower's default
 
 
 def clean_text(text: str, rule: str) -> str:
@@ -30,7 +31,7 @@ def clean_text(text: str, rule: str) -> str:
         return text
     if rule == "canonicalize":  # open_clip's SigLIP cleaning: punctuation dropped too
         text = text.replace("_", " ").translate(_PUNCT)
-    return " ".join(text.lower().split())
+    return " ".join(text.translate(_ASCII_LOWER).split())
 
 
 class SentencePieceTokenizer:
