@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from silc_bench import dist
 from silc_bench.cache import FeatureCache
 from silc_bench.config import ASSETS, TaskSpec, build, load_task
 from silc_bench.errors import UserError, warn
@@ -276,7 +277,8 @@ def _run(
         out.notes.append(note)
         warn(note)
     result = build_result(model, spec, out, wall, key, cache, plugin_cls.metric_decimals, opts.limit)
-    write_result(path, result)
+    if dist.current().main:  # every rank holds the same result; one writes it
+        write_result(path, result)
     return Outcome(result, path, skipped=False)
 
 
@@ -323,5 +325,6 @@ def build_result(
             "cache": {"hits": cache.hits, "misses": cache.misses, "repaired": len(cache.events)},
         },
         run_key=key,
+        world_size=dist.current().size,
         options={k: v for k, v in sorted(key["options"].items()) if v not in (None, False)},
     )

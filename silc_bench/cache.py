@@ -125,13 +125,19 @@ class FeatureCache:
         compute: Callable[[], dict[str, np.ndarray]],
         rows: dict[str, int] | None = None,
     ) -> dict[str, np.ndarray]:
-        hit = self.load(kind, parts, rows)
+        from silc_bench import dist
+
+        world = dist.current()
+        hit = self.load(kind, parts, rows) if world.main else None
+        if world.size > 1:  # rank 0's answer for everyone: no rank reads what another writes
+            hit = dist.broadcast(hit)
         if hit is not None:
             self.hits += 1
             return hit
         self.misses += 1
-        arrays = compute()
-        self.save(kind, parts, arrays)
+        arrays = compute()  # collective under torchrun: every rank encodes its block
+        if world.main:
+            self.save(kind, parts, arrays)
         return arrays
 
 

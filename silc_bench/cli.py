@@ -188,6 +188,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    from silc_bench import dist
+
+    if not dist.launched():
+        return _run(a)
+    from silc_bench.api import resolve_device
+
+    device = resolve_device(a.device)
+    world = dist.init(device)
+    if device.startswith("cuda"):
+        a.device = f"cuda:{world.local_rank}"  # one GPU per rank
+    if not world.main:
+        a.quiet = True
+    try:
+        return _run(a)
+    finally:
+        dist.shutdown()
+
+
+def _run(a: argparse.Namespace) -> int:
+    from silc_bench import dist
     from silc_bench.api import EvalOptions, LazyModel, execute, prepare
     from silc_bench.config import list_datasets, load_task
     from silc_bench.data.images import image_pixel_limit
@@ -253,9 +273,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         for plan in plans:
             out = execute(plan, opts)
             state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
-            print(f"{out.path}: {state}", file=sys.stderr)
+            if dist.current().main:
+                print(f"{out.path}: {state}", file=sys.stderr)
             outcomes.append(out)
-    print(markdown_table(o.result for o in outcomes))
+    if dist.current().main:
+        print(markdown_table(o.result for o in outcomes))
     return 0
 
 
@@ -464,8 +486,19 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if args.debug:
             raise
-        print(f"silc-bench: error: {e}", file=sys.stderr)
+        if _main_rank():  # under torchrun every rank raised the same error: one prints it
+            print(f"silc-bench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Exception as e:
+        from silc_bench import dist
+
+        if args.debug or not dist.launched():
+            raise
+        # a rank failed or a collective timed out: one line per surviving rank, no traceback
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if _main_rank() or not isinstance(e, dist.DistributedFailure):
+            print(f"silc-bench: error: [rank {dist.current().rank}] {detail}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `silc-bench list models | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -473,6 +506,12 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print("silc-bench: interrupted", file=sys.stderr)
         return 130
+
+
+def _main_rank() -> bool:
+    from silc_bench import dist
+
+    return dist.current().main
 
 
 def _close_progress_bars() -> None:

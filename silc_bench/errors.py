@@ -32,5 +32,10 @@ def did_you_mean(kind: str, name: str, valid: Iterable[str]) -> UserError:
 
 
 def warn(message: str) -> None:
-    """One line on stderr for something the user should know but that does not stop the run."""
+    """One line on stderr for something the user should know but that does not stop the run
+    (under torchrun, from rank 0 only: every rank sees the same data)."""
+    from silc_bench.dist import current
+
+    if not current().main:
+        return
     print(f"silc-bench: warning: {message}", file=sys.stderr)

@@ -3,7 +3,7 @@
 Image features for a (checkpoint sha256, variant, dataset split fingerprint,
 preprocessing, precision) are computed once and reused by every task on that split
 (zs-cls and fs-cls share one pass). Text embeddings are cached per (checkpoint,
-texts). This is the one place a later issue shards across torchrun workers.
+texts). Under torchrun each rank encodes its block of the split (silc_bench/dist.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tqdm import tqdm
 from silc_bench.cache import FeatureCache
 from silc_bench.data.classification import ImageSplit
 from silc_bench.data.images import ImageDataset
+from silc_bench.dist import sharded_rows
 from silc_bench.errors import UserError, warn
 from silc_bench.hashing import hash_obj
 from silc_bench.models.adapter import VLModel
@@ -60,15 +61,16 @@ def image_features(
     return cache.get_or_compute(
         "image",
         parts,
-        lambda: _encode_images(model, split, opts, desc),
+        lambda: sharded_rows(n, lambda rows: _encode_images(model, split, opts, desc, rows)),
         rows={"pre_logits": n, "embed": n},
     )
 
 
-def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
-    ds = ImageDataset(
-        split.items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe
-    )
+def _encode_images(
+    model: VLModel, split: ImageSplit, opts: RunOptions, desc: str, rows: range
+) -> dict[str, np.ndarray]:
+    items = split.items[rows.start : rows.stop]
+    ds = ImageDataset(items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe)
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=opts.batch_size,
@@ -85,18 +87,18 @@ def _encode_images(model: VLModel, split: ImageSplit, opts: RunOptions, desc: st
         if errors:
             raise UserError(errors[0])
         if "big" in status and not warned_big:
-            first = split.describe(split.items[int(idx[list(status).index("big")])])
+            first = split.describe(items[int(idx[list(status).index("big")])])
             warn(f"{first} is over PIL's image-size warning threshold; decoded anyway")
             warned_big = True
         feats = model.image_features(images)
         for k, v in feats.items():
             arr = v.cpu().numpy()
             if not np.isfinite(arr).all():
-                rows = np.where(~np.isfinite(arr).all(axis=1))[0]
-                first = split.describe(split.items[int(idx[rows[0]])])
+                bad = np.where(~np.isfinite(arr).all(axis=1))[0]
+                first = split.describe(items[int(idx[bad[0]])])
                 raise UserError(
                     f"model {model.ref} produced NaN/inf image features "
-                    f"({k}) for {len(rows)} image(s), first: {first}; "
+                    f"({k}) for {len(bad)} image(s), first: {first}; "
                     f"try --precision fp32 or check the checkpoint"
                 )
             out[k].append(arr)
@@ -116,7 +118,10 @@ def text_embeddings(
     """Text embeddings (T, D), float32, in input order; L2-normalised unless asked not to."""
     parts = {**_model_key(model), "texts": hash_obj(texts), "tokenizer": model.info.get("tokenizer")}
     emb = cache.get_or_compute(
-        "text", parts, lambda: _encode_texts(model, texts, opts, desc), rows={"emb": len(texts)}
+        "text",
+        parts,
+        lambda: sharded_rows(len(texts), lambda r: _encode_texts(model, texts[r.start : r.stop], opts, desc)),
+        rows={"emb": len(texts)},
     )["emb"]
     if not normalize:
         return emb

@@ -57,6 +57,8 @@ class Result:
     # (weights sha256, registry settings), dataset fingerprint, task, profile, protocol,
     # options, precision and limit. A stored result is reused only on an exact match.
     run_key: dict[str, Any] = field(default_factory=dict)
+    # Processes the run was sharded over (torchrun); the numbers do not depend on it.
+    world_size: int = 1
 
     def to_json(self) -> str:
         d = asdict(self)

@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from silc_bench import dist
 from silc_bench.data.segmentation import build_dataset, check_label_map, seg_fingerprint
+from silc_bench.errors import UserError
 from silc_bench.files import remove_stale_tmp
 from silc_bench.hashing import hash_obj
 from silc_bench.segmentation.rules import ScoreRule
@@ -112,21 +114,24 @@ def run_mmseg_loop(
     )
     metric = IoUMetric(iou_metrics=["mIoU"], prefix="zs-seg")
     metric.dataset_meta = meta
+    world = dist.current()
+    if world.size > 1 and pred_dir is not None:
+        raise UserError("--save-predictions writes from one process only; run it without torchrun")
     tmp_pred = None
     if pred_dir is not None:
         tmp_pred = pred_dir.with_name(f".{pred_dir.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp_pred, ignore_errors=True)
         tmp_pred.mkdir(parents=True)
-    files = []
+    files: list[str] = []
     groups = (g for batch in loader for g in _same_size_groups(batch))
     bar = tqdm(
-        total=len(loader.dataset),
+        total=len(loader.sampler),
         desc=ctx.spec.dataset,
         unit="img",
         disable=not ctx.opts.progress,
         leave=False,
     )
-    try:
+    def local() -> tuple[list, list[str]]:
         for batch in groups:
             prepared = seg.data_preprocessor(batch, False)
             samples = seg.predict(prepared["inputs"], prepared["data_samples"])
@@ -140,6 +145,15 @@ def run_mmseg_loop(
                     Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
             metric.process(batch, [s.to_dict() for s in samples])
             bar.update(len(samples))
+        return metric.results, files
+
+    try:
+        if world.size == 1:
+            local()
+        else:  # each rank scored mmengine's DefaultSampler share; the IoU areas are gathered
+            parts = dist.gather_outcome(local)
+            metric.results = [r for res, _ in parts for r in res]
+            files = [f for _, fs in parts for f in fs]
     except BaseException:  # interrupted or failed: no half-written predictions left behind
         if tmp_pred is not None:
             shutil.rmtree(tmp_pred, ignore_errors=True)

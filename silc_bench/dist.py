@@ -1,0 +1,150 @@
+"""Evaluation across processes with torch.distributed (`torchrun ... -m silc_bench run`).
+
+The rule that keeps every number equal to a one-process run: ranks only ever split the
+*encoding* work. Each rank encodes a contiguous block of the dataset (sizes differ by at
+most one, nothing duplicated or dropped, an empty block when there are more ranks than
+samples); the blocks are gathered in rank order, which is dataset order; every rank then
+holds the same arrays and computes the same metrics. zs-seg gathers its per-image IoU areas
+instead of predictions. Only rank 0 writes files (results, the feature cache); a cache hit
+on rank 0 is broadcast, so other ranks never read a half-written entry.
+
+Failures: local work runs inside `gather_outcome`, so an error on one rank (a bad image,
+a missing file) reaches every rank at the next gather and all exit the same way: a
+UserError exits 2 on every rank with one message (printed by rank 0). A rank that dies or
+hangs makes the others fail at the collective timeout ($SILC_BENCH_DIST_TIMEOUT seconds,
+default 1800), and torchrun stops the rest when a worker exits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import numpy as np
+
+from silc_bench.errors import UserError
+
+T = TypeVar("T")
+TIMEOUT_ENV = "SILC_BENCH_DIST_TIMEOUT"
+
+
+class DistributedFailure(RuntimeError):
+    """A rank failed for a reason that is not the user's input (reported with its rank)."""
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+_WORLD = World()
+
+
+def current() -> World:
+    return _WORLD
+
+
+def launched() -> bool:
+    """Started by torchrun (or any launcher that sets WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def timeout_s() -> float:
+    raw = os.environ.get(TIMEOUT_ENV, "1800")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserError(f"${TIMEOUT_ENV} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise UserError(f"${TIMEOUT_ENV} must be positive, not {raw!r}")
+    return value
+
+
+def init(device: str) -> World:
+    """Join the process group torchrun set up (NCCL on CUDA, gloo on the CPU)."""
+    global _WORLD
+    if not launched():
+        return _WORLD
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return _WORLD
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s()))
+    _WORLD = World(dist.get_rank(), dist.get_world_size(), local)
+    return _WORLD
+
+
+def shutdown() -> None:
+    """Leave the process group; `current()` keeps this rank's identity for the last message."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(n: int, world: World | None = None) -> range:
+    """This rank's contiguous block of `n` items."""
+    w = world or current()
+    return range(w.rank * n // w.size, (w.rank + 1) * n // w.size)
+
+
+def all_gather(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * current().size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's object, on every rank."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_outcome(fn: Callable[[], T]) -> list[T]:
+    """Run `fn` on every rank; return every rank's value in rank order, or raise the first
+    failure on all ranks alike (a UserError stays a UserError: exit 2 everywhere)."""
+    try:
+        local: tuple[str, Any] = ("ok", fn())
+    except UserError as e:
+        local = ("user", str(e))
+    except Exception as e:  # noqa: BLE001 - reported to every rank, with the rank that failed
+        local = ("error", f"{type(e).__name__}: {e}")
+    everything = all_gather(local)
+    for status, value in everything:
+        if status == "user":
+            raise UserError(value)
+    for rank, (status, value) in enumerate(everything):
+        if status == "error":
+            raise DistributedFailure(f"rank {rank} failed: {value}")
+    return [value for _, value in everything]
+
+
+def sharded_rows(n: int, compute: Callable[[range], dict[str, np.ndarray] | None]) -> dict[str, np.ndarray]:
+    """`compute(rows)` over the whole range in one process, or each rank's block gathered in
+    dataset order. `compute` returns None for an empty block."""
+    if current().size == 1:
+        out = compute(range(n))
+        assert out is not None
+        return out
+    rows = shard(n)
+    parts = [p for p in gather_outcome(lambda: compute(rows) if len(rows) else None) if p is not None]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -1,0 +1,105 @@
+"""torchrun with 2 CPU processes (gloo) gives the numbers of one process, for every task."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from silc_bench.cli import main
+from tests.fixtures import run_args
+
+TASKS = [  # (task, model, dataset)
+    ("zs-cls", "silc-tiny", "shapes-cls"),
+    ("fs-cls", "silc-tiny", "shapes-cls"),
+    ("retrieval", "silc-tiny", "shapes-retrieval"),
+    ("zs-seg", "pacl-tiny", "shapes-seg"),
+]
+
+
+def torchrun(args: list[str], nproc: int = 2, timeout: float = 240, env_extra: dict | None = None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SILC_BENCH_DIST_TIMEOUT": "60", **(env_extra or {})}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "silc_bench",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _result(folder: Path) -> dict:
+    files = [p for p in folder.rglob("*.json")]
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+@pytest.mark.parametrize("task,model,dataset", TASKS)
+def test_two_ranks_equal_one_process(task, model, dataset, tmp_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    extra = ["--no-cache", "--limit", "40"] if task == "zs-seg" else ["--no-cache"]
+    assert main(run_args(task, model, dataset, one, tmp_path / "data", *extra)) == 0, capsys.readouterr().err
+    proc = torchrun(run_args(task, model, dataset, two, tmp_path / "data", *extra))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = _result(one), _result(two)
+    assert b["world_size"] == 2 and a["world_size"] == 1
+    assert a["metrics"] == b["metrics"]
+    assert a.get("per_class") == b.get("per_class")
+    assert a["protocol"]["num_images"] == b["protocol"]["num_images"]
+    assert proc.stdout.count("| model") == 1  # one table, from rank 0
+
+
+def test_more_ranks_than_samples_and_the_cache_on_rank_0(tmp_path, capsys):
+    args = run_args("zs-cls", "silc-tiny", "shapes-cls", tmp_path / "r", tmp_path / "data", "--limit", "2")
+    cache = tmp_path / "cache"
+    proc = torchrun(args, nproc=3, env_extra={"SILC_BENCH_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = _result(tmp_path / "r")
+    assert res["protocol"]["num_images"] == 2 and res["world_size"] == 3
+    assert len(list((cache / "features" / "image").rglob("*.safetensors"))) == 1  # by rank 0
+    proc = torchrun([*args, "--force"], nproc=2, env_extra={"SILC_BENCH_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = _result(tmp_path / "r")
+    assert (
+        again["env"]["cache"]["hits"] >= 1 and again["env"]["cache"]["misses"] == 0
+    )  # rank 0's hit, broadcast
+    assert again["metrics"] == res["metrics"]
+
+
+def test_an_error_on_one_rank_exits_2_everywhere_with_one_message(tmp_path):
+    from tests.fixtures import imagefolder
+
+    root = imagefolder(tmp_path / "imgs", n_train=2, n_test=3, size=32)
+    last = sorted((root / "test").rglob("*.png"))[-1]  # in the second rank's block
+    last.write_bytes(b"not an image")
+    args = [
+        "run",
+        "--task",
+        "zs-cls",
+        "--model",
+        "silc-tiny",
+        "--dataset",
+        f"imagefolder:{root}",
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+        "--workers",
+        "0",
+        "--no-cache",
+    ]
+    proc = torchrun(args)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")]
+    assert len(lines) == 1 and last.name in lines[0], proc.stderr[-3000:]
+    assert "silc_bench/" not in proc.stderr  # no traceback of ours (torchrun prints its own report)
+    assert "exitcode  : 2" in proc.stderr  # the ranks exited 2, as for any bad input
+    assert not list((tmp_path / "r").rglob("*.json"))
