@@ -84,3 +84,27 @@ def test_fewshot_indices_nested_and_short_classes():
     per_class = [five[labels[five] == c][:1] for c in range(3)]
     assert np.concatenate(per_class).tolist() == one.tolist()  # nested across k
     assert fewshot_indices(labels, 3, 5, seed=1).tolist() != five.tolist()
+
+
+def test_blocked_retrieval_equals_the_full_matrix_with_ties():
+    """Ranks counted over (chunk × chunk) blocks equal ranks on the whole matrix, ties
+    (integer-valued embeddings) and captions out of image order included."""
+    from silc_bench.metrics.ranking import rank_of, retrieval_recall
+
+    rng = np.random.default_rng(0)
+    for trial in range(4):
+        n = int(rng.integers(5, 40))
+        scale = 1.0 if trial % 2 == 0 else 4.0  # integer-valued: every product exact, many ties
+        img = np.round(scale * rng.standard_normal((n, 6))).astype(np.float32)
+        txt = np.round(scale * rng.standard_normal((n * 5, 6))).astype(np.float32)
+        idx = rng.permutation(np.repeat(np.arange(n), 5))
+        sc = txt @ img.T
+        t2i = rank_of(sc, idx)
+        caps = [np.flatnonzero(idx == i) for i in range(n)]
+        best = np.array([c[np.argmax(sc.T[i, c])] for i, c in enumerate(caps)])
+        i2t = rank_of(sc.T.copy(), best)
+        for chunk in (3, 7, 4096):
+            got = retrieval_recall(img, txt, idx, chunk=chunk)
+            for k in (1, 5, 10):
+                assert got[f"t2i_recall@{k}"] == 100.0 * float(np.mean(t2i < k))
+                assert got[f"i2t_recall@{k}"] == 100.0 * float(np.mean(i2t < k))

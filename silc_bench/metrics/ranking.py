@@ -52,17 +52,44 @@ def mean_per_class_recall(pred: np.ndarray, targets: np.ndarray, num_classes: in
     return float(np.mean(list(recalls.values())))
 
 
-def _best_positive(scores: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
-    """For each row, the positive column with the highest score (lowest index on ties).
+def _chunked_ranks(
+    queries: np.ndarray, keys: np.ndarray, positives: list[np.ndarray], chunk: int
+) -> np.ndarray:
+    """Rank of each query's best positive key (lowest index on ties) among all keys,
+    counted over (chunk × chunk) score blocks.
 
-    The best positive has the smallest rank among a row's positives, so 'any positive in
-    the top k' is exactly 'best positive ranks below k'.
+    "Any positive in the top k" is "the best positive ranks below k". Counting is additive
+    over column blocks, so the ranks equal `rank_of` on the full matrix exactly, while memory
+    stays O(chunk²): a 1M × 100k retrieval never holds the matrix. Scores, the positives'
+    included, are read from the same block products they are compared in (a separate dot
+    product may round differently and break a tie the wrong way).
     """
-    best = np.empty(len(positives), dtype=np.int64)
-    for i, cols in enumerate(positives):
-        cols = np.sort(np.asarray(cols, dtype=np.int64))
-        best[i] = cols[np.argmax(scores[i, cols])]
-    return best
+    ranks = np.zeros(len(queries), dtype=np.int64)
+    starts = range(0, len(keys), chunk)
+    for r in range(0, len(queries), chunk):
+        q = queries[r : r + chunk]
+        pos = positives[r : r + chunk]
+        pr = np.concatenate([np.full(len(p), i) for i, p in enumerate(pos)])
+        pc = np.concatenate(pos).astype(np.int64)
+        blocks = [q @ keys.T] if len(starts) == 1 else None  # one block: computed once
+        best = np.full(len(q), -np.inf, dtype=np.float64)
+        best_col = np.full(len(q), np.iinfo(np.int64).max)
+        for b, c in enumerate(starts):  # pass 1: each row's best positive, from its block
+            sc = blocks[b] if blocks else q @ keys[c : c + chunk].T
+            sel = (pc >= c) & (pc < c + sc.shape[1])
+            rows, cols = pr[sel], pc[sel]
+            v = sc[rows, cols - c].astype(np.float64)
+            better = (v > best[rows]) | ((v == best[rows]) & (cols < best_col[rows]))
+            for i in np.lexsort((cols, -v, rows))[::-1]:  # best candidate per row applied last
+                if better[i]:
+                    best[rows[i]], best_col[rows[i]] = v[i], cols[i]
+        for b, c in enumerate(starts):  # pass 2: count what ranks ahead of it
+            sc = blocks[b] if blocks else q @ keys[c : c + chunk].T
+            col = np.arange(c, c + sc.shape[1])[None, :]
+            t = best[:, None].astype(np.float32)
+            ahead = (sc > t) | ((sc == t) & (col < best_col[:, None]))
+            ranks[r : r + chunk] += ahead.sum(axis=1)
+    return ranks
 
 
 def retrieval_recall(
@@ -70,13 +97,16 @@ def retrieval_recall(
     text_emb: np.ndarray,
     text_to_image: np.ndarray,
     ks: tuple[int, ...] = (1, 5, 10),
-    chunk: int = 1024,
+    chunk: int = 2048,
 ) -> dict[str, float]:
     """Image→text and text→image recall@k (in %) from L2-normalised embeddings.
 
     i2t: share of images with at least one of their captions in the top k captions.
     t2i: share of captions whose image is in the top k images.
+    Scores are computed in (chunk × chunk) blocks (`_chunked_ranks`).
     """
+    image_emb = np.ascontiguousarray(image_emb, dtype=np.float32)
+    text_emb = np.ascontiguousarray(text_emb, dtype=np.float32)
     text_to_image = np.asarray(text_to_image, dtype=np.int64)
     n_img = image_emb.shape[0]
     captions_of: list[list[int]] = [[] for _ in range(n_img)]
@@ -84,16 +114,8 @@ def retrieval_recall(
         captions_of[i].append(t)
     if any(len(c) == 0 for c in captions_of):
         raise ValueError("every image needs at least one caption")
-    t2i_ranks, i2t_ranks = [], []
-    for s in range(0, text_emb.shape[0], chunk):
-        sc = text_emb[s : s + chunk] @ image_emb.T
-        t2i_ranks.append(rank_of(sc, text_to_image[s : s + chunk]))
-    for s in range(0, n_img, chunk):
-        sc = image_emb[s : s + chunk] @ text_emb.T
-        pos = [np.asarray(c) for c in captions_of[s : s + chunk]]
-        i2t_ranks.append(rank_of(sc, _best_positive(sc, pos)))
-    t2i = np.concatenate(t2i_ranks)
-    i2t = np.concatenate(i2t_ranks)
+    t2i = _chunked_ranks(text_emb, image_emb, [np.array([i]) for i in text_to_image], chunk)
+    i2t = _chunked_ranks(image_emb, text_emb, [np.asarray(c) for c in captions_of], chunk)
     out = {}
     for k in ks:
         out[f"i2t_recall@{k}"] = 100.0 * float(np.mean(i2t < k))
