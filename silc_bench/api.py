@@ -23,6 +23,8 @@ from silc_bench.features import RunOptions
 from silc_bench.files import writable_dir
 from silc_bench.hashing import VERIFY_DATA, canonical_json, hash_obj
 from silc_bench.models import VLModel, load_model, parse_model_ref
+from silc_bench.models.execution import Execution
+from silc_bench.models.execution import apply as apply_execution
 from silc_bench.models.resolve import model_identity
 from silc_bench.result_key import ResultKey, limit_tags, option_tags
 from silc_bench.results import (
@@ -51,6 +53,8 @@ class EvalOptions:
     cache: bool = True
     progress: bool = True
     task_options: dict = field(default_factory=dict)  # e.g. zs-seg: dense_mode, pamr, tcl_ensemble
+    compile: bool = False  # torch.compile the image tower (recorded; in the run key)
+    channels_last: bool = False
     verify_data: bool = False  # re-hash every data file, ignoring the fingerprint memo
 
 
@@ -101,6 +105,7 @@ class LazyModel:
         if self._model is None:
             device = resolve_device(self._opts.device)
             self._model = load_model(self._ref, device, self._opts.precision)
+            apply_execution(self._model, execution_of(self._opts))
         return self._model
 
 
@@ -126,7 +131,12 @@ def run_key(
         "assets_sha256": assets_sha256(),  # class-name and template files
         "precision": precision,
         "limit": opts.limit,
+        **({"execution": execution_of(opts).key()} if execution_of(opts).key() else {}),
     }
+
+
+def execution_of(opts: EvalOptions) -> Execution:
+    return Execution(compile=opts.compile, channels_last=opts.channels_last)
 
 
 @functools.cache
@@ -323,6 +333,7 @@ def build_result(
             **environment(str(model.device)),
             "model": model.info,
             "cache": {"hits": cache.hits, "misses": cache.misses, "repaired": len(cache.events)},
+            "execution": model.execution,
         },
         run_key=key,
         world_size=dist.current().size,

@@ -44,7 +44,13 @@ def _model_key(model: VLModel) -> dict:
         "arch": model.info.get("arch"),
         "backend": model.info.get("backend"),
         "feature_version": FEATURE_VERSION,
+        **_execution_key(model),
     }
+
+
+def _execution_key(model: VLModel) -> dict:
+    ex = model.execution_options
+    return {"execution": ex.key()} if ex is not None and ex.key() else {}
 
 
 def image_features(
@@ -76,7 +82,8 @@ def _encode_images(
         batch_size=opts.batch_size,
         shuffle=False,
         num_workers=opts.workers,
-        persistent_workers=False,
+        persistent_workers=False,  # one pass per split: nothing to keep alive
+        prefetch_factor=4 if opts.workers > 0 else None,
         pin_memory=model.device.type == "cuda",
     )
     out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
@@ -90,7 +97,7 @@ def _encode_images(
             first = split.describe(items[int(idx[list(status).index("big")])])
             warn(f"{first} is over PIL's image-size warning threshold; decoded anyway")
             warned_big = True
-        feats = model.image_features(images)
+        feats = _forward_halving_on_oom(model, images)
         for k, v in feats.items():
             arr = v.cpu().numpy()
             if not np.isfinite(arr).all():
@@ -105,6 +112,21 @@ def _encode_images(
         bar.update(len(idx))
     bar.close()
     return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
+
+
+def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """CUDA out of memory: split the batch in two and retry each half (down to one image),
+    counted in the result's `env.execution.oom_halvings`."""
+    try:
+        return model.image_features(images)
+    except torch.cuda.OutOfMemoryError:
+        if len(images) == 1:
+            raise
+        torch.cuda.empty_cache()
+        model.execution["oom_halvings"] = model.execution.get("oom_halvings", 0) + 1
+        half = len(images) // 2
+        a, b = _forward_halving_on_oom(model, images[:half]), _forward_halving_on_oom(model, images[half:])
+        return {k: torch.cat([a[k], b[k]]) for k in a}
 
 
 def text_embeddings(

@@ -38,6 +38,8 @@ class VLModel:
     precision: str = "fp32"
     info: dict[str, Any] = field(default_factory=dict)  # arch, weights, tokenizer: for results
     identity: dict[str, Any] = field(default_factory=dict)  # weights sha256 + registry settings
+    execution: dict[str, Any] = field(default_factory=dict)  # compile, channels-last, OOM halvings: recorded
+    execution_options: Any = None  # models.execution.Execution, when set
 
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]
@@ -65,6 +67,13 @@ class VLModel:
 
         One forward gives both, so zero-shot and few-shot share one cached pass.
         """
+        x = images.to(self.device, non_blocking=True)  # pinned by the loader on CUDA
+        if self.execution.get("channels_last"):
+            x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            feats = self.backend.image_features(images.to(self.device))
+            feats = self.backend.image_features(x)
+        if self.execution.get("compile", {}).get("requested"):
+            from silc_bench.models.execution import verify_compiled
+
+            verify_compiled(self)
         return {k: v.float() for k, v in feats.items()}

@@ -1,0 +1,61 @@
+"""How the image tower runs, apart from what it computes: torch.compile, channels-last,
+and the count of CUDA out-of-memory halvings. Every choice is recorded in the result
+(`env.execution`); compile and channels-last also enter the run key and the feature-cache
+key when they are on, since fused kernels may round differently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from silc_bench.errors import warn
+
+COMPILE_BACKEND_ENV = "SILC_BENCH_COMPILE_BACKEND"  # tests use "eager": dynamo capture without a C++ build
+
+
+@dataclass(frozen=True)
+class Execution:
+    compile: bool = False
+    channels_last: bool = False
+
+    def key(self) -> dict[str, Any]:
+        """The part of the run key: empty when everything is default (old keys stay valid)."""
+        return {k: v for k, v in asdict(self).items() if v}
+
+
+def _graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def apply(model: Any, ex: Execution) -> None:
+    """Set up `model` (a VLModel) for `ex` and start its `execution` record."""
+    rec: dict[str, Any] = {
+        "compile": {"requested": ex.compile},
+        "channels_last": ex.channels_last,
+        "pinned_memory": model.device.type == "cuda",
+        "oom_halvings": 0,
+    }
+    if ex.channels_last:
+        model.module.to(memory_format=torch.channels_last)
+    if ex.compile:
+        backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor")
+        rec["compile"].update(backend=backend, graphs_before=_graphs())
+        model.backend.image_features = torch.compile(model.backend.image_features, backend=backend)
+    model.execution = rec
+    model.execution_options = ex
+
+
+def verify_compiled(model: Any) -> None:
+    """After the first compiled forward: did dynamo capture a graph? Recorded either way."""
+    c = model.execution.get("compile", {})
+    if not c.get("requested") or "took_effect" in c:
+        return
+    c["took_effect"] = _graphs() > c.get("graphs_before", 0)
+    if not c["took_effect"]:
+        warn("--compile: torch.compile captured no graph; the image tower ran eagerly")
