@@ -1,0 +1,170 @@
+"""zs-cls + retrieval: silc-bench against CLIP_benchmark's own `evaluate` functions.
+
+    python -m silc_bench.bench.vs_clip_benchmark [--repeats 3] [--device cpu]
+
+Same model (open_clip ViT-B/32, random weights, loaded once), same generated images
+(ShapesWorld's shapes-cls and shapes-retrieval splits), same prompts and captions, amp off,
+feature cache off, the same batch size and loader workers. Each tool's wall time is the
+median of interleaved runs; silc-bench's is the result's `wall_s` (the task from its data to
+its metrics), CLIP_benchmark's the `evaluate()` call. The metrics must agree. Writes
+reports/perf.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from silc_bench.bench.report import publish
+from silc_bench.config import REPO_ROOT
+
+
+def _accuracy_numpy2(output, target, topk=(1,)):  # noqa: ANN001, ANN202
+    """CLIP_benchmark 1.6.2's `accuracy` with its numpy-2 `float()` bug fixed (PROTOCOLS.md §6)."""
+    pred = output.topk(max(topk), 1, True, True)[1].t()
+    correct = pred.eq(target.view(1, -1).expand_as(pred))
+    return [float(correct[:k].reshape(-1).float().sum().item()) / len(target) for k in topk]
+
+
+def _model(device: str, folder: Path):  # noqa: ANN202
+    import open_clip
+    from safetensors.torch import save_file
+
+    from silc_bench.models.resolve import load_model, parse_model_ref
+
+    torch.manual_seed(0)
+    m = open_clip.create_model("ViT-B-32", pretrained=None, load_weights=False)
+    path = folder / "vitb32.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
+    return load_model(parse_model_ref("open_clip:ViT-B-32", str(path)), device)
+
+
+def main() -> int:
+    import clip_benchmark.metrics.zeroshot_classification as zsc
+    import clip_benchmark.metrics.zeroshot_retrieval as zsr
+
+    from silc_bench.api import EvalOptions, evaluate
+    from silc_bench.config import load_task
+    from silc_bench.data.classification import read_classification
+    from silc_bench.data.retrieval import read_karpathy
+    from silc_bench.text import read_asset
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--out", default=str(REPO_ROOT / "reports" / "perf.md"))
+    args = ap.parse_args()
+    zsc.accuracy = _accuracy_numpy2
+    tmp = Path(tempfile.mkdtemp())
+    model = _model(args.device, tmp)
+    opts = EvalOptions(
+        data_root=tmp,
+        out=tmp / "r",
+        device=args.device,
+        workers=2,
+        progress=False,
+        batch_size=args.batch_size,
+        cache=False,
+        force=True,
+    )
+    cls_spec = load_task("zs-cls", "shapes-cls")
+    cls = read_classification(cls_spec.data, tmp)
+    templates = cls.templates or read_asset("templates", cls_spec.protocol["templates"])
+    split = cls.splits["eval"]
+    tf = model.preprocess.transform()
+
+    class Split(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(split)
+
+        def __getitem__(self, i):  # noqa: ANN001, ANN204
+            return tf(split.read(split.items[i]).convert("RGB")), int(split.labels[i])
+
+    ret = read_karpathy(load_task("retrieval", "shapes-retrieval").data, tmp)
+    caps = [[] for _ in range(len(ret.images))]
+    for c, i in zip(ret.captions, ret.text_to_image):
+        caps[i].append(c)
+
+    class Captions(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(caps)
+
+        def __getitem__(self, i):  # noqa: ANN001, ANN204
+            return tf(ret.images.read(ret.images.items[i]).convert("RGB")), caps[i]
+
+    def collate(batch):  # noqa: ANN001, ANN202
+        return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+    def peer(kind: str) -> tuple[float, dict]:
+        t0 = time.perf_counter()
+        if kind == "zs-cls":
+            loader = torch.utils.data.DataLoader(Split(), batch_size=args.batch_size, num_workers=2)
+            out = zsc.evaluate(
+                model.module, loader, model.tokenizer, cls.classnames, templates, args.device, amp=False
+            )
+        else:
+            loader = torch.utils.data.DataLoader(
+                Captions(), batch_size=args.batch_size, num_workers=2, collate_fn=collate
+            )
+            out = zsr.evaluate(
+                model.module, loader, model.tokenizer, args.device, amp=False, recall_k_list=[1, 5, 10]
+            )
+        return time.perf_counter() - t0, out
+
+    def ours(kind: str) -> tuple[float, dict]:
+        dataset = "shapes-cls" if kind == "zs-cls" else "shapes-retrieval"
+        res = evaluate(model, kind, dataset, opts).result
+        return res.wall_s, res.metrics
+
+    times: dict[tuple[str, str], list[float]] = {}
+    metrics: dict[tuple[str, str], dict] = {}
+    for r in range(args.repeats):
+        for kind in ("zs-cls", "retrieval"):
+            for tool in ("silc-bench", "CLIP_benchmark") if r % 2 == 0 else ("CLIP_benchmark", "silc-bench"):
+                wall, m = (ours if tool == "silc-bench" else peer)(kind)
+                times.setdefault((kind, tool), []).append(wall)
+                metrics[(kind, tool)] = m
+    agree = abs(
+        metrics[("zs-cls", "silc-bench")]["top1"] - 100 * metrics[("zs-cls", "CLIP_benchmark")]["acc1"]
+    ) < 1e-4 and all(
+        abs(
+            metrics[("retrieval", "silc-bench")][f"t2i_recall@{k}"]
+            - 100 * metrics[("retrieval", "CLIP_benchmark")][f"image_retrieval_recall@{k}"]
+        )
+        < 1e-4
+        for k in (1, 5, 10)
+    )
+    rows = ["| task | images | silc-bench (s) | CLIP_benchmark (s) | speed ratio |", "|---|---|---|---|---|"]
+    for kind, n in (("zs-cls", len(split)), ("retrieval", len(ret.images))):
+        a = statistics.median(times[(kind, "silc-bench")])
+        b = statistics.median(times[(kind, "CLIP_benchmark")])
+        rows.append(f"| {kind} | {n} | {a:.2f} | {b:.2f} | {b / a:.2f}× |")
+    text = "\n".join(
+        [
+            "## zs-cls + retrieval vs CLIP_benchmark's `evaluate`",
+            "",
+            f"Written by `python -m silc_bench.bench.vs_clip_benchmark --repeats {args.repeats} --device "
+            f"{args.device}`: open_clip ViT-B/32 (random weights, loaded once), ShapesWorld's shapes-cls "
+            f"({len(split)} test images, {len(templates)} templates) and shapes-retrieval ({len(ret.images)} "
+            f"images, {len(ret.captions)} captions), amp off, feature cache off, batch {args.batch_size}, "
+            f"2 loader workers each; median of {args.repeats} interleaved runs. Speed ratio = "
+            "CLIP_benchmark time / silc-bench time (above 1: silc-bench is faster).",
+            "",
+            *rows,
+            "",
+            f"Metrics agree (top-1; t2i recall@1/5/10 to 1e-4): {'yes' if agree else 'NO'}. Goal: no slower "
+            "on the CPU, where the forward dominates; ≥ 1.5× on a GPU (`bench/gpu.sh` measures it there).",
+            "",
+        ]
+    )
+    return publish(Path(args.out), "zs-cls + retrieval vs CLIP_benchmark", text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
