@@ -55,6 +55,7 @@ class EvalOptions:
     task_options: dict = field(default_factory=dict)  # e.g. zs-seg: dense_mode, pamr, tcl_ensemble
     compile: bool = False  # torch.compile the image tower (recorded; in the run key)
     channels_last: bool = False
+    decode: str = "cpu"  # or "gpu": JPEGs decoded on the model's device
     verify_data: bool = False  # re-hash every data file, ignoring the fingerprint memo
 
 
@@ -136,7 +137,7 @@ def run_key(
 
 
 def execution_of(opts: EvalOptions) -> Execution:
-    return Execution(compile=opts.compile, channels_last=opts.channels_last)
+    return Execution(compile=opts.compile, channels_last=opts.channels_last, decode=opts.decode)
 
 
 @functools.cache

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=64)
     r.add_argument("--compile", action="store_true", help="torch.compile the image tower (recorded)")
     r.add_argument("--channels-last", action="store_true", help="channels-last image tensors (recorded)")
+    r.add_argument(
+        "--decode", choices=["cpu", "gpu"], default="cpu", help="gpu: JPEGs decoded on the model's device"
+    )
     r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding workers")
     r.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     r.add_argument("--force", action="store_true", help="recompute even if the result exists")
@@ -258,6 +261,7 @@ def _run(a: argparse.Namespace) -> int:
         verify_data=a.verify_data,
         compile=a.compile,
         channels_last=a.channels_last,
+        decode=a.decode,
         task_options={
             k: v
             for k, v in (

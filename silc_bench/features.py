@@ -76,6 +76,13 @@ def _encode_images(
     model: VLModel, split: ImageSplit, opts: RunOptions, desc: str, rows: range
 ) -> dict[str, np.ndarray]:
     items = split.items[rows.start : rows.stop]
+    ex = model.execution_options
+    if ex is not None and ex.decode == "gpu":
+        from silc_bench.data.gpu_decode import is_jpeg
+
+        if items and all(is_jpeg(i) for i in items):
+            return _encode_jpegs_on_device(model, split, items, opts, desc)
+        model.execution["decode_fallback"] = "not every image is a JPEG file: decoded by PIL"
     ds = ImageDataset(items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe)
     loader = torch.utils.data.DataLoader(
         ds,
@@ -112,6 +119,63 @@ def _encode_images(
         bar.update(len(idx))
     bar.close()
     return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
+
+
+class _Bytes(torch.utils.data.Dataset):
+    """File bytes only: decoding happens on the model's device."""
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from silc_bench.data.gpu_decode import read_bytes
+
+        return read_bytes(self.items[i]), i
+
+
+def _encode_jpegs_on_device(
+    model: VLModel, split: ImageSplit, items: list, opts: RunOptions, desc: str
+) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    from silc_bench.data.gpu_decode import decode, transform
+
+    loader = torch.utils.data.DataLoader(
+        _Bytes(items),
+        batch_size=opts.batch_size,
+        num_workers=opts.workers,
+        collate_fn=lambda b: ([x for x, _ in b], [i for _, i in b]),
+        prefetch_factor=4 if opts.workers > 0 else None,
+    )
+    out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
+    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not opts.progress, leave=False)
+    limit = Image.MAX_IMAGE_PIXELS
+    for blobs, idx in loader:
+        try:
+            imgs = decode(blobs, model.device)
+        except RuntimeError:
+            for b, i in zip(blobs, idx):  # name the file that does not decode
+                try:
+                    decode([b], model.device)
+                except RuntimeError as e:
+                    raise UserError(f"{split.describe(items[i])}: not a decodable JPEG ({e})") from None
+            raise
+        for img, i in zip(imgs, idx):
+            if limit and img.shape[1] * img.shape[2] > limit:
+                raise UserError(f"{split.describe(items[i])}: over the image-size limit (--max-image-pixels)")
+        batch = torch.stack([transform(img, model.preprocess) for img in imgs])
+        for k, v in _forward_halving_on_oom(model, batch).items():
+            out[k].append(v.cpu().numpy())
+        bar.update(len(idx))
+    bar.close()
+    model.execution["decoded_on"] = str(model.device)
+    feats = {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
+    if not all(np.isfinite(v).all() for v in feats.values()):
+        raise UserError(f"model {model.ref} produced NaN/inf image features; try --precision fp32")
+    return feats
 
 
 def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -56,3 +56,60 @@ def test_cuda_out_of_memory_halves_the_batch_and_counts_it():
     out = _forward_halving_on_oom(model, x)
     assert torch.equal(out["embed"], x.flatten(1)[:, :3] * 2)  # every image, in order
     assert model.execution["oom_halvings"] == 3 and max(c for c in calls if c <= 2) == 2
+
+
+def test_the_gpu_check_refuses_to_run_without_a_gpu():
+    import subprocess
+
+    from silc_bench.config import REPO_ROOT
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: gpu.sh would measure it")
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "silc_bench/bench/gpu.sh")], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "no CUDA GPU" in proc.stderr
+
+
+def test_decode_on_the_device_matches_the_pil_path_on_the_cpu(tmp_path, capsys):
+    """JPEG bytes decoded by torchvision (nvJPEG on CUDA; here the CPU) give PIL's pixels; the
+    tensor resize differs from PIL's filter by little, and the option is recorded and keyed."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from silc_bench.data.gpu_decode import decode
+    from silc_bench.data.synthetic import make_imagefolder
+
+    root = make_imagefolder(tmp_path / "imgs", n_train=2, n_test=4, size=80)
+    for png in list(root.rglob("*.png")):  # the same images as JPEG files
+        Image.open(png).convert("RGB").save(png.with_suffix(".jpg"), "JPEG", quality=92)
+        png.unlink()
+    some = next(root.rglob("*.jpg"))
+    raw = some.read_bytes()
+    pil = np.array(Image.open(io.BytesIO(raw)).convert("RGB"))
+    ours = decode([torch.frombuffer(bytearray(raw), dtype=torch.uint8)], torch.device("cpu"))[0]
+    assert np.array_equal(ours.permute(1, 2, 0).numpy(), pil)  # identical decoded pixels
+
+    base = [
+        "run",
+        "--task",
+        "zs-cls",
+        "--model",
+        "silc-tiny",
+        "--dataset",
+        f"imagefolder:{root}",
+        "--quiet",
+        "--workers",
+        "0",
+        "--no-cache",
+    ]
+    assert main([*base, "--out", str(tmp_path / "cpu")]) == 0
+    assert main([*base, "--out", str(tmp_path / "gpu"), "--decode", "gpu"]) == 0
+    capsys.readouterr()
+    a, b = _res(tmp_path / "cpu"), _res(tmp_path / "gpu")
+    assert b["env"]["execution"]["decode"] == "gpu" and b["env"]["execution"]["decoded_on"] == "cpu"
+    assert b["run_key"]["execution"] == {"decode": "gpu"} and "execution" not in a["run_key"]
+    n = a["protocol"]["num_images"]
+    assert abs(a["metrics"]["top1"] - b["metrics"]["top1"]) <= 100 / n + 1e-9  # at most one image flips

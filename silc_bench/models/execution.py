@@ -21,10 +21,12 @@ COMPILE_BACKEND_ENV = "SILC_BENCH_COMPILE_BACKEND"  # tests use "eager": dynamo 
 class Execution:
     compile: bool = False
     channels_last: bool = False
+    decode: str = "cpu"  # "gpu": torchvision.io.decode_jpeg on the model's device (data/gpu_decode.py)
 
     def key(self) -> dict[str, Any]:
         """The part of the run key: empty when everything is default (old keys stay valid)."""
-        return {k: v for k, v in asdict(self).items() if v}
+        default = Execution()
+        return {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
 
 
 def _graphs() -> int:
@@ -40,6 +42,7 @@ def apply(model: Any, ex: Execution) -> None:
         "channels_last": ex.channels_last,
         "pinned_memory": model.device.type == "cuda",
         "oom_halvings": 0,
+        "decode": ex.decode,
     }
     if ex.channels_last:
         model.module.to(memory_format=torch.channels_last)
