@@ -47,6 +47,27 @@ def tasks_dir() -> Path:
     return Path(os.environ.get("SILC_BENCH_TASKS", DATA_HOME / "tasks"))
 
 
+def task_roots() -> list[Path]:
+    """The task folder, then your own ones in $SILC_BENCH_TASK_PATH (':'-separated), each laid
+    out the same way: `<task>/<dataset>.yaml`, `<task>/profiles/<name>.yaml`, or a whole new
+    `<task>/_task.yaml` (lm-eval's include_path, for tasks)."""
+    extra = os.environ.get("SILC_BENCH_TASK_PATH", "")
+    return [tasks_dir(), *(Path(p).expanduser() for p in extra.split(os.pathsep) if p)]
+
+
+def _find(task: str, rel: str) -> Path | None:
+    """`<root>/<task>/<rel>` in exactly one task root (None: in none)."""
+    hits = [r / task / rel for r in task_roots() if (r / task / rel).is_file()]
+    if len(hits) > 1:
+        raise UserError(f"{task}/{rel} is defined twice: {hits[0]} and {hits[1]}; rename one")
+    return hits[0] if hits else None
+
+
+def _names(task: str, pattern: str) -> list[str]:
+    found = {p.stem for r in task_roots() for p in (r / task).glob(pattern) if not p.name.startswith("_")}
+    return sorted(found)
+
+
 def user_models_file() -> Path:
     """The user's own registry (`convert --register` writes it): $XDG_CONFIG_HOME/silc-bench/models.yaml."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
@@ -145,25 +166,24 @@ class _ProfileFile:
 
 
 def list_tasks() -> list[str]:
-    root = tasks_dir()
-    return sorted(p.parent.name for p in root.glob("*/_task.yaml"))
+    return sorted({p.parent.name for r in task_roots() for p in r.glob("*/_task.yaml")})
 
 
 def _task_folder(task: str) -> Path:
-    folder = tasks_dir() / task
-    if not (folder / "_task.yaml").is_file():
+    found = _find(task, "_task.yaml")
+    if found is None:
         raise did_you_mean("task", task, list_tasks())
-    return folder
+    return found.parent
 
 
 def list_datasets(task: str) -> list[str]:
-    folder = _task_folder(task)
-    return sorted(p.stem for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+    _task_folder(task)
+    return _names(task, "*.yaml")
 
 
 def list_profiles(task: str) -> list[str]:
     folder = _task_folder(task)
-    named = sorted(p.stem for p in (folder / "profiles").glob("*.yaml"))
+    named = _names(task, "profiles/*.yaml")
     return named if _default_profile(folder) in named else [DEFAULT_PROFILE, *named]
 
 
@@ -174,15 +194,15 @@ def _default_profile(folder: Path) -> str:
 def task_default_profile(task: str) -> str:
     """The profile a task runs when `--protocol` is not given. A task the suite does not run
     itself (`ov-seg`, imported) has only the default."""
-    folder = tasks_dir() / task
-    if not (folder / "_task.yaml").is_file():
+    found = _find(task, "_task.yaml")
+    if found is None:
         return DEFAULT_PROFILE
-    return _default_profile(folder)
+    return _default_profile(found.parent)
 
 
 def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
+    path = _find(folder.name, f"{name}.yaml")
+    if path is None or name.startswith("_"):
         raise did_you_mean(f"{folder.name} dataset", name, list_datasets(folder.name))
     if name in seen:
         raise UserError(f"{path}: include cycle {' -> '.join(seen + (name,))}")
@@ -224,9 +244,9 @@ def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
     protocol = merge(tf.protocol, raw["protocol"])
     version = tf.version
     profile_version = None
-    if profile != DEFAULT_PROFILE or (folder / "profiles" / f"{profile}.yaml").is_file():
-        ppath = folder / "profiles" / f"{profile}.yaml"
-        if not ppath.is_file():
+    ppath = _find(task, f"profiles/{profile}.yaml")
+    if profile != DEFAULT_PROFILE or ppath is not None:
+        if ppath is None:
             raise did_you_mean(f"{task} protocol profile", profile, list_profiles(task))
         pf = build(_ProfileFile, read_yaml(ppath), str(ppath))
         protocol = merge(protocol, pf.protocol)

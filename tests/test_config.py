@@ -94,3 +94,22 @@ def test_schema_1_files_are_read(tmp_path):
     path.write_text(json.dumps(d))
     back = read_result(path)
     assert back.schema_version == 1 and back.run_key == {} and back.metrics == {"top1": 50.0}
+
+
+def test_your_own_task_folders_extend_the_built_in_ones(tmp_path, monkeypatch):
+    from silc_bench.config import list_datasets, list_profiles, load_task
+    from silc_bench.errors import UserError
+
+    extra = tmp_path / "mine"
+    (extra / "zs-cls" / "profiles").mkdir(parents=True)
+    (extra / "zs-cls" / "cifar100-plain.yaml").write_text("include: cifar100\nprotocol: {templates: imagenet}\n")
+    (extra / "zs-cls" / "profiles" / "mine.yaml").write_text("protocol: {bare_template: true}\n")
+    monkeypatch.setenv("SILC_BENCH_TASK_PATH", str(extra))
+    assert "cifar100-plain" in list_datasets("zs-cls") and "cifar100" in list_datasets("zs-cls")
+    assert "mine" in list_profiles("zs-cls")
+    spec = load_task("zs-cls", "cifar100-plain", "mine")
+    assert spec.protocol["templates"] == "imagenet" and spec.protocol["bare_template"] is True
+    assert spec.data["format"] == "cifar100"  # inherited from the built-in file
+    (extra / "zs-cls" / "cifar100.yaml").write_text("data: {format: cifar100}\n")
+    with pytest.raises(UserError, match="defined twice"):
+        load_task("zs-cls", "cifar100")

@@ -77,4 +77,4 @@ def sliding_window_logits(
                 i, (y1, y2, x1, x2) = chunk[j]
                 preds[i, :, y1:y2, x1:x2] += logits[k].to(preds.dtype)
                 count[i, :, y1:y2, x1:x2] += 1
-    return preds / count
+    return preds.div_(count)  # in place: the one (B, C, H, W) buffer is the result
