@@ -35,8 +35,13 @@ NFS_BYTES_PER_S = 1.0e9  # a shared file system's aggregate read bandwidth (assu
 def _flops(fn) -> int:  # noqa: ANN001
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fn()
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused MHA kernel hides its matmuls from the counter
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            fn()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
     return int(counter.get_total_flops())
 
 
@@ -88,11 +93,15 @@ def decode_rate(n: int = 40) -> float:
         Image.fromarray(arr).save(buf, "JPEG", quality=90)
         blobs.append(buf.getvalue())
     tf = Preprocess().transform()
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    for b in blobs:
-        tf(Image.open(io.BytesIO(b)))
-    return n / (time.perf_counter() - t0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one loader worker
+    try:
+        t0 = time.perf_counter()
+        for b in blobs:
+            tf(Image.open(io.BytesIO(b)))
+        return n / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
 
 
 # One checkpoint, Table 1 + Table 2 (PROTOCOLS.md §1-4; default profiles)
@@ -117,6 +126,7 @@ def scaling(fl: dict[str, int], decode: float) -> str:
     flops = img * fl["image_224"] + windows * fl["window_448"] + SUITE_TEXTS * fl["text_77"]
     rate = H200_BF16_FLOPS * ASSUMED_MFU
     gather = img * (768 + 512) * 4  # pre_logits + embed, float32, every rank receives every block
+    necks: list[tuple[int, str]] = []
     rows = [
         "| GPUs | compute (s) | JPEG decode (s) | file system (s) | projected wall (s) | bottleneck |",
         "|---|---|---|---|---|---|",
@@ -127,7 +137,8 @@ def scaling(fl: dict[str, int], decode: float) -> str:
         fs = total_bytes / NFS_BYTES_PER_S
         parts = {"compute": compute, "JPEG decode": dec, "file system": fs}
         neck = max(parts, key=parts.get)
-        rows.append(f"| {g} | {compute:.0f} | {dec:.0f} | {fs:.0f} | {max(parts.values()):.0f} | {neck} |")
+        rows.append(f"| {g} | {compute:.1f} | {dec:.1f} | {fs:.1f} | {max(parts.values()):.1f} | {neck} |")
+        necks.append((g, neck))
     return "\n".join(
         [
             "## Scaling on paper: Table 1 + Table 2 for one checkpoint",
@@ -150,11 +161,13 @@ def scaling(fl: dict[str, int], decode: float) -> str:
             *rows,
             "",
             "Teacher and student double every column; three model sizes multiply the compute column by "
-            "their FLOP ratios. Where the bottleneck moves: one GPU is compute-bound; with 8 GPUs per "
-            "node the loader workers' JPEG decoding is the limit unless decoding moves to the GPU "
-            "(`--decode gpu`, not yet built) or more workers per GPU; at 64 GPUs reading the JPEGs from "
-            "the shared file system sets the wall time, so a local copy or a sharded read is worth more "
-            "than more GPUs.",
+            "their FLOP ratios. The three stages overlap (loader workers run ahead of the GPU), so the "
+            "wall time is the slowest of them. Where the bottleneck moves: "
+            + "; ".join(f"{g} GPU{'s' if g > 1 else ''}: {n}" for g, n in necks)
+            + ". With CPU decoding, JPEG decode outweighs the GPU's compute even on one GPU at "
+            f"{WORKERS_PER_GPU} workers; `--decode gpu` moves it onto the GPU (nvJPEG), after which "
+            "compute and then the shared file system bound the run: past a few GPUs, a local copy of "
+            "the data or a sharded read is worth more than more GPUs.",
             "",
         ]
     )

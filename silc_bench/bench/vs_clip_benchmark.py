@@ -80,6 +80,8 @@ def main() -> int:
     tf = model.preprocess.transform()
 
     class Split(torch.utils.data.Dataset):
+        classes = cls.classnames
+
         def __len__(self) -> int:
             return len(split)
 
