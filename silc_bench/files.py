@@ -22,23 +22,31 @@ def umask_mode(mode: int = 0o666) -> int:
 def writable_dir(folder: Path) -> bool:
     """True if files can be created in `folder`. Probed by writing (permission bits say
     nothing to root); folders made for the probe are removed again, so a run that fails
-    later leaves nothing behind."""
-    made: list[Path] = []
-    try:
-        missing = [p for p in (folder, *folder.parents) if not p.exists()]
-        for p in reversed(missing):
-            p.mkdir()
-            made.append(p)
-        probe = folder / f".probe.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-    finally:
-        for p in reversed(made):
-            with contextlib.suppress(OSError):
-                p.rmdir()
+    later leaves nothing behind. Safe when several processes (torchrun ranks) probe the same
+    new folder at once: a folder another process made is not ours to remove, and a probe
+    whose folder vanished under it is retried."""
+    for _ in range(3):
+        made: list[Path] = []
+        try:
+            for p in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+                try:
+                    p.mkdir()
+                    made.append(p)
+                except FileExistsError:
+                    pass
+            probe = folder / f".probe.{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return True
+        except FileNotFoundError:
+            continue  # another process removed its probe folder between our mkdir and write
+        except OSError:
+            return False
+        finally:
+            for p in reversed(made):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+    return False
 
 
 def _alive(pid: int) -> bool:
