@@ -9,6 +9,7 @@ Result file atomically.
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from dataclasses import dataclass, field
@@ -271,6 +272,10 @@ def _run(
         options=dict(opts.task_options),
         artifacts_dir=path.with_suffix(""),
     )
+    for k in ("decode_fallback", "decoded_on"):  # this evaluation's record, not the last one's
+        model.execution.pop(k, None)
+    if model.execution:
+        model.execution["oom_halvings"] = 0
     t0 = time.perf_counter()
     out = plugin_cls().run(ctx, protocol)
     wall = time.perf_counter() - t0
@@ -334,7 +339,7 @@ def build_result(
             **environment(str(model.device)),
             "model": model.info,
             "cache": {"hits": cache.hits, "misses": cache.misses, "repaired": len(cache.events)},
-            "execution": model.execution,
+            "execution": copy.deepcopy(model.execution),
         },
         run_key=key,
         world_size=dist.current().size,

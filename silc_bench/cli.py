@@ -199,8 +199,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         return _run(a)
     from silc_bench.api import resolve_device
 
+    world = dist.init(a.device)  # first: later errors are agreed, and printed by rank 0 alone
     device = resolve_device(a.device)
-    world = dist.init(device)
     if device.startswith("cuda"):
         a.device = f"cuda:{world.local_rank}"  # one GPU per rank
     if not world.main:
@@ -233,7 +233,7 @@ def _run(a: argparse.Namespace) -> int:
         # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)
         missing = [s.dataset for s in specs if "generated" not in s.data]
         datasets = [s.dataset for s in specs if "generated" in s.data]
-        if missing:
+        if missing and dist.current().main:
             print(
                 f"silc-bench: no --data-root folder {a.data_root}: skipping {', '.join(missing)}",
                 file=sys.stderr,
@@ -497,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         if _main_rank():  # under torchrun every rank raised the same error: one prints it
             print(f"silc-bench: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `silc-bench list models | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:
         from silc_bench import dist
 
@@ -507,9 +510,6 @@ def main(argv: list[str] | None = None) -> int:
         if _main_rank() or not isinstance(e, dist.DistributedFailure):
             print(f"silc-bench: error: [rank {dist.current().rank}] {detail}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `silc-bench list models | head`: the reader left, nothing is wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         _close_progress_bars()
         print("silc-bench: interrupted", file=sys.stderr)

@@ -96,10 +96,15 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def shard(n: int, world: World | None = None) -> range:
-    """This rank's contiguous block of `n` items."""
+def shard(n: int, world: World | None = None, align: int = 1) -> range:
+    """This rank's contiguous block of `n` items. With `align` (the batch size) blocks hold
+    whole batches, so every batch has the images it would have in one process, and the
+    features are bitwise those of one process (a batch's make-up can change a GEMM's
+    rounding)."""
     w = world or current()
-    return range(w.rank * n // w.size, (w.rank + 1) * n // w.size)
+    batches = -(-n // align)
+    start, stop = w.rank * batches // w.size, (w.rank + 1) * batches // w.size
+    return range(min(start * align, n), min(stop * align, n))
 
 
 def all_gather(obj: Any) -> list[Any]:
@@ -138,13 +143,24 @@ def gather_outcome(fn: Callable[[], T]) -> list[T]:
     return [value for _, value in everything]
 
 
-def sharded_rows(n: int, compute: Callable[[range], dict[str, np.ndarray] | None]) -> dict[str, np.ndarray]:
-    """`compute(rows)` over the whole range in one process, or each rank's block gathered in
-    dataset order. `compute` returns None for an empty block."""
+def sharded_rows(
+    n: int, compute: Callable[[range], dict[str, np.ndarray] | None], align: int = 1
+) -> dict[str, np.ndarray]:
+    """`compute(rows)` over the whole range in one process, or each rank's block (whole
+    batches of `align`) gathered in dataset order. `compute` returns None for an empty block."""
     if current().size == 1:
         out = compute(range(n))
         assert out is not None
         return out
-    rows = shard(n)
+    rows = shard(n, align=align)
     parts = [p for p in gather_outcome(lambda: compute(rows) if len(rows) else None) if p is not None]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def interleaved(parts: list[list[Any]]) -> list[Any]:
+    """Undo a strided split (rank r held items r, r + W, r + 2W, ...: mmengine's
+    DefaultSampler): back to dataset order, so sums run in one process's order."""
+    out: list[Any] = []
+    for i in range(max((len(p) for p in parts), default=0)):
+        out.extend(p[i] for p in parts if i < len(p))
+    return out

@@ -64,25 +64,30 @@ def image_features(
         "n": len(split),
     }
     n = len(split)
+    ex = model.execution_options
+    jpeg = False  # --decode gpu applies to a split whose every item is a JPEG file, decided once
+    if ex is not None and ex.decode == "gpu":
+        from silc_bench.data.gpu_decode import is_jpeg
+
+        jpeg = all(is_jpeg(i) for i in split.items)
+        if not jpeg:
+            model.execution["decode_fallback"] = "not every image is a JPEG file: decoded by PIL"
     return cache.get_or_compute(
         "image",
         parts,
-        lambda: sharded_rows(n, lambda rows: _encode_images(model, split, opts, desc, rows)),
+        lambda: sharded_rows(
+            n, lambda rows: _encode_images(model, split, opts, desc, rows, jpeg), align=opts.batch_size
+        ),
         rows={"pre_logits": n, "embed": n},
     )
 
 
 def _encode_images(
-    model: VLModel, split: ImageSplit, opts: RunOptions, desc: str, rows: range
+    model: VLModel, split: ImageSplit, opts: RunOptions, desc: str, rows: range, jpeg: bool = False
 ) -> dict[str, np.ndarray]:
     items = split.items[rows.start : rows.stop]
-    ex = model.execution_options
-    if ex is not None and ex.decode == "gpu":
-        from silc_bench.data.gpu_decode import is_jpeg
-
-        if items and all(is_jpeg(i) for i in items):
-            return _encode_jpegs_on_device(model, split, items, opts, desc)
-        model.execution["decode_fallback"] = "not every image is a JPEG file: decoded by PIL"
+    if jpeg:
+        return _encode_jpegs_on_device(model, split, items, opts, desc)
     ds = ImageDataset(items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe)
     loader = torch.utils.data.DataLoader(
         ds,
@@ -157,15 +162,14 @@ def _encode_jpegs_on_device(
         try:
             imgs = decode(blobs, model.device)
         except RuntimeError:
-            for b, i in zip(blobs, idx):  # name the file that does not decode
-                try:
-                    decode([b], model.device)
-                except RuntimeError as e:
-                    raise UserError(f"{split.describe(items[i])}: not a decodable JPEG ({e})") from None
-            raise
+            imgs = [_decode_one(b, items[i], split, model.device) for b, i in zip(blobs, idx)]
         for img, i in zip(imgs, idx):
-            if limit and img.shape[1] * img.shape[2] > limit:
-                raise UserError(f"{split.describe(items[i])}: over the image-size limit (--max-image-pixels)")
+            if limit and img.shape[1] * img.shape[2] > 2 * limit:  # PIL's own error threshold
+                raise UserError(
+                    f"{split.describe(items[i])}: {img.shape[2]}x{img.shape[1]} pixels is over the "
+                    f"decompression-bomb limit of {2 * limit:,}; raise it with --max-image-pixels "
+                    "if you trust it"
+                )
         batch = torch.stack([transform(img, model.preprocess) for img in imgs])
         for k, v in _forward_halving_on_oom(model, batch).items():
             out[k].append(v.cpu().numpy())
@@ -176,6 +180,25 @@ def _encode_jpegs_on_device(
     if not all(np.isfinite(v).all() for v in feats.values()):
         raise UserError(f"model {model.ref} produced NaN/inf image features; try --precision fp32")
     return feats
+
+
+def _decode_one(blob: torch.Tensor, item, split: ImageSplit, device: torch.device) -> torch.Tensor:  # noqa: ANN001
+    """One file the batch decoder refused: a .jpg that is really a PNG goes through PIL,
+    as the CPU path would read it; a file neither reads is the user's one-line error."""
+    from silc_bench.data.gpu_decode import decode
+
+    try:
+        return decode([blob], device)[0]
+    except RuntimeError:
+        pass
+    from silc_bench.data.images import decode_status, to_rgb
+
+    try:
+        img = to_rgb(split.read(item))
+    except Exception as e:  # noqa: BLE001 - the same one-line report as the PIL path
+        raise UserError(decode_status(e, split.describe(item))) from None
+    arr = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+    return arr.to(device)
 
 
 def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -206,7 +229,11 @@ def text_embeddings(
     emb = cache.get_or_compute(
         "text",
         parts,
-        lambda: sharded_rows(len(texts), lambda r: _encode_texts(model, texts[r.start : r.stop], opts, desc)),
+        lambda: sharded_rows(
+            len(texts),
+            lambda r: _encode_texts(model, texts[r.start : r.stop], opts, desc),
+            align=_text_batch(opts),
+        ),
         rows={"emb": len(texts)},
     )["emb"]
     if not normalize:
@@ -214,8 +241,12 @@ def text_embeddings(
     return torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(emb)), dim=-1).numpy()
 
 
+def _text_batch(opts: RunOptions) -> int:
+    return max(opts.batch_size, 256)
+
+
 def _encode_texts(model: VLModel, texts: list[str], opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
-    bs = max(opts.batch_size, 256)
+    bs = _text_batch(opts)
     chunks = []
     bar = tqdm(total=len(texts), desc=desc, unit="txt", disable=not opts.progress, leave=False)
     for s in range(0, len(texts), bs):

@@ -102,7 +102,9 @@ def test_your_own_task_folders_extend_the_built_in_ones(tmp_path, monkeypatch):
 
     extra = tmp_path / "mine"
     (extra / "zs-cls" / "profiles").mkdir(parents=True)
-    (extra / "zs-cls" / "cifar100-plain.yaml").write_text("include: cifar100\nprotocol: {templates: imagenet}\n")
+    (extra / "zs-cls" / "cifar100-plain.yaml").write_text(
+        "include: cifar100\nprotocol: {templates: imagenet}\n"
+    )
     (extra / "zs-cls" / "profiles" / "mine.yaml").write_text("protocol: {bare_template: true}\n")
     monkeypatch.setenv("SILC_BENCH_TASK_PATH", str(extra))
     assert "cifar100-plain" in list_datasets("zs-cls") and "cifar100" in list_datasets("zs-cls")

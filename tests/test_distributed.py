@@ -103,3 +103,23 @@ def test_an_error_on_one_rank_exits_2_everywhere_with_one_message(tmp_path):
     assert "silc_bench/" not in proc.stderr  # no traceback of ours (torchrun prints its own report)
     assert "exitcode  : 2" in proc.stderr  # the ranks exited 2, as for any bad input
     assert not list((tmp_path / "r").rglob("*.json"))
+
+
+def test_blocks_hold_whole_batches_and_strided_shares_return_to_dataset_order():
+    from silc_bench.dist import World, interleaved, shard
+
+    for n in (1, 7, 10, 64, 65):
+        for size in (1, 2, 3, 5):
+            for align in (1, 4, 7):
+                blocks = [shard(n, World(r, size), align) for r in range(size)]
+                assert [i for b in blocks for i in b] == list(range(n))  # nothing dropped or doubled
+                assert all(b.start % align == 0 for b in blocks if len(b))  # one process's batches
+    strided = [list(range(r, 11, 3)) for r in range(3)]  # DefaultSampler with round_up=False
+    assert interleaved(strided) == list(range(11))
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    proc = subprocess.run(
+        f"{sys.executable} -m silc_bench list models | head -1", shell=True, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

@@ -111,5 +111,11 @@ def test_decode_on_the_device_matches_the_pil_path_on_the_cpu(tmp_path, capsys):
     a, b = _res(tmp_path / "cpu"), _res(tmp_path / "gpu")
     assert b["env"]["execution"]["decode"] == "gpu" and b["env"]["execution"]["decoded_on"] == "cpu"
     assert b["run_key"]["execution"] == {"decode": "gpu"} and "execution" not in a["run_key"]
+    mixed = next(root.rglob("*.jpg"))  # one PNG among the JPEGs: the whole split goes through PIL
+    Image.open(mixed).save(mixed.with_suffix(".png"))
+    mixed.unlink()
+    assert main([*base, "--out", str(tmp_path / "mixed"), "--decode", "gpu"]) == 0
+    capsys.readouterr()
+    assert "decode_fallback" in _res(tmp_path / "mixed")["env"]["execution"]
     n = a["protocol"]["num_images"]
     assert abs(a["metrics"]["top1"] - b["metrics"]["top1"]) <= 100 / n + 1e-9  # at most one image flips

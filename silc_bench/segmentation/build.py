@@ -151,9 +151,9 @@ def run_mmseg_loop(
         if world.size == 1:
             local()
         else:  # each rank scored mmengine's DefaultSampler share; the IoU areas are gathered
-            parts = dist.gather_outcome(local)
-            metric.results = [r for res, _ in parts for r in res]
-            files = [f for _, fs in parts for f in fs]
+            parts = dist.gather_outcome(local)  # DefaultSampler's strided shares, back in dataset order
+            metric.results = dist.interleaved([res for res, _ in parts])
+            files = dist.interleaved([fs for _, fs in parts])
     except BaseException:  # interrupted or failed: no half-written predictions left behind
         if tmp_pred is not None:
             shutil.rmtree(tmp_pred, ignore_errors=True)
