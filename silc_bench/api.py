@@ -292,10 +292,29 @@ def _run(
         )
         out.notes.append(note)
         warn(note)
+    if dist.current().size > 1:  # what every rank did, not rank 0's share alone
+        model.execution = merge_execution(dist.all_gather(model.execution))
     result = build_result(model, spec, out, wall, key, cache, plugin_cls.metric_decimals, opts.limit)
     if dist.current().main:  # every rank holds the same result; one writes it
         write_result(path, result)
     return Outcome(result, path, skipped=False)
+
+
+def merge_execution(records: list[dict]) -> dict:
+    """Every rank's execution record as one: OOM halvings summed, compile taken effect if
+    any rank compiled a graph (a rank with an empty block never ran the tower)."""
+    merged = copy.deepcopy(records[0])
+    if not merged:
+        return merged
+    merged["oom_halvings"] = sum(r.get("oom_halvings", 0) for r in records)
+    seen = [r["compile"]["took_effect"] for r in records if "took_effect" in r.get("compile", {})]
+    if seen:
+        merged["compile"]["took_effect"] = any(seen)
+    for key in ("decode_fallback", "decoded_on"):
+        found = next((r[key] for r in records if key in r), None)
+        if found is not None:
+            merged[key] = found
+    return merged
 
 
 def build_result(

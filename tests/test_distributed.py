@@ -123,3 +123,13 @@ def test_a_closed_pipe_is_not_an_error(tmp_path):
         f"{sys.executable} -m silc_bench list models | head -1", shell=True, capture_output=True, text=True
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_execution_records_of_all_ranks_are_merged():
+    from silc_bench.api import merge_execution
+
+    rank0 = {"compile": {"requested": True}, "oom_halvings": 0, "decode": "cpu"}  # an empty block
+    rank1 = {"compile": {"requested": True, "took_effect": True}, "oom_halvings": 2, "decode": "cpu"}
+    merged = merge_execution([rank0, rank1])
+    assert merged["compile"]["took_effect"] is True and merged["oom_halvings"] == 2
+    assert merge_execution([{}, {}]) == {}
