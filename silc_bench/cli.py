@@ -380,46 +380,6 @@ def cmd_figure(a: argparse.Namespace) -> int:
     return run_figure(models, a.dataset, a.n, Path(a.out), Path(a.results), Path(a.data_root), a.confusions)
 
 
-def cmd_export(a: argparse.Namespace) -> int:
-    from silc_bench.export import export_model
-
-    ref = a.model
-    if a.variant:
-        if ":" in ref:
-            raise UserError("give the variant once: NAME:VARIANT or --variant")
-        ref = f"{ref}:{a.variant}"
-    for kind, path in export_model(ref, Path(a.out)).items():
-        print(f"wrote {path} ({kind})", file=sys.stderr)
-    return 0
-
-
-def cmd_convert(a: argparse.Namespace) -> int:
-    from silc_bench.convert.command import convert_big_vision
-    from silc_bench.user_models import register_converted, user_models_file
-
-    out = Path(a.out).expanduser().resolve()
-    name = a.name or out.stem
-    if a.register:  # a bad name fails before minutes of conversion
-        register_converted(name, out, None, dry_run=True)
-    tok = Path(a.tokenizer) if a.tokenizer else None
-    meta = convert_big_vision(Path(a.src), out, a.arch, tok, a.pooling, a.fp16)
-    diffs = meta["verification"]["max_abs_diff"]
-    worst = max(diffs.values(), key=abs)
-    print(f"wrote {out}: open_clip {meta['arch']}, verified (max |Δ| {worst:.1e} ≤ 1e-4)")
-    if a.register:
-        register_converted(name, out, meta)
-        print(f"registered {name!r} in {user_models_file()}: silc-bench run --model {name} ...")
-    return 0
-
-
-def cmd_resave(a: argparse.Namespace) -> int:
-    from silc_bench.resave import resave
-
-    n = resave(Path(a.src), Path(a.out), a.trust_pickle)
-    print(f"wrote {a.out}: {n['tensors']} tensors, loadable with weights_only / safetensors")
-    return 0
-
-
 def cmd_cache(a: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -476,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:  # library warnings (PIL, torch, mmengine) are noise before our one line
         warnings.filterwarnings("ignore")
     try:
+        from silc_bench import model_files
+
         commands = {
             "run": cmd_run,
             "list": cmd_list,
@@ -485,9 +447,9 @@ def main(argv: list[str] | None = None) -> int:
             "table": cmd_table,
             "import": cmd_import,
             "figure": cmd_figure,
-            "export": cmd_export,
-            "convert": cmd_convert,
-            "resave": cmd_resave,
+            "export": model_files.cmd_export,
+            "convert": model_files.cmd_convert,
+            "resave": model_files.cmd_resave,
             "cache": cmd_cache,
         }
         return commands[args.command](args)

@@ -10,7 +10,6 @@ Key mapping (facts from big_vision's flax modules and open_clip/timm's torch mod
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,7 +216,3 @@ def choose_arch(spec: TwoTower, sd_shapes: dict[str, tuple[int, ...]]) -> str | 
         if not fit_problems(_meta_shapes(name), sd_shapes, name):
             return name
     return None
-
-
-def note(msg: str) -> None:
-    print(f"convert: {msg}", file=sys.stderr)

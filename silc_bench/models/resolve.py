@@ -24,6 +24,7 @@ from silc_bench.errors import UserError, did_you_mean
 from silc_bench.hashing import file_sha256, hash_obj
 from silc_bench.models.adapter import PRECISIONS, VLModel
 from silc_bench.models.backend import backend_class, backend_for
+from silc_bench.models.converted import check_text_fit, spec_from_converted, with_converted_metadata
 from silc_bench.models.preprocess import Preprocess
 from silc_bench.models.weights import SUFFIXES, load_into, read_state_dict, select_variant
 
@@ -67,7 +68,7 @@ def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
             raise UserError(f"--model {text} needs --weights PATH (a local checkpoint for {arch})")
         spec = ModelSpec(name=text, arch={"open_clip": arch})
         return ModelRef(
-            text, _with_converted_metadata(spec, Path(weights).expanduser()), None, Path(weights).expanduser()
+            text, with_converted_metadata(spec, Path(weights).expanduser()), None, Path(weights).expanduser()
         )
     name, colon, variant = text.partition(":")
     if colon and not variant:
@@ -83,32 +84,6 @@ def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
     else:
         variant = spec.default_variant or (next(iter(spec.variants)) if spec.variants else None)
     return ModelRef(text, spec, variant or None, Path(weights).expanduser() if weights else None)
-
-
-def _with_converted_metadata(spec: ModelSpec, path: Path) -> ModelSpec:
-    """A file written by `silc-bench convert` carries its preprocessing and tokenizer; they
-    become this run's defaults (PROTOCOLS.md §6: a checkpoint's own preprocessing, always)."""
-    from dataclasses import replace
-
-    from silc_bench.convert.command import read_metadata
-
-    meta = read_metadata(path) if path.is_file() else None
-    if meta is None:
-        return spec
-    arch = spec.arch.get("open_clip")
-    if meta.get("arch") == "custom":
-        raise UserError(
-            f"{path} holds a custom architecture (see {path.stem}.config.json), not open_clip {arch}; "
-            f"evaluate it by name after `silc-bench convert ... --register`"
-        )
-    if meta.get("arch") != arch:
-        raise UserError(f"{path} was converted for open_clip {meta.get('arch')}, not {arch}")
-    for key in ("preprocess", "tokenizer"):
-        if not isinstance(meta.get(key, {}), dict):
-            raise UserError(f"{path}: its convert metadata `{key}` is not a mapping")
-    return replace(
-        spec, preprocess=dict(meta.get("preprocess", {})), tokenizer=dict(meta.get("tokenizer", {}))
-    )
 
 
 def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
@@ -209,37 +184,15 @@ _SPEC_KEYS = ("arch", "backend", "preprocess", "tokenizer", "dense_mode")
 
 
 def _effective(ref: ModelRef) -> ModelRef:
-    """`arch: {converted: big_vision}`: the architecture, preprocessing and tokenizer are the
-    ones `silc-bench convert` verified and recorded in the weights file (entry keys win)."""
+    """`arch: {converted: big_vision}`: the converted file's recorded architecture,
+    preprocessing and tokenizer (models/converted.py)."""
+    if "converted" not in ref.spec.arch:
+        return ref
     from dataclasses import replace
 
-    from silc_bench.convert.command import read_metadata
-
-    spec = ref.spec
-    if "converted" not in spec.arch:
-        return ref
-    files = _weight_files(spec, ref.weights)
-    if not files or not files[0][0].is_file():
-        return ref  # _checked_files says what is missing and how to get it
-    meta = read_metadata(files[0][0])
-    if meta is None:
-        raise UserError(
-            f"{files[0][0]}: model {spec.name!r} takes its architecture from a file written by "
-            "`silc-bench convert`, and this file has no such metadata"
-        )
-    if meta.get("arch") == "custom" and not isinstance(meta.get("config"), dict):
-        raise UserError(f"{files[0][0]}: its convert metadata names a custom architecture without a config")
-    for key in ("preprocess", "tokenizer"):
-        if not isinstance(meta.get(key, {}), dict):
-            raise UserError(f"{files[0][0]}: its convert metadata `{key}` is not a mapping")
-    arch = {"config": meta["config"]} if meta.get("arch") == "custom" else {"open_clip": meta.get("arch")}
-    new = replace(
-        spec,
-        arch=arch,
-        preprocess={**meta.get("preprocess", {}), **spec.preprocess},
-        tokenizer=dict(spec.tokenizer or meta.get("tokenizer", {})),
-    )
-    return replace(ref, spec=new)
+    files = _weight_files(ref.spec, ref.weights)
+    path = files[0][0] if files and files[0][0].is_file() else None
+    return replace(ref, spec=spec_from_converted(ref.spec, path))
 
 
 def model_identity(ref: ModelRef) -> dict[str, Any]:
@@ -321,7 +274,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     }
     preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
     tokenizer, tok_info = make_tokenizer(spec, arch_name)
-    _check_text_fit(spec, module, tok_info)
+    check_text_fit(spec, module, tok_info)
     backend_name = backend_for(spec.backend, module)
     backend = backend_class(backend_name)(module, extras)
     info = {"arch": spec.arch, "backend": backend_name, "weights": weights_info, "tokenizer": tok_info}
@@ -364,26 +317,6 @@ def _attach_backend(
         sd = {k: v for k, v in sd.items() if not k.startswith(("masker.", *AUTHORS_IGNORED))}
         extras["tcl"] = load_tcl_masker(module, masker_sd)
     return sd
-
-
-def _check_text_fit(spec: ModelSpec, module: torch.nn.Module, tok: dict[str, Any]) -> None:
-    """A sentencepiece tokenizer must fit the text tower: ids inside its embedding, and the
-    context length its position embeddings and last-token pooling were trained with."""
-    if tok.get("type") != "sentencepiece":
-        return
-    text = getattr(module, "text", module)
-    emb = getattr(text, "token_embedding", None)
-    pos = getattr(text, "positional_embedding", None)
-    if emb is not None and tok["vocab_size"] > emb.num_embeddings:
-        raise UserError(
-            f"model {spec.name!r}: tokenizer {tok['file']} has {tok['vocab_size']} pieces, but the text "
-            f"tower embeds {emb.num_embeddings}; it is not this model's vocabulary"
-        )
-    if pos is not None and tok["context_length"] != pos.shape[0]:
-        raise UserError(
-            f"model {spec.name!r}: tokenizer context_length {tok['context_length']} differs from the "
-            f"text tower's {pos.shape[0]} positions"
-        )
 
 
 def _as_int(size: Any) -> int:
