@@ -133,7 +133,7 @@ def run_key(
         "assets_sha256": assets_sha256(),  # class-name and template files
         "precision": precision,
         "limit": opts.limit,
-        **({"execution": execution_of(opts).key()} if execution_of(opts).key() else {}),
+        **({"execution": ex} if (ex := execution_of(opts).key()) else {}),
     }
 
 

@@ -8,6 +8,7 @@ texts). Under torchrun each rank encodes its block of the split (silc_bench/dist
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,30 +88,16 @@ def _encode_images(
 ) -> dict[str, np.ndarray]:
     items = split.items[rows.start : rows.stop]
     if jpeg:
-        return _encode_jpegs_on_device(model, split, items, opts, desc)
-    ds = ImageDataset(items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe)
-    loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=opts.batch_size,
-        shuffle=False,
-        num_workers=opts.workers,
-        persistent_workers=False,  # one pass per split: nothing to keep alive
-        prefetch_factor=4 if opts.workers > 0 else None,
-        pin_memory=model.device.type == "cuda",
-    )
+        from silc_bench.data.gpu_decode import device_batches
+
+        model.execution["decoded_on"] = str(model.device)
+        batches = device_batches(items, split, model.preprocess, model.device, opts.batch_size, opts.workers)
+    else:
+        batches = _pil_batches(items, split, model, opts)
     out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
-    bar = tqdm(total=len(ds), desc=desc, unit="img", disable=not opts.progress, leave=False)
-    warned_big = False
-    for images, idx, status in loader:
-        errors = [s for s in status if s not in ("", "big")]
-        if errors:
-            raise UserError(errors[0])
-        if "big" in status and not warned_big:
-            first = split.describe(items[int(idx[list(status).index("big")])])
-            warn(f"{first} is over PIL's image-size warning threshold; decoded anyway")
-            warned_big = True
-        feats = _forward_halving_on_oom(model, images)
-        for k, v in feats.items():
+    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not opts.progress, leave=False)
+    for images, idx in batches:
+        for k, v in _forward_halving_on_oom(model, images).items():
             arr = v.cpu().numpy()
             if not np.isfinite(arr).all():
                 bad = np.where(~np.isfinite(arr).all(axis=1))[0]
@@ -126,79 +113,28 @@ def _encode_images(
     return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
 
 
-class _Bytes(torch.utils.data.Dataset):
-    """File bytes only: decoding happens on the model's device."""
-
-    def __init__(self, items: list) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from silc_bench.data.gpu_decode import read_bytes
-
-        return read_bytes(self.items[i]), i
-
-
-def _encode_jpegs_on_device(
-    model: VLModel, split: ImageSplit, items: list, opts: RunOptions, desc: str
-) -> dict[str, np.ndarray]:
-    from PIL import Image
-
-    from silc_bench.data.gpu_decode import decode, transform
-
+def _pil_batches(items: list, split: ImageSplit, model: VLModel, opts: RunOptions) -> Iterator[tuple]:
+    """(images, indices) decoded and transformed by PIL in the loader workers."""
+    ds = ImageDataset(items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe)
     loader = torch.utils.data.DataLoader(
-        _Bytes(items),
+        ds,
         batch_size=opts.batch_size,
+        shuffle=False,
         num_workers=opts.workers,
-        collate_fn=lambda b: ([x for x, _ in b], [i for _, i in b]),
+        persistent_workers=False,  # one pass per split: nothing to keep alive
         prefetch_factor=4 if opts.workers > 0 else None,
+        pin_memory=model.device.type == "cuda",
     )
-    out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not opts.progress, leave=False)
-    limit = Image.MAX_IMAGE_PIXELS
-    for blobs, idx in loader:
-        try:
-            imgs = decode(blobs, model.device)
-        except RuntimeError:
-            imgs = [_decode_one(b, items[i], split, model.device) for b, i in zip(blobs, idx)]
-        for img, i in zip(imgs, idx):
-            if limit and img.shape[1] * img.shape[2] > 2 * limit:  # PIL's own error threshold
-                raise UserError(
-                    f"{split.describe(items[i])}: {img.shape[2]}x{img.shape[1]} pixels is over the "
-                    f"decompression-bomb limit of {2 * limit:,}; raise it with --max-image-pixels "
-                    "if you trust it"
-                )
-        batch = torch.stack([transform(img, model.preprocess) for img in imgs])
-        for k, v in _forward_halving_on_oom(model, batch).items():
-            out[k].append(v.cpu().numpy())
-        bar.update(len(idx))
-    bar.close()
-    model.execution["decoded_on"] = str(model.device)
-    feats = {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
-    if not all(np.isfinite(v).all() for v in feats.values()):
-        raise UserError(f"model {model.ref} produced NaN/inf image features; try --precision fp32")
-    return feats
-
-
-def _decode_one(blob: torch.Tensor, item, split: ImageSplit, device: torch.device) -> torch.Tensor:  # noqa: ANN001
-    """One file the batch decoder refused: a .jpg that is really a PNG goes through PIL,
-    as the CPU path would read it; a file neither reads is the user's one-line error."""
-    from silc_bench.data.gpu_decode import decode
-
-    try:
-        return decode([blob], device)[0]
-    except RuntimeError:
-        pass
-    from silc_bench.data.images import decode_status, to_rgb
-
-    try:
-        img = to_rgb(split.read(item))
-    except Exception as e:  # noqa: BLE001 - the same one-line report as the PIL path
-        raise UserError(decode_status(e, split.describe(item))) from None
-    arr = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
-    return arr.to(device)
+    warned_big = False
+    for images, idx, status in loader:
+        errors = [s for s in status if s not in ("", "big")]
+        if errors:
+            raise UserError(errors[0])
+        if "big" in status and not warned_big:
+            first = split.describe(items[int(idx[list(status).index("big")])])
+            warn(f"{first} is over PIL's image-size warning threshold; decoded anyway")
+            warned_big = True
+        yield images, idx
 
 
 def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, torch.Tensor]:

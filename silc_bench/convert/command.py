@@ -29,21 +29,14 @@ METADATA_KEY = "silc_bench"
 BIG_VISION_PREPROCESS = {"resize": "squash", "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
-_NOTES: list[str] = []
-
-
-def _say(msg: str) -> None:
-    """Progress notes wait until every check has passed: bad input gets one line, not a story."""
-    _NOTES.append(msg)
-
-
-def _flush() -> None:
-    for msg in _NOTES:
+def _flush(notes: list[str]) -> None:
+    """Progress notes are printed only once every check has passed: bad input gets one
+    line, not a story."""
+    for msg in notes:
         print(f"convert: {msg}", file=sys.stderr)
-    _NOTES.clear()
 
 
-def _resample_posemb(tree: NpzTree, spec: TwoTower, grid: int) -> TwoTower:
+def _resample_posemb(tree: NpzTree, spec: TwoTower, grid: int, notes: list[str]) -> TwoTower:
     """big_vision's `resample_posemb`: bilinear (scipy zoom, order 1) on the patch grid."""
     from scipy.ndimage import zoom
 
@@ -52,7 +45,7 @@ def _resample_posemb(tree: NpzTree, spec: TwoTower, grid: int) -> TwoTower:
     d = old.shape[-1]
     new = zoom(old.reshape(g, g, d), (grid / g, grid / g, 1), order=1).reshape(1, grid * grid, d)
     tree.overrides["img/pos_embedding"] = new.astype(np.float32)
-    _say(
+    notes.append(
         f"position embeddings resampled from {g}x{g} to {grid}x{grid} patches "
         f"({spec.image_size} px → {grid * spec.patch} px, bilinear as big_vision's resample_posemb)"
     )
@@ -60,7 +53,7 @@ def _resample_posemb(tree: NpzTree, spec: TwoTower, grid: int) -> TwoTower:
 
 
 def _target(
-    arch: str | None, spec: TwoTower, tree: NpzTree, sd_shapes: dict[str, tuple[int, ...]]
+    arch: str | None, spec: TwoTower, tree: NpzTree, sd_shapes: dict[str, tuple[int, ...]], notes: list[str]
 ) -> tuple[torch.nn.Module, str, dict | None, TwoTower]:
     """(model, arch name or 'custom', custom config, spec at the model's resolution)."""
     from silc_bench.models.arch import build_from_config, build_named
@@ -78,14 +71,16 @@ def _target(
         n = pos.shape[1]
         g = int(round(n**0.5))
         if g * g == n and g != spec.grid:
-            spec = _resample_posemb(tree, spec, g)
+            spec = _resample_posemb(tree, spec, g, notes)
         return model, arch, None, spec
     name = choose_arch(spec, sd_shapes)
     if name is not None:
-        _say(f"architecture: open_clip {name} (every parameter's shape fits)")
+        notes.append(f"architecture: open_clip {name} (every parameter's shape fits)")
         return build_named(name), name, None, spec
     cfg = custom_config(spec)
-    _say("architecture: no open_clip architecture fits; a custom config is written beside the weights")
+    notes.append(
+        "architecture: no open_clip architecture fits; a custom config is written beside the weights"
+    )
     return build_from_config(cfg), "custom", cfg, spec
 
 
@@ -124,7 +119,7 @@ def _verify(model: torch.nn.Module, tree: NpzTree, spec: TwoTower) -> dict[str, 
     }
 
 
-def _tokenizer_meta(path: Path | None, spec: TwoTower) -> dict[str, Any]:
+def _tokenizer_meta(path: Path | None, spec: TwoTower, notes: list[str]) -> dict[str, Any]:
     from silc_bench.models.sp_tokenizer import SentencePieceTokenizer, expected_file
 
     file, source = expected_file(spec.vocab)
@@ -136,7 +131,7 @@ def _tokenizer_meta(path: Path | None, spec: TwoTower) -> dict[str, Any]:
         "source": source,
     }
     if path is None:
-        _say(
+        notes.append(
             f"no --tokenizer given: the file is written; runs will need the sentencepiece model "
             f"{file} ({source})"
         )
@@ -183,16 +178,16 @@ def convert_big_vision(
         raise UserError(f"--out {out}: the output must be a .safetensors file")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    _NOTES.clear()
+    notes: list[str] = []
     tree = NpzTree(Path(src).expanduser())
     spec = describe(tree, pooling)
-    _say(
+    notes.append(
         f"{tree.path.name}: {spec.pooling.upper()}-pooled ViT, patch {spec.patch}, {spec.image_size} px, "
         f"width {spec.img.width}, depth {spec.img.depth}, {'scanned' if spec.img.scanned else 'per-block'} "
         f"layout{', params/ prefix' if tree.prefix else ''}; text width {spec.txt.width}, "
         f"{spec.context_length} tokens, vocab {spec.vocab}"
     )
-    tok_meta = _tokenizer_meta(tokenizer, spec)
+    tok_meta = _tokenizer_meta(tokenizer, spec, notes)
     sd = state_dict(tree, spec)
     unused = tree.unused()
     if unused:
@@ -202,20 +197,20 @@ def convert_big_vision(
             f"({shown}{', ...' if len(unused) > 4 else ''}); this is not the two-tower layout assumed "
             "(or --pooling does not match the checkpoint)"
         )
-    model, arch_name, cfg, spec = _target(arch, spec, tree, shapes_of(sd))
+    model, arch_name, cfg, spec = _target(arch, spec, tree, shapes_of(sd), notes)
     if "img/pos_embedding" in tree.overrides:
         sd["visual.trunk.pos_embed"] = torch.from_numpy(tree.overrides["img/pos_embedding"])
-    problems = fit_problems(shapes_of(model), shapes_of(sd), arch_name if arch else "the architecture")
-    if problems:
-        raise UserError(f"--arch {arch_name} does not fit {tree.path.name}: " + "; ".join(problems[:3]))
+    problems = fit_problems(shapes_of(model), shapes_of(sd), arch_name)
+    if problems:  # --arch was checked in _target; this guards the inferred and custom ones
+        raise UserError(f"architecture {arch_name} does not fit {tree.path.name}: " + "; ".join(problems[:3]))
     model.load_state_dict(sd, strict=True)
     del sd
     check = _verify(model, tree, spec)
     worst = max(v if np.isfinite(v) else float("inf") for v in check["max_abs_diff"].values())
     for k, v in check["max_abs_diff"].items():
-        _say(f"verify {k}: max |Δ| = {v:.2e}")
+        notes.append(f"verify {k}: max |Δ| = {v:.2e}")
     for k, v in check["gelu_tanh_vs_exact_max_abs_diff"].items():
-        _say(f"tanh-approximate vs exact GELU, {k}: max |Δ| = {v:.2e} (recorded in the metadata)")
+        notes.append(f"tanh-approximate vs exact GELU, {k}: max |Δ| = {v:.2e} (recorded in the metadata)")
     if not np.isfinite(worst) or worst > TOLERANCE:
         raise UserError(
             f"verification failed: max |Δ| = {worst:.2e} against the numpy reference exceeds {TOLERANCE:g}; "
@@ -242,7 +237,7 @@ def convert_big_vision(
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise UserError(f"--fp16: {bad[0]} overflows float16 ({len(bad)} tensor(s)); write float32 instead")
-    _flush()
+    _flush(notes)
     _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
     if cfg is not None:
         cfg_path = out.with_name(out.stem + ".config.json")

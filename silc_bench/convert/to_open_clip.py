@@ -38,42 +38,37 @@ def _out_cols(kernel: np.ndarray) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1]).T
 
 
+# big_vision block parameter → (timm name, open_clip text-tower name)
+_NORMS = {"LayerNorm_0": ("norm1", "ln_1"), "LayerNorm_1": ("norm2", "ln_2")}
+_DENSE = {"Dense_0": ("mlp.fc1", "mlp.c_fc"), "Dense_1": ("mlp.fc2", "mlp.c_proj")}
+
+
 def _blocks(enc: Encoder, timm: bool) -> Iterator[tuple[str, torch.Tensor]]:
-    """Per-parameter over all blocks, so a scanned array is read once."""
-    ln1, attn, ln2 = ("norm1", "attn", "norm2") if timm else ("ln_1", "attn", "ln_2")
-    fc1, fc2 = ("mlp.fc1", "mlp.fc2") if timm else ("mlp.c_fc", "mlp.c_proj")
-    qkv, out = ("qkv", "proj") if timm else ("in_proj_", "out_proj")
-
-    def each(name: str) -> list[np.ndarray]:
-        return enc.stacked(name)
-
-    for src, dst in (("LayerNorm_0", ln1), ("LayerNorm_1", ln2)):
-        for i, v in enumerate(each(f"{src}/scale")):
-            yield f"{i}.{dst}.weight", _t(v)
-        for i, v in enumerate(each(f"{src}/bias")):
-            yield f"{i}.{dst}.bias", _t(v)
-    ks = [each(f"{A}{n}/kernel") for n in ("query", "key", "value")]
-    for i, parts in enumerate(zip(*ks)):
-        yield (
-            (f"{i}.{attn}.qkv.weight" if timm else f"{i}.{attn}.{qkv}weight"),
-            _t(np.concatenate([_qkv_rows(p) for p in parts])),
-        )
-    del ks
-    bs = [each(f"{A}{n}/bias") for n in ("query", "key", "value")]
-    for i, parts in enumerate(zip(*bs)):
-        yield (
-            (f"{i}.{attn}.qkv.bias" if timm else f"{i}.{attn}.{qkv}bias"),
-            _t(np.concatenate([p.reshape(-1) for p in parts])),
-        )
-    for i, v in enumerate(each(f"{A}out/kernel")):
-        yield f"{i}.{attn}.{out}.weight", _t(_out_cols(v))
-    for i, v in enumerate(each(f"{A}out/bias")):
-        yield f"{i}.{attn}.{out}.bias", _t(v)
-    for src, dst in (("Dense_0", fc1), ("Dense_1", fc2)):
-        for i, v in enumerate(each(f"MlpBlock_0/{src}/kernel")):
-            yield f"{i}.{dst}.weight", _t(v.T)
-        for i, v in enumerate(each(f"MlpBlock_0/{src}/bias")):
-            yield f"{i}.{dst}.bias", _t(v)
+    """(name within `blocks.`/`resblocks.`, tensor), parameter by parameter over all blocks,
+    so a scanned array is read once."""
+    pick = 0 if timm else 1
+    qkv = ("attn.qkv.weight", "attn.qkv.bias") if timm else ("attn.in_proj_weight", "attn.in_proj_bias")
+    out = "attn.proj" if timm else "attn.out_proj"
+    for src, names in _NORMS.items():
+        for w, suffix in (("scale", "weight"), ("bias", "bias")):
+            for i, v in enumerate(enc.stacked(f"{src}/{w}")):
+                yield f"{i}.{names[pick]}.{suffix}", _t(v)
+    kernels = [enc.stacked(f"{A}{n}/kernel") for n in ("query", "key", "value")]
+    for i, parts in enumerate(zip(*kernels)):
+        yield f"{i}.{qkv[0]}", _t(np.concatenate([_qkv_rows(p) for p in parts]))
+    del kernels
+    biases = [enc.stacked(f"{A}{n}/bias") for n in ("query", "key", "value")]
+    for i, parts in enumerate(zip(*biases)):
+        yield f"{i}.{qkv[1]}", _t(np.concatenate([p.reshape(-1) for p in parts]))
+    for i, v in enumerate(enc.stacked(f"{A}out/kernel")):
+        yield f"{i}.{out}.weight", _t(_out_cols(v))
+    for i, v in enumerate(enc.stacked(f"{A}out/bias")):
+        yield f"{i}.{out}.bias", _t(v)
+    for src, names in _DENSE.items():
+        for i, v in enumerate(enc.stacked(f"MlpBlock_0/{src}/kernel")):
+            yield f"{i}.{names[pick]}.weight", _t(v.T)
+        for i, v in enumerate(enc.stacked(f"MlpBlock_0/{src}/bias")):
+            yield f"{i}.{names[pick]}.bias", _t(v)
 
 
 def state_dict(tree: NpzTree, spec: TwoTower) -> dict[str, torch.Tensor]:

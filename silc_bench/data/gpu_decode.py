@@ -10,13 +10,18 @@ through the PIL path as before.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from silc_bench.data.images import decode_status, to_rgb
+from silc_bench.errors import UserError
 from silc_bench.models.preprocess import SQUASH_CROP_RATIO, Preprocess
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -54,3 +59,58 @@ def transform(img: torch.Tensor, p: Preprocess) -> torch.Tensor:
         img = TF.resize(img, [p.size, p.size], interpolation=interp, antialias=True)
     x = img.float().div(255.0)
     return TF.normalize(x, list(p.mean), list(p.std))
+
+
+class _Bytes(torch.utils.data.Dataset):
+    """File bytes only: decoding happens on the model's device."""
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return read_bytes(self.items[i]), i
+
+
+def _decode_one(blob: torch.Tensor, item: Any, split: Any, device: torch.device) -> torch.Tensor:
+    """One file the batch decoder refused: a .jpg that is really a PNG goes through PIL,
+    as the CPU path would read it; a file neither reads is the user's one-line error."""
+    try:
+        return decode([blob], device)[0]
+    except RuntimeError:
+        pass
+    try:
+        img = to_rgb(split.read(item))
+    except Exception as e:  # noqa: BLE001 - the same one-line report as the PIL path
+        raise UserError(decode_status(e, split.describe(item))) from None
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).to(device)
+
+
+def device_batches(
+    items: list, split: Any, p: Preprocess, device: torch.device, batch_size: int, workers: int
+) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """(images, indices): workers read bytes, the device decodes and transforms. PIL's own
+    decompression-bomb threshold (twice `MAX_IMAGE_PIXELS`) applies here too."""
+    loader = torch.utils.data.DataLoader(
+        _Bytes(items),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=lambda b: ([x for x, _ in b], [i for _, i in b]),
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    limit = Image.MAX_IMAGE_PIXELS
+    for blobs, idx in loader:
+        try:
+            imgs = decode(blobs, device)
+        except RuntimeError:
+            imgs = [_decode_one(b, items[i], split, device) for b, i in zip(blobs, idx)]
+        for img, i in zip(imgs, idx):
+            if limit and img.shape[1] * img.shape[2] > 2 * limit:
+                raise UserError(
+                    f"{split.describe(items[i])}: {img.shape[2]}x{img.shape[1]} pixels is over the "
+                    f"decompression-bomb limit of {2 * limit:,}; raise it with --max-image-pixels "
+                    "if you trust it"
+                )
+        yield torch.stack([transform(img, p) for img in imgs]), idx

@@ -16,10 +16,23 @@ from silc_bench.convert.command import read_metadata
 from silc_bench.errors import UserError
 
 
+def _metadata(path: Path) -> dict[str, Any] | None:
+    """The file's convert metadata, its shape checked (None: not a converted file)."""
+    meta = read_metadata(path)
+    if meta is None:
+        return None
+    if meta.get("arch") == "custom" and not isinstance(meta.get("config"), dict):
+        raise UserError(f"{path}: its convert metadata names a custom architecture without a config")
+    for key in ("preprocess", "tokenizer"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise UserError(f"{path}: its convert metadata `{key}` is not a mapping")
+    return meta
+
+
 def with_converted_metadata(spec: ModelSpec, path: Path) -> ModelSpec:
     """A file written by `silc-bench convert` carries its preprocessing and tokenizer; they
     become this run's defaults (PROTOCOLS.md §6: a checkpoint's own preprocessing, always)."""
-    meta = read_metadata(path) if path.is_file() else None
+    meta = _metadata(path) if path.is_file() else None
     if meta is None:
         return spec
     arch = spec.arch.get("open_clip")
@@ -30,9 +43,6 @@ def with_converted_metadata(spec: ModelSpec, path: Path) -> ModelSpec:
         )
     if meta.get("arch") != arch:
         raise UserError(f"{path} was converted for open_clip {meta.get('arch')}, not {arch}")
-    for key in ("preprocess", "tokenizer"):
-        if not isinstance(meta.get(key, {}), dict):
-            raise UserError(f"{path}: its convert metadata `{key}` is not a mapping")
     return replace(
         spec, preprocess=dict(meta.get("preprocess", {})), tokenizer=dict(meta.get("tokenizer", {}))
     )
@@ -43,17 +53,12 @@ def spec_from_converted(spec: ModelSpec, path: Path | None) -> ModelSpec:
     ones `silc-bench convert` verified and recorded in the weights file (entry keys win)."""
     if path is None:
         return spec  # _checked_files says what is missing and how to get it
-    meta = read_metadata(path)
+    meta = _metadata(path)
     if meta is None:
         raise UserError(
             f"{path}: model {spec.name!r} takes its architecture from a file written by "
             "`silc-bench convert`, and this file has no such metadata"
         )
-    if meta.get("arch") == "custom" and not isinstance(meta.get("config"), dict):
-        raise UserError(f"{path}: its convert metadata names a custom architecture without a config")
-    for key in ("preprocess", "tokenizer"):
-        if not isinstance(meta.get(key, {}), dict):
-            raise UserError(f"{path}: its convert metadata `{key}` is not a mapping")
     arch = {"config": meta["config"]} if meta.get("arch") == "custom" else {"open_clip": meta.get("arch")}
     return replace(
         spec,

@@ -1,4 +1,5 @@
-"""Zero-shot segmentation on MMSegmentation: sliding window, segmentor, dense features.
+"""Zero-shot segmentation on MMSegmentation: sliding window, segmentor, the test loop
+(dense features come from the model backends, silc_bench/models/).
 
 Importing this package makes mmseg importable on mmcv-lite (see `mmcv_ops`).
 """
