@@ -69,6 +69,50 @@ def test_the_gpu_check_refuses_to_run_without_a_gpu():
         ["bash", str(REPO_ROOT / "silc_bench/bench/gpu.sh")], capture_output=True, text=True
     )
     assert proc.returncode == 1 and "no CUDA GPU" in proc.stderr
+    assert not (REPO_ROOT / "reports" / "perf-gpu.md.tmp").exists()
+
+
+def test_the_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    """`gpu.sh --dry-run`: every step of the prepared GPU check, on the CPU with a tiny model,
+    so a broken script shows here and not after the GPU time is spent. The file it writes
+    holds each section, labelled a dry run, with the comparisons that must hold."""
+    import os
+    import subprocess
+    import sys
+
+    from silc_bench.config import REPO_ROOT
+
+    out = tmp_path / "perf-gpu.md"
+    env = {**os.environ, "GPU_CHECK_OUT": str(out), "PYTHON": sys.executable}
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "silc_bench/bench/gpu.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("# Performance on a GPU: DRY RUN")
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert len(headings) == 5 and all("dry run" in h for h in headings), headings
+    assert text.count("Predictions identical: yes") == 2  # one and 8 windows per forward
+    assert "Metrics identical: yes" in text and "world_size recorded: 2" in text
+    assert "Metrics agree (top-1; t2i recall@1/5/10 to 1e-4): yes" in text
+    rows = [
+        [c.strip() for c in line.split("|")[1:4]]
+        for line in text.splitlines()
+        if line.startswith(("| fp32", "| bf16"))
+    ]
+    assert sorted(rows) == [
+        ["bf16", "no", "—"],
+        ["bf16", "yes", "yes"],
+        ["fp32", "no", "—"],
+        ["fp32", "yes", "yes"],
+    ]
+    assert (
+        not (REPO_ROOT / "reports" / "perf-gpu.md").exists()
+        or "DRY RUN" not in (REPO_ROOT / "reports" / "perf-gpu.md").read_text()
+    )
 
 
 def test_decode_on_the_device_matches_the_pil_path_on_the_cpu(tmp_path, capsys):

@@ -125,7 +125,7 @@ def main() -> int:
             "",
         ]
     )
-    return publish(Path(args.out), "Dataset fingerprint", text)
+    return publish(Path(args.out), text)
 
 
 if __name__ == "__main__":

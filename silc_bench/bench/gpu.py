@@ -1,8 +1,10 @@
-"""The GPU half of `bench/gpu.sh`: image-encoding throughput against the roofline, and
-torchrun across the GPUs present, each compared with one process. Writes
-reports/perf-gpu.md. Refuses to run without CUDA (a CPU number is not a GPU number).
+"""The GPU half of `bench/gpu.sh`: image-encoding throughput through silc-bench's own model
+path (precision, `--compile`) against the roofline, and torchrun across the GPUs present
+compared with one process. Writes reports/perf-gpu.md. Refuses to run without CUDA (a CPU
+number is not a GPU number), except as `--dry-run`: a tiny model on the CPU that runs every
+step, so a broken script is found before the GPU time is spent.
 
-    python -m silc_bench.bench.gpu [--batch 256] [--out reports/perf-gpu.md]
+    python -m silc_bench.bench.gpu [--batch 256] [--out reports/perf-gpu.md] [--dry-run]
 """
 
 from __future__ import annotations
@@ -19,123 +21,143 @@ from pathlib import Path
 import torch
 
 from silc_bench.bench.report import publish, write_section
-from silc_bench.bench.roofline import H200_BF16_FLOPS, count
+from silc_bench.bench.roofline import H200_BF16_FLOPS, flops
 from silc_bench.config import REPO_ROOT
 
+DRY = "dry run on the CPU: checks that the script runs, measures nothing"
 
-def _throughput(precision: str, compile_: bool, batch: int, steps: int = 10) -> float:
-    import open_clip
+
+def _weights(arch: str, folder: Path) -> Path:
+    """A seeded random checkpoint of `arch`, so the model loads the way a user's does."""
+    from safetensors.torch import save_file
+
+    from silc_bench.models.arch import build_named
 
     torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-16", pretrained=None, load_weights=False).eval().cuda()
-    fn = torch.compile(model.encode_image) if compile_ else model.encode_image
-    x = torch.randn(batch, 3, 224, 224, device="cuda")
-    ctx = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if precision == "bf16"
-        else torch.autocast("cuda", enabled=False)
-    )
-    with torch.no_grad(), ctx:
+    path = folder / f"{arch}.safetensors"
+    save_file({k: v.contiguous() for k, v in build_named(arch).state_dict().items()}, str(path))
+    return path
+
+
+def _throughput(arch: str, weights: Path, device: str, precision: str, compile_: bool, args) -> tuple:  # noqa: ANN001
+    """(images/s, compile took effect) of `VLModel.image_features` on random pixels already
+    on the device: the tower, autocast and the float32 copy-out, without data loading."""
+    from silc_bench.models.execution import Execution, apply
+    from silc_bench.models.resolve import load_model, parse_model_ref
+
+    model = load_model(parse_model_ref(f"open_clip:{arch}", str(weights)), device, precision)
+    apply(model, Execution(compile=compile_))
+    size = model.preprocess.size
+    x = torch.randn(args.batch, 3, size, size, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with torch.no_grad():
         for _ in range(3):  # warm-up (and compilation)
-            fn(x)
-        torch.cuda.synchronize()
+            model.image_features(x)
+        sync()
         t0 = time.perf_counter()
-        for _ in range(steps):
-            fn(x)
-        torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - t0)
+        for _ in range(args.steps):
+            model.image_features(x)
+        sync()
+    took = model.execution["compile"].get("took_effect") if compile_ else None
+    return args.steps * args.batch / (time.perf_counter() - t0), took, size
 
 
-def _torchrun(n: int, out: Path) -> dict:
-    args = [
-        "run",
-        "--task",
-        "zs-cls",
-        "--model",
-        "silc-tiny",
-        "--dataset",
-        "shapes-cls",
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-cache",
-        "--device",
-        "cuda",
+def _encoding(args: argparse.Namespace, device: str, tmp: Path) -> str:
+    weights = _weights(args.arch, tmp)
+    name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({DRY})"
+    rows = [
+        "| precision | --compile | took effect | images/s | TFLOP/s | share of the ~790 TFLOP/s bf16 bound |",
+        "|---|---|---|---|---|---|",
     ]
-    cmd = (
+    per_image = None
+    for precision, comp in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
+        ips, took, size = _throughput(args.arch, weights, device, precision, comp, args)
+        per_image = per_image or flops(args.arch, size)
+        took_s = "—" if took is None else ("yes" if took else "**no**")
+        rows.append(
+            f"| {precision} | {'yes' if comp else 'no'} | {took_s} | {ips:,.0f} | "
+            f"{ips * per_image / 1e12:.1f} | {ips * per_image / H200_BF16_FLOPS:.1%} |"
+        )
+    heading = f"## {args.arch} image encoding" + (" (dry run)" if args.dry_run else "")
+    return "\n".join(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            str(n),
-            "-m",
-            "silc_bench",
-            *args,
+            heading,
+            "",
+            f"Written by `python -m silc_bench.bench.gpu{' --dry-run' if args.dry_run else ''}` on {name}: "
+            f"`VLModel.image_features` (silc-bench's own path: autocast, compile, float32 out) on "
+            f"random pixels already on the device, batch {args.batch}, {args.steps} timed steps after 3 "
+            f"warm-up steps, random weights, {per_image / 1e9:.2f} GFLOP per image "
+            "(torch.utils.flop_counter).",
+            "",
+            *rows,
+            "",
         ]
-        if n > 1
-        else [sys.executable, "-m", "silc_bench", *args]
     )
+
+
+def _run_cli(cmd: list[str], out: Path) -> dict:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"bench.gpu: {' '.join(cmd[:8])} ... failed:\n{proc.stderr[-4000:]}")
     (res,) = list(out.rglob("*.json"))
-    return {"wall": wall, "metrics": json.loads(res.read_text())["metrics"]}
+    data = json.loads(res.read_text())
+    return {"wall": time.perf_counter() - t0, "metrics": data["metrics"], "world": data.get("world_size", 1)}
+
+
+def _torchrun(n: int, device: str, tmp: Path) -> tuple[str, bool]:
+    """zs-cls on a shipped model: one plain process against `torchrun` with n ranks (NCCL on
+    CUDA, gloo on the CPU); with one GPU, torchrun still runs, so NCCL's set-up is exercised."""
+
+    def args(out: Path) -> list[str]:
+        return [
+            "run", "--task", "zs-cls", "--model", "silc-tiny", "--dataset", "shapes-cls", "--out",
+            str(out), "--quiet", "--no-cache", "--device", device,
+        ]  # fmt: skip
+
+    one = _run_cli([sys.executable, "-m", "silc_bench", *args(tmp / "one")], tmp / "one")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)]
+    many = _run_cli([*launcher, "-m", "silc_bench", *args(tmp / "many")], tmp / "many")
+    same = one["metrics"] == many["metrics"] and many["world"] == n
+    text = "\n".join(
+        [
+            "## torchrun on the GPUs present" + (" (dry run)" if device == "cpu" else ""),
+            "",
+            f"zs-cls, silc-tiny on shapes-cls, cache off: 1 process {one['wall']:.1f} s, torchrun with "
+            f"{n} rank(s) ({'NCCL' if device == 'cuda' else 'gloo'}) {many['wall']:.1f} s (whole command, "
+            f"start-up included; world_size recorded: {many['world']}). "
+            f"Metrics identical: {'yes' if same else 'NO'}.",
+            "",
+        ]
+    )
+    return text, same
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--arch", default="ViT-B-16")
     ap.add_argument("--out", default=str(REPO_ROOT / "reports" / "perf-gpu.md"))
+    ap.add_argument("--dry-run", action="store_true", help=DRY)
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("bench.gpu: no CUDA device: this benchmark measures GPUs only", file=sys.stderr)
-        return 1
-    out = Path(args.out)
-    name = torch.cuda.get_device_name(0)
-    flops = count()["image_224"]
-    rows = [
-        "| precision | compile | images/s | TFLOP/s | share of ~790 TFLOP/s bf16 bound |",
-        "|---|---|---|---|---|",
-    ]
-    for precision, comp in (("fp32", False), ("bf16", False), ("bf16", True)):
-        ips = _throughput(precision, comp, args.batch)
-        rows.append(
-            f"| {precision} | {'yes' if comp else 'no'} | {ips:,.0f} | {ips * flops / 1e12:.0f} "
-            f"| {ips * flops / H200_BF16_FLOPS:.0%} |"
+    if args.dry_run:
+        device, n = "cpu", 2
+        args.arch, args.batch, args.steps = "ViT-Tiny-P8", 4, 2
+        os.environ.setdefault("SILC_BENCH_COMPILE_BACKEND", "eager")  # dynamo capture, no C++ build
+    elif not torch.cuda.is_available():
+        print(
+            "bench.gpu: no CUDA device: this benchmark measures GPUs only (--dry-run checks it)",
+            file=sys.stderr,
         )
-    write_section(
-        out,
-        "ViT-B/16 image encoding",
-        "\n".join(
-            [
-                "## ViT-B/16 image encoding",
-                "",
-                f"Written by `python -m silc_bench.bench.gpu` on {name}, batch {args.batch}, random weights, "
-                f"{flops / 1e9:.1f} GFLOP per 224² image (torch.utils.flop_counter).",
-                "",
-                *rows,
-                "",
-            ]
-        ),
-    )
-    n = torch.cuda.device_count()
-    tmp = Path(tempfile.mkdtemp())
-    one = _torchrun(1, tmp / "one")
-    many = _torchrun(n, tmp / "many") if n > 1 else one
-    same = one["metrics"] == many["metrics"]
-    text = "\n".join(
-        [
-            "## torchrun on the GPUs present",
-            "",
-            f"zs-cls, silc-tiny on shapes-cls, cache off: 1 process {one['wall']:.1f} s, "
-            f"{n} processes {many['wall']:.1f} s (whole command, start-up included). "
-            f"Metrics identical: {'yes' if same else 'NO'}.",
-            "",
-        ]
-    )
-    publish(out, "torchrun on the GPUs present", text)
+        return 1
+    else:
+        device, n = "cuda", torch.cuda.device_count()
+    out = Path(args.out)
+    tmp = Path(tempfile.mkdtemp(prefix="silc-gpu-"))
+    write_section(out, _encoding(args, device, tmp))
+    text, same = _torchrun(n, device, tmp)
+    publish(out, text)
     return 0 if same else 1
 
 

@@ -8,20 +8,29 @@ from pathlib import Path
 HEADER = "# Performance\n"
 
 
-def write_section(path: Path, title: str, text: str) -> None:
-    """Replace the section of `path` whose heading starts with `## {title}` (or append
-    `text`, which starts with its own `## ` heading), keeping every other section."""
+def write_section(path: Path, text: str) -> None:
+    """Replace the section of `path` whose `## ` heading line equals `text`'s first line (or
+    append `text`), keeping every other section.
+
+    The whole heading line is the key, not a prefix of it: "## Sliding-window" must not
+    take "## Sliding-window memory at ..." with it.
+    """
+    heading = text.strip("\n").splitlines()[0].rstrip()
+    if not heading.startswith("## "):
+        raise ValueError(f"a perf.md section starts with its '## ' heading, not {heading!r}")
     old = path.read_text() if path.is_file() else HEADER
     chunks = re.split(r"(?m)^(?=## )", old)
     head, sections = chunks[0], chunks[1:]
-    sections = [s for s in sections if not s.startswith(f"## {title}")]
+    sections = [s for s in sections if s.splitlines()[0].rstrip() != heading]
     sections.append(text.strip("\n") + "\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(head.rstrip("\n") + "\n\n" + "\n".join(s.rstrip("\n") + "\n" for s in sections))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(head.rstrip("\n") + "\n\n" + "\n".join(s.rstrip("\n") + "\n" for s in sections))
+    tmp.replace(path)
 
 
-def publish(path: Path, title: str, text: str) -> int:
+def publish(path: Path, text: str) -> int:
     """Write a benchmark's section and print it; the exit code of a benchmark that measured."""
-    write_section(path, title, text)
+    write_section(path, text)
     print(text)
     return 0

@@ -45,11 +45,17 @@ def _flops(fn) -> int:  # noqa: ANN001
     return int(counter.get_total_flops())
 
 
-def _model():  # noqa: ANN202
-    import open_clip
+def _model(arch: str = "ViT-B-16"):  # noqa: ANN202
+    from silc_bench.models.arch import build_named
 
     torch.manual_seed(0)
-    return open_clip.create_model("ViT-B-16", pretrained=None, load_weights=False).eval()
+    return build_named(arch).eval()
+
+
+def flops(arch: str, size: int) -> int:
+    """FLOPs of one image through `arch`'s image tower at size × size."""
+    model = _model(arch)
+    return _flops(lambda: model.encode_image(torch.randn(1, 3, size, size)))
 
 
 def count() -> dict[str, int]:
@@ -203,9 +209,9 @@ def main() -> int:
             "",
         ]
     )
-    write_section(out, "Roofline", text)
+    write_section(out, text)
     print(text)
-    return publish(out, "Scaling on paper", scaling(fl, decode))
+    return publish(out, scaling(fl, decode))
 
 
 if __name__ == "__main__":

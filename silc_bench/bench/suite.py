@@ -110,7 +110,7 @@ def main() -> int:
             "",
         ]
     )
-    return publish(Path(args.out), "Image-level suite", text)
+    return publish(Path(args.out), text)
 
 
 if __name__ == "__main__":
