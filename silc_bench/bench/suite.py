@@ -24,8 +24,10 @@ from silc_bench.config import REPO_ROOT
 RUNS = (("zs-cls", "shapes-cls"), ("fs-cls", "shapes-cls"), ("retrieval", "shapes-retrieval"))
 
 
-def _suite(model: str, out: Path, cache: bool, force: bool) -> tuple[float, int, int]:
-    """(seconds, image encoder calls, images encoded) for the three runs."""
+def _suite(
+    model: str, out: Path, cache: bool, force: bool, runs: tuple = RUNS, profile: str | None = None
+) -> tuple[float, int, int]:
+    """(seconds, image encoder calls, images encoded) for `runs`."""
     from silc_bench.api import EvalOptions, LazyModel, evaluate
     from silc_bench.models.adapter import VLModel
 
@@ -39,11 +41,13 @@ def _suite(model: str, out: Path, cache: bool, force: bool) -> tuple[float, int,
 
     VLModel.image_features = counted
     try:
-        opts = EvalOptions(out=out, device="cpu", workers=0, progress=False, cache=cache, force=force)
+        opts = EvalOptions(
+            out=out, device="cpu", workers=0, progress=False, cache=cache, force=force, profile=profile
+        )
         lazy = LazyModel(model, opts)
         lazy.get()  # loading is not part of the comparison
         t0 = time.perf_counter()
-        for task, ds in RUNS:
+        for task, ds in runs:
             evaluate(lazy, task, ds, opts)
         return time.perf_counter() - t0, calls["n"], calls["images"]
     finally:
@@ -68,12 +72,16 @@ def main() -> int:
             ("plain", False, "a"),
             ("first", True, f"b{i}"),
             ("again", True, f"b{i}"),
+            ("templates", True, f"b{i}"),
         ):
             if name == "first":
                 shutil.rmtree(work / "cache" / "features", ignore_errors=True)
-            got = _suite(args.model, work / folder, cache=cache, force=True)
+            if name == "templates":  # zs-cls again with big_vision's 81 templates: new text, same images
+                got = _suite(args.model, work / folder, True, True, RUNS[:1], "big_vision")
+            else:
+                got = _suite(args.model, work / folder, cache=cache, force=True)
             best[name] = min(best.get(name, got), got)
-    plain, first, again = best["plain"], best["first"], best["again"]
+    plain, first, again, other = best["plain"], best["first"], best["again"], best["templates"]
     rows = [
         "| run | wall (s) | image encoder calls | images encoded | ratio |",
         "|---|---|---|---|---|",
@@ -82,6 +90,8 @@ def main() -> int:
         f"{plain[0] / first[0]:.2f}× faster |",
         f"| cache, re-run (`--force`) | {again[0]:.2f} | {again[1]} | {again[2]} | "
         f"{again[0] / first[0]:.2f}× the first run's time |",
+        f"| cache, zs-cls with other templates (`--profile big_vision`) | {other[0]:.2f} | {other[1]} | "
+        f"{other[2]} | {other[0] / first[0]:.2f}× the first run's time |",
     ]
     text = "\n".join(
         [
@@ -102,11 +112,25 @@ def main() -> int:
             "",
             f"Goals from issue 11: ≥ 1.5× faster ({'met' if plain[0] / first[0] >= 1.5 else 'missed'}: "
             f"{plain[0] / first[0]:.2f}×), and a re-run ≤ 0.2× the first run "
-            f"({'met' if again[0] / first[0] <= 0.2 else 'missed'}: {again[0] / first[0]:.2f}×). What a "
-            "re-run still pays is fixed per run, not per image: the data fingerprints (a stat and a memo "
-            "lookup per file), the checksum of each cache entry, the few-shot probe's solves and the "
-            "retrieval ranking. On these tiny models that is most of the time; on ViT-B/16 the encoder "
-            "dominates, so the ratios here understate the saving on real checkpoints.",
+            f"({'met' if again[0] / first[0] <= 0.2 else 'missed'}: {again[0] / first[0]:.2f}×; with other "
+            f"templates {other[0] / first[0]:.2f}×). Other shots and seeds need no re-run: one fs-cls "
+            "result holds every shot count and seed of its protocol. Other templates are new text to "
+            "encode (36 classes × 81 prompts here), which on a tiny model costs about what its images "
+            "do; on ViT-B/16 ImageNet's 81,000 prompts are 0.47 PFLOP against 6 PFLOP of images in the "
+            "suite's first run (the Roofline section's FLOPs), under 0.1×.",
+            "",
+            "Why the first goal cannot be met by encoding each split once: the saving is the splits "
+            "that more than one task encodes, and in this suite that is only the classification test "
+            f"split. Here that caps the ratio at {plain[2]} / {first[2]} images = "
+            f"{plain[2] / max(first[2], 1):.2f}× even if encoding were all of the time; on the paper's "
+            "Table 1 splits it is 1.33× (without the cache: ImageNet val 50,000 for zs-cls, the 65,000 "
+            "few-shot pool + val 50,000 for fs-cls, CIFAR-100 test 10,000, then train 50,000 + test "
+            "10,000, COCO 5,000 = 240,000 images; with it 180,000). The rest of the gap is what every "
+            "run pays once, not per image: the data fingerprints (a stat and a memo lookup per file), "
+            "the checksum of each cache entry, the few-shot probe's solves and the retrieval ranking. "
+            "On these tiny models that is a large share; on ViT-B/16 the encoder dominates and the "
+            "ratio moves toward the cap. What the cache buys beyond one suite is the re-run row: other "
+            "shots, seeds, templates or a forced re-run encode nothing.",
             "",
         ]
     )
