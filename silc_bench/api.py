@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.execution import Execution
 from silc_bench.models.execution import apply as apply_execution
 from silc_bench.models.resolve import model_identity
-from silc_bench.result_key import ResultKey, limit_tags, option_tags
+from silc_bench.result_key import ResultKey, execution_tags, limit_tags, option_tags
 from silc_bench.results import (
     Result,
     environment,
@@ -202,6 +202,10 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         raise UserError(f"{flags}: not an option of --task {task} ({spec.type})")
+    unused = sorted(set(execution_of(opts).key()) - set(plugin_cls.execution_options))
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") + (" gpu" if k == "decode" else "") for k in unused)
+        raise UserError(f"{flags}: --task {task} does not use it (only the whole-image tasks do)")
     protocol = build(plugin_cls.protocol_cls, spec.protocol, f"tasks/{task} protocol ({dataset})")
     needs_root = not dataset.startswith("imagefolder:") and "generated" not in spec.data
     if needs_root and not Path(opts.data_root).is_dir():
@@ -209,7 +213,9 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     model_ref = model if isinstance(model, str) else model.ref
     if isinstance(model, str):
         model = LazyModel(model, opts)
-    tags = option_tags(opts.task_options) + limit_tags(opts.limit)
+    precision = model.precision if isinstance(model, VLModel) else opts.precision
+    ex_tags = execution_tags(precision, execution_of(opts).key())
+    tags = option_tags(opts.task_options) + limit_tags(opts.limit) + ex_tags
     rkey = ResultKey(model_ref, task, dataset, spec.profile, spec.default_profile, tags)
     path = rkey.to_path(opts.out, Path(opts.data_root))
     token = VERIFY_DATA.set(opts.verify_data)
@@ -217,7 +223,6 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
         fingerprint = plugin_cls.fingerprint(spec, protocol, Path(opts.data_root))
     finally:
         VERIFY_DATA.reset(token)
-    precision = model.precision if isinstance(model, VLModel) else opts.precision
     key = run_key(spec, _identity(model), fingerprint, opts, precision)
     reuse, why = None, None
     if path.exists() and not opts.force:
@@ -227,9 +232,19 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
             reuse = stored if why is None else None
         except UserError as e:
             why = f"it is unreadable ({str(e).removeprefix(str(path) + ': ')})"
-    if reuse is None and not writable_dir(path.parent):
+    if reuse is None and dist.current().main and not writable_dir(path.parent):  # rank 0 writes
         raise UserError(f"--out: cannot write results into {path.parent} (not a writable folder)")
     return Plan(model, plugin_cls, spec, protocol, path, key, reuse, why)
+
+
+def agree_on_reuse(plans: list[Plan]) -> list[Plan]:
+    """Under torchrun, every rank takes rank 0's reading of the stored results: ranks that
+    each read their own `--out` (node-local folders, or a result written by another run
+    between two ranks' reads) must not split into some that skip and some that compute."""
+    if dist.current().size == 1:
+        return plans
+    decided = dist.broadcast([(p.reuse, p.why) for p in plans])
+    return [replace(p, reuse=reuse, why=why) for p, (reuse, why) in zip(plans, decided)]
 
 
 def execute(plan: Plan, opts: EvalOptions) -> Outcome:

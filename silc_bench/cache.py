@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,12 +173,17 @@ def entries(root: Path | None = None) -> list[dict[str, Any]]:
     out = []
     now = time.time()
     for p in sorted(root.glob("*/*/*.safetensors")) if root.is_dir() else []:
+        try:  # another process may clear it meanwhile; a folder or broken link is not an entry
+            st = p.stat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
         try:
             with safe_open(str(p), framework="numpy") as f:
                 key = json.loads((f.metadata() or {}).get("key", "{}"))
         except Exception:  # damaged: listed, and cleared like any other
             key = {}
-        st = p.stat()
         out.append(
             {
                 "path": p,

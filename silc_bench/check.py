@@ -53,13 +53,19 @@ def load_results(root: Path) -> tuple[list[tuple[Path, Result]], list[str]]:
 def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
     """Why a result cannot stand for its registry entry's number, or None.
 
-    A `--limit` smoke run, a run on fewer images than the published split, and a registry
-    name run with `--weights` (its files' sha256 are not the entry's) measure something else.
+    A `--limit` smoke run, a run on fewer images than the published split, a run at bf16 or
+    fp16 or with a fast-path option that may round differently (`--compile`,
+    `--channels-last`, `--decode gpu`), and a registry name run with `--weights` (its files'
+    sha256 are not the entry's) measure something else.
     """
     if r.protocol.get("limit") is not None:
         return f"--limit {r.protocol['limit']} (partial)"
     if any("not comparable" in n for n in r.notes):
         return "fewer images than the published split"
+    if r.precision != "fp32":
+        return f"precision {r.precision} (registry numbers are fp32)"
+    if r.run_key.get("execution"):
+        return "fast-path options " + ", ".join(f"{k}={v}" for k, v in sorted(r.run_key["execution"].items()))
     want = (spec.weights.get("sha256") if spec is not None else None) or []
     want = want if isinstance(want, list) else [want]
     model = r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else {}

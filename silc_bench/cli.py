@@ -6,6 +6,7 @@ Bad input ends with one line on stderr and exit code 2; `--debug` shows the trac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -13,6 +14,8 @@ import warnings
 from pathlib import Path
 
 from silc_bench.errors import UserError
+
+MAX_BATCH = 2**20  # images or prompts per forward; beyond it a number is a typo, not a batch
 
 
 class _Parser(argparse.ArgumentParser):
@@ -213,7 +216,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     from silc_bench import dist
-    from silc_bench.api import EvalOptions, LazyModel, execute, prepare
+    from silc_bench.api import EvalOptions, LazyModel, agree_on_reuse, execute, prepare
     from silc_bench.config import list_datasets, load_task
     from silc_bench.data.images import image_pixel_limit
     from silc_bench.report import markdown_table
@@ -243,6 +246,8 @@ def _run(a: argparse.Namespace) -> int:
     for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers"), (a.limit or 1, "--limit")):
         if n < 1:
             raise UserError(f"{flag} must be positive")
+    if a.batch_size > MAX_BATCH:
+        raise UserError(f"--batch-size must be at most {MAX_BATCH:,}")
     if a.max_image_pixels is not None and a.max_image_pixels < 1:
         raise UserError("--max-image-pixels must be positive")
     opts = EvalOptions(
@@ -277,7 +282,9 @@ def _run(a: argparse.Namespace) -> int:
     model = LazyModel(a.model, opts)
     outcomes = []
     with image_pixel_limit(a.max_image_pixels):
-        plans = [prepare(model, a.task, ds, opts) for ds in datasets]  # every check before any work
+        # every check before any work; under torchrun a failure on any rank stops all of them
+        # alike, and every rank follows rank 0's reading of the stored results
+        plans = agree_on_reuse(dist.agreed(lambda: [prepare(model, a.task, ds, opts) for ds in datasets]))
         for plan in plans:
             out = execute(plan, opts)
             state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
@@ -386,6 +393,8 @@ def cmd_cache(a: argparse.Namespace) -> int:
     from silc_bench.cache import cache_root, entries
 
     found = entries()
+    if a.model is not None and not a.model.strip():
+        raise UserError("--model: empty name (leave --model out to mean every model)")
     if a.model:
         from silc_bench.models import load_model, parse_model_ref
 
@@ -407,7 +416,8 @@ def cmd_cache(a: argparse.Namespace) -> int:
         print(f"{len(found)} entries, {total:.1f} MB under {where}", file=sys.stderr)
         return 0
     for e in found:
-        e["path"].unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # cleared by another process meanwhile
+            e["path"].unlink()
     print(f"silc-bench cache: removed {len(found)} entries ({total:.1f} MB) from {where}", file=sys.stderr)
     return 0
 
@@ -481,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main_rank() -> bool:
     from silc_bench import dist
 
-    return dist.current().main
+    return dist.current().main and dist.launch_rank() == 0
 
 
 def _close_progress_bars() -> None:

@@ -58,15 +58,27 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
 def timeout_s() -> float:
     raw = os.environ.get(TIMEOUT_ENV, "1800")
     try:
         value = float(raw)
     except ValueError:
         raise UserError(f"${TIMEOUT_ENV} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise UserError(f"${TIMEOUT_ENV} must be positive, not {raw!r}")
+    if not 0 < value <= MAX_TIMEOUT_S:  # also refuses nan and inf, which timedelta cannot hold
+        raise UserError(f"${TIMEOUT_ENV} must be between 0 and {MAX_TIMEOUT_S:.0f} seconds, not {raw!r}")
     return value
+
+
+def launch_rank() -> int:
+    """This process's rank as the launcher set it: known before the process group exists,
+    so an error raised before `init` is printed by rank 0 alone too."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def init(device: str) -> World:
@@ -124,23 +136,40 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
+def _outcome(fn: Callable[[], T]) -> tuple[str, Any]:
+    try:
+        return ("ok", fn())
+    except UserError as e:
+        return ("user", str(e))
+    except Exception as e:  # noqa: BLE001 - reported to every rank, with the rank that failed
+        return ("error", f"{type(e).__name__}: {e}")
+
+
+def _raise_first_failure(statuses: list[tuple[str, Any]]) -> None:
+    for status, value in statuses:
+        if status == "user":
+            raise UserError(value)
+    for rank, (status, value) in enumerate(statuses):
+        if status == "error":
+            raise DistributedFailure(f"rank {rank} failed: {value}")
+
+
 def gather_outcome(fn: Callable[[], T]) -> list[T]:
     """Run `fn` on every rank; return every rank's value in rank order, or raise the first
     failure on all ranks alike (a UserError stays a UserError: exit 2 everywhere)."""
-    try:
-        local: tuple[str, Any] = ("ok", fn())
-    except UserError as e:
-        local = ("user", str(e))
-    except Exception as e:  # noqa: BLE001 - reported to every rank, with the rank that failed
-        local = ("error", f"{type(e).__name__}: {e}")
-    everything = all_gather(local)
-    for status, value in everything:
-        if status == "user":
-            raise UserError(value)
-    for rank, (status, value) in enumerate(everything):
-        if status == "error":
-            raise DistributedFailure(f"rank {rank} failed: {value}")
+    everything = all_gather(_outcome(fn))
+    _raise_first_failure(everything)
     return [value for _, value in everything]
+
+
+def agreed(fn: Callable[[], T]) -> T:
+    """Run `fn` on every rank and return this rank's own value (which stays local: only the
+    status travels), once every rank has succeeded; else fail on all ranks alike."""
+    if current().size == 1:
+        return fn()
+    status, value = _outcome(fn)
+    _raise_first_failure(all_gather((status, None if status == "ok" else value)))
+    return value
 
 
 def sharded_rows(

@@ -31,11 +31,12 @@ def did_you_mean(kind: str, name: str, valid: Iterable[str]) -> UserError:
     return UserError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}")
 
 
-def warn(message: str) -> None:
+def warn(message: str, every_rank: bool = False) -> None:
     """One line on stderr for something the user should know but that does not stop the run
-    (under torchrun, from rank 0 only: every rank sees the same data)."""
+    (under torchrun, from rank 0 only: every rank sees the same data; `every_rank` for what
+    only the rank that did it knows, such as which one regenerated a damaged dataset)."""
     from silc_bench.dist import current
 
-    if not current().main:
+    if not (current().main or every_rank):
         return
     print(f"silc-bench: warning: {message}", file=sys.stderr)

@@ -84,6 +84,21 @@ def limit_tags(limit: int | None) -> tuple[str, ...]:
     return () if limit is None else (f"limit-{int(limit)}",)
 
 
+_EXECUTION_TAGS = {"compile": "compile", "channels_last": "channels-last", "decode": "decode"}
+
+
+def execution_tags(precision: str, execution: dict[str, Any] | None) -> tuple[str, ...]:
+    """A run at another precision or with a fast-path option that may round differently
+    (`+bf16`, `+compile`, `+channels-last`, `+decode-gpu`) gets a file of its own: it never
+    replaces the fp32 result, and tables and `check --regression` never take it for one."""
+    tags = [] if precision == "fp32" else [precision]
+    for name, value in sorted((execution or {}).items()):
+        short = _EXECUTION_TAGS.get(name, name.replace("_", "-"))
+        plain = value is True or (name == "compile" and value == "inductor")  # the default backend
+        tags.append(short if plain else f"{short}-{value}")
+    return tuple(tags)
+
+
 @dataclass(frozen=True)
 class ResultKey:
     """What a result answers: model (as typed), task, dataset, profile and option tags."""
@@ -97,7 +112,11 @@ class ResultKey:
 
     @classmethod
     def from_result(cls, r: Result, default_profile: str) -> ResultKey:
-        tags = option_tags(r.options) + limit_tags(r.protocol.get("limit"))
+        tags = (
+            option_tags(r.options)
+            + limit_tags(r.protocol.get("limit"))
+            + execution_tags(r.precision, r.run_key.get("execution"))
+        )
         return cls(r.model, r.task, r.dataset, r.profile, default_profile, tags)
 
     @property

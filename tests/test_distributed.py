@@ -133,3 +133,50 @@ def test_execution_records_of_all_ranks_are_merged():
     merged = merge_execution([rank0, rank1])
     assert merged["compile"]["took_effect"] is True and merged["oom_halvings"] == 2
     assert merge_execution([{}, {}]) == {}
+
+
+def test_ranks_follow_rank_0_on_reusing_a_stored_result(tmp_path):
+    """Each rank reads its own `--out` (node-local folders): rank 0 holds the result, rank 1
+    does not. Every rank must skip with rank 0, not split into one that skips and one that
+    waits at a collective; and the other way round, every rank computes."""
+    script = tmp_path / "node_local.py"
+    script.write_text(
+        "import os, sys\n"
+        f"node = os.path.join({str(tmp_path)!r}, 'node' + os.environ['RANK'])\n"
+        "os.makedirs(node, exist_ok=True)\n"
+        "os.chdir(node)\n"
+        "from silc_bench.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = run_args(
+        "zs-cls", "silc-tiny", "shapes-cls", Path("r"), tmp_path / "data", "--limit", "6", "--no-cache"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SILC_BENCH_DIST_TIMEOUT": "30"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+    def go():  # noqa: ANN202
+        return subprocess.run(
+            [*launch, str(script), *args], capture_output=True, text=True, timeout=240, env=env
+        )
+
+    first = go()
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert list((tmp_path / "node0" / "r").rglob("*.json")) and not (tmp_path / "node1" / "r").exists()
+    again = go()  # rank 0 finds its result, rank 1 finds none
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "skipped" in again.stderr and "error" not in again.stderr
+    (res,) = list((tmp_path / "node0" / "r").rglob("*.json"))
+    moved = tmp_path / "node1" / res.relative_to(tmp_path / "node0")
+    moved.parent.mkdir(parents=True)
+    res.rename(moved)  # now only rank 1 holds one: both compute, rank 0 writes
+    third = go()
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "skipped" not in third.stderr and res.is_file()
+
+
+def test_a_bad_collective_timeout_is_one_line_and_exit_2(tmp_path):
+    args = run_args("zs-cls", "silc-tiny", "shapes-cls", tmp_path / "r", tmp_path / "data", "--limit", "2")
+    proc = torchrun(args, env_extra={"SILC_BENCH_DIST_TIMEOUT": "nan"})
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")]
+    assert len(lines) == 1 and "SILC_BENCH_DIST_TIMEOUT" in lines[0], proc.stderr[-3000:]
+    assert "exitcode  : 2" in proc.stderr and not (tmp_path / "r").exists()

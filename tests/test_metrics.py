@@ -86,6 +86,34 @@ def test_fewshot_indices_nested_and_short_classes():
     assert fewshot_indices(labels, 3, 5, seed=1).tolist() != five.tolist()
 
 
+def test_retrieval_reads_both_directions_from_one_score_matrix():
+    """Up to FULL_MATRIX_MAX scores, i2t ranks come from the transpose of the same
+    `text @ image.T` product as t2i (CLIP_benchmark's `scores.T`), not from a second
+    `image @ text.T` product, whose float32 rounding can differ and reorder near-ties.
+    Duplicate images and captions make exact ties that the rule must break by index."""
+    from silc_bench.metrics.ranking import rank_of, ranking_method, retrieval_recall
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((12, 64)).astype(np.float32)
+    img = base[rng.integers(0, 12, 40)]  # duplicated images: exact ties in a column
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    idx = np.repeat(np.arange(40), 3)
+    txt = img[idx] + 0.3 * rng.standard_normal((120, 64)).astype(np.float32)
+    txt[1::3] = txt[0::3]  # duplicated captions: exact ties in a row
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    sc = txt @ img.T
+    want_t2i = rank_of(sc, idx)
+    caps = [np.flatnonzero(idx == i) for i in range(40)]
+    best = np.array([c[np.argmax(sc.T[i, c])] for i, c in enumerate(caps)])
+    want_i2t = rank_of(sc.T, best)
+    got = retrieval_recall(img, txt, idx)
+    for k in (1, 5, 10):
+        assert got[f"t2i_recall@{k}"] == 100.0 * float(np.mean(want_t2i < k))
+        assert got[f"i2t_recall@{k}"] == 100.0 * float(np.mean(want_i2t < k))
+    assert ranking_method(5000, 25000).startswith("one text × image score matrix")
+    assert ranking_method(100_000, 1_000_000).startswith("chunked")
+
+
 def test_blocked_retrieval_equals_the_full_matrix_with_ties():
     """Ranks counted over (chunk × chunk) blocks equal ranks on the whole matrix, ties
     (integer-valued embeddings) and captions out of image order included."""
@@ -103,8 +131,8 @@ def test_blocked_retrieval_equals_the_full_matrix_with_ties():
         caps = [np.flatnonzero(idx == i) for i in range(n)]
         best = np.array([c[np.argmax(sc.T[i, c])] for i, c in enumerate(caps)])
         i2t = rank_of(sc.T.copy(), best)
-        for chunk in (3, 7, 4096):
-            got = retrieval_recall(img, txt, idx, chunk=chunk)
+        for chunk, full_max in ((3, 0), (7, 0), (4096, 0), (3, 10**9)):
+            got = retrieval_recall(img, txt, idx, chunk=chunk, full_max=full_max)
             for k in (1, 5, 10):
                 assert got[f"t2i_recall@{k}"] == 100.0 * float(np.mean(t2i < k))
                 assert got[f"i2t_recall@{k}"] == 100.0 * float(np.mean(i2t < k))

@@ -169,6 +169,16 @@ def test_bad_segmentation_input(seg_root, tmp_path, capsys, monkeypatch):
         "ade20k_0001.png",
         "199",
     )
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(lab)  # labels fine again
+    img = root / "ade/ADEChallengeData2016/images/validation/ade20k_0001.jpg"
+    img.write_bytes(b"not a jpeg")  # mmcv's loader asserts; once a traceback from a worker
+    for workers in ("0", "2"):
+        _fails(
+            _args(root, out, "--model", "tiny-random", "--dataset", "ade20k", "--workers", workers),
+            capsys,
+            "ade20k_0001.jpg",
+            "cannot be read",
+        )
     assert not list(out.rglob("*.json")) and not list(out.rglob("*.png"))
 
     from silc_bench.config import REPO_ROOT

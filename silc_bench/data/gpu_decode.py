@@ -37,7 +37,13 @@ def is_jpeg(item: Any) -> bool:
 
 
 def read_bytes(item: Path) -> torch.Tensor:
-    return torch.frombuffer(bytearray(item.read_bytes()), dtype=torch.uint8)
+    """The file's bytes; an empty tensor for an empty or unreadable file, which the decoder
+    refuses and `_decode_one` then reports as the PIL path does (one line, exit 2)."""
+    try:
+        data = item.read_bytes()
+    except OSError:
+        data = b""
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
 def decode(blobs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -78,8 +84,9 @@ def _decode_one(blob: torch.Tensor, item: Any, split: Any, device: torch.device)
     """One file the batch decoder refused: a .jpg that is really a PNG goes through PIL,
     as the CPU path would read it; a file neither reads is the user's one-line error."""
     try:
-        return decode([blob], device)[0]
-    except RuntimeError:
+        if blob.numel():
+            return decode([blob], device)[0]
+    except (RuntimeError, ValueError):
         pass
     try:
         img = to_rgb(split.read(item))
@@ -103,8 +110,10 @@ def device_batches(
     limit = Image.MAX_IMAGE_PIXELS
     for blobs, idx in loader:
         try:
+            if not all(b.numel() for b in blobs):
+                raise ValueError("an empty file")
             imgs = decode(blobs, device)
-        except RuntimeError:
+        except (RuntimeError, ValueError):
             imgs = [_decode_one(b, items[i], split, device) for b, i in zip(blobs, idx)]
         for img, i in zip(imgs, idx):
             if limit and img.shape[1] * img.shape[2] > 2 * limit:

@@ -333,7 +333,7 @@ def ensure(cache_dir: Path, seed: int = 0) -> Path:
             if problem is None:
                 _VERIFIED[root] = _signature(root)
                 return root
-            warn(f"generated dataset {root} does not match its manifest ({problem}); regenerating it")
+            warn(f"generated dataset {root} does not match its manifest ({problem}); regenerating it", True)
         generate(root, seed)
         _VERIFIED[root] = _signature(root)
     return root

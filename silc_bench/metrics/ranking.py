@@ -56,13 +56,14 @@ def _chunked_ranks(
     queries: np.ndarray, keys: np.ndarray, positives: list[np.ndarray], chunk: int
 ) -> np.ndarray:
     """Rank of each query's best positive key (lowest index on ties) among all keys,
-    counted over (chunk × chunk) score blocks.
+    counted over (chunk × chunk) score blocks, for sets too large for one score matrix.
 
     "Any positive in the top k" is "the best positive ranks below k". Counting is additive
-    over column blocks, so the ranks equal `rank_of` on the full matrix exactly, while memory
-    stays O(chunk²): a 1M × 100k retrieval never holds the matrix. Scores, the positives'
-    included, are read from the same block products they are compared in (a separate dot
-    product may round differently and break a tie the wrong way).
+    over column blocks, and every score, the positives' included, is read from the block
+    product it is compared in, so the count is consistent; but a block product may round
+    a score differently from one whole-matrix product (another GEMM shape), so where two
+    scores tie to the last bit the order can differ from the reference's. The result
+    records which way its ranks were counted (`ranking`).
     """
     ranks = np.zeros(len(queries), dtype=np.int64)
     starts = range(0, len(keys), chunk)
@@ -92,18 +93,31 @@ def _chunked_ranks(
     return ranks
 
 
+FULL_MATRIX_MAX = 2**28  # scores held at once (1 GiB of float32): COCO 5k × 25k is 2**27
+
+
+def ranking_method(n_images: int, n_captions: int, chunk: int = 2048) -> str:
+    """How `retrieval_recall` counts ranks for this size (recorded in the result)."""
+    if n_images * n_captions <= FULL_MATRIX_MAX:
+        return "one text × image score matrix (as CLIP_benchmark)"
+    return f"chunked: {chunk} × {chunk} score blocks (the set exceeds {FULL_MATRIX_MAX:,} scores)"
+
+
 def retrieval_recall(
     image_emb: np.ndarray,
     text_emb: np.ndarray,
     text_to_image: np.ndarray,
     ks: tuple[int, ...] = (1, 5, 10),
     chunk: int = 2048,
+    full_max: int = FULL_MATRIX_MAX,
 ) -> dict[str, float]:
     """Image→text and text→image recall@k (in %) from L2-normalised embeddings.
 
     i2t: share of images with at least one of their captions in the top k captions.
     t2i: share of captions whose image is in the top k images.
-    Scores are computed in (chunk × chunk) blocks (`_chunked_ranks`).
+    Up to `full_max` scores, one matrix `text @ image.T` gives both directions (i2t reads
+    its transpose), as CLIP_benchmark computes them, so each score is the same number in
+    both and in the reference. Larger sets are counted over blocks (`_chunked_ranks`).
     """
     image_emb = np.ascontiguousarray(image_emb, dtype=np.float32)
     text_emb = np.ascontiguousarray(text_emb, dtype=np.float32)
@@ -114,8 +128,15 @@ def retrieval_recall(
         captions_of[i].append(t)
     if any(len(c) == 0 for c in captions_of):
         raise ValueError("every image needs at least one caption")
-    t2i = _chunked_ranks(text_emb, image_emb, [np.array([i]) for i in text_to_image], chunk)
-    i2t = _chunked_ranks(image_emb, text_emb, [np.asarray(c) for c in captions_of], chunk)
+    if n_img * len(text_emb) <= full_max:
+        scores = text_emb @ image_emb.T
+        t2i = rank_of(scores, text_to_image)
+        per_image = scores.T
+        best = np.array([c[int(np.argmax(per_image[i, c]))] for i, c in enumerate(captions_of)])
+        i2t = rank_of(per_image, best)  # the best caption (lowest index on ties) decides
+    else:
+        t2i = _chunked_ranks(text_emb, image_emb, [np.array([i]) for i in text_to_image], chunk)
+        i2t = _chunked_ranks(image_emb, text_emb, [np.asarray(c) for c in captions_of], chunk)
     out = {}
     for k in ks:
         out[f"i2t_recall@{k}"] = 100.0 * float(np.mean(i2t < k))

@@ -71,9 +71,32 @@ class VLModel:
         if self.execution.get("channels_last"):
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            feats = self.backend.image_features(x)
+            try:
+                feats = self.backend.image_features(x)
+            except Exception as e:
+                _compile_failure(self.execution, e)
+                raise
         if self.execution.get("compile", {}).get("requested"):
             from silc_bench.models.execution import verify_compiled
 
             verify_compiled(self)
         return {k: v.float() for k, v in feats.items()}
+
+
+def _compile_failure(record: dict, e: Exception) -> None:
+    """A first compiled forward that fails for want of a compiler or backend is the user's
+    setup, not a bug: one line, exit 2 (out-of-memory goes on to the batch halving)."""
+    from silc_bench.errors import UserError
+
+    c = record.get("compile", {})
+    if (
+        not c.get("requested")
+        or "took_effect" in c
+        or isinstance(e, (UserError, torch.cuda.OutOfMemoryError))
+    ):
+        return
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise UserError(
+        f"--compile: torch.compile ({c.get('backend')}) failed: {type(e).__name__}: {first[:300]}; "
+        "run without --compile"
+    ) from None

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from silc_bench.errors import warn
+from silc_bench.errors import UserError, warn
 
 COMPILE_BACKEND_ENV = "SILC_BENCH_COMPILE_BACKEND"  # tests use "eager": dynamo capture without a C++ build
 
@@ -24,9 +24,17 @@ class Execution:
     decode: str = "cpu"  # "gpu": torchvision.io.decode_jpeg on the model's device (data/gpu_decode.py)
 
     def key(self) -> dict[str, Any]:
-        """The part of the run key: empty when everything is default (old keys stay valid)."""
+        """The part of the run key: empty when everything is default (old keys stay valid).
+        `compile` is the backend's name: eager capture and inductor kernels may round apart."""
         default = Execution()
-        return {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
+        out = {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
+        if out.get("compile"):
+            out["compile"] = compile_backend()
+        return out
+
+
+def compile_backend() -> str:
+    return os.environ.get(COMPILE_BACKEND_ENV, "inductor")
 
 
 def _graphs() -> int:
@@ -47,9 +55,13 @@ def apply(model: Any, ex: Execution) -> None:
     if ex.channels_last:
         model.module.to(memory_format=torch.channels_last)
     if ex.compile:
-        backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor")
+        backend = compile_backend()
         rec["compile"].update(backend=backend, graphs_before=_graphs())
-        model.backend.image_features = torch.compile(model.backend.image_features, backend=backend)
+        try:
+            model.backend.image_features = torch.compile(model.backend.image_features, backend=backend)
+        except Exception as e:  # an unknown backend name ($SILC_BENCH_COMPILE_BACKEND)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"--compile: ${COMPILE_BACKEND_ENV}={backend}: {first}") from None
     model.execution = rec
     model.execution_options = ex
 

@@ -74,12 +74,45 @@ def _background_rule(kind: str, background: bool, query: bool) -> str:
     return "sclip prob_thd" if query else "prob_thd only (no background query)"
 
 
-def _same_size_groups(batch: dict) -> list[dict]:
-    """Split a collated batch into sub-batches whose images share a size (so they stack)."""
+def _same_size_groups(batch: dict) -> list[tuple[list[int], dict]]:
+    """Split a collated batch into sub-batches whose images share a size (so they stack),
+    each with the positions its images held in the batch."""
     groups: dict[tuple, list[int]] = {}
     for i, img in enumerate(batch["inputs"]):
         groups.setdefault(tuple(img.shape), []).append(i)
-    return [{k: [batch[k][i] for i in idx] for k in batch} for idx in groups.values()]
+    return [(idx, {k: [batch[k][i] for i in idx] for k in batch}) for idx in groups.values()]
+
+
+class _Readable(torch.utils.data.Dataset):
+    """A segmentation dataset whose unreadable files become one clear error naming the file.
+
+    mmcv's loaders fail with an assert or a decoder's error, which a DataLoader worker
+    re-raises as a multi-line traceback. The failure travels as an item instead, and
+    `_collate` turns it into a UserError in the main process (exit 2 on every rank)."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            return self.ds[i]
+        except Exception as e:  # noqa: BLE001 - reported with the file's name
+            info = self.ds.get_data_info(i)
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            files = f"{info.get('img_path')} (labels {info.get('seg_map_path')})"
+            return {"error": f"{files}: cannot be read: {detail}"}
+
+
+def _collate(items: list[dict]) -> dict:
+    """mmengine's pseudo_collate, or the first unreadable file's error (raised by the main
+    process: an exception raised in a loader worker would come back as a traceback)."""
+    from mmengine.dataset import pseudo_collate
+
+    errors = [item["error"] for item in items if "error" in item]
+    return {"error": errors[0]} if errors else pseudo_collate(items)
 
 
 def run_mmseg_loop(
@@ -95,21 +128,21 @@ def run_mmseg_loop(
     Up to `image_batch` images are drawn at a time; those of one size go through the
     sliding window together, so their windows share forwards.
     """
-    from mmengine.dataset import DefaultSampler, pseudo_collate
+    from mmengine.dataset import DefaultSampler
     from mmengine.logging import MMLogger
     from mmseg.evaluation import IoUMetric
 
     data = ctx.spec.data
     n_cls = int(data["num_classes"])
-    ds = build_dataset(data, ctx.data_root, resize, raw_classes)
-    meta, ds_root, full_ds = ds.metainfo, ds.data_root, ds
+    full_ds = build_dataset(data, ctx.data_root, resize, raw_classes)
+    meta, ds_root, ds = full_ds.metainfo, full_ds.data_root, _Readable(full_ds)
     if ctx.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(ctx.limit, len(ds))))
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=max(1, image_batch),
         sampler=DefaultSampler(ds, shuffle=False, round_up=False),
-        collate_fn=pseudo_collate,
+        collate_fn=_collate,
         num_workers=ctx.opts.workers,
     )
     metric = IoUMetric(iou_metrics=["mIoU"], prefix="zs-seg")
@@ -123,7 +156,6 @@ def run_mmseg_loop(
         shutil.rmtree(tmp_pred, ignore_errors=True)
         tmp_pred.mkdir(parents=True)
     files: list[str] = []
-    groups = (g for batch in loader for g in _same_size_groups(batch))
     bar = tqdm(
         total=len(loader.sampler),
         desc=ctx.spec.dataset,
@@ -131,29 +163,45 @@ def run_mmseg_loop(
         disable=not ctx.opts.progress,
         leave=False,
     )
-    def local() -> tuple[list, list[str]]:
-        for batch in groups:
-            prepared = seg.data_preprocessor(batch, False)
-            samples = seg.predict(prepared["inputs"], prepared["data_samples"])
-            for s in samples:
-                gt = s.gt_sem_seg.data.cpu().numpy()[0]
-                check_label_map(gt, s.metainfo["ori_shape"][:2], n_cls, s.metainfo["seg_map_path"])
-                files.append(os.path.relpath(s.metainfo["img_path"], ds_root))
-                if tmp_pred is not None:
-                    stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
-                    pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
-                    Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
-            metric.process(batch, [s.to_dict() for s in samples])
-            bar.update(len(samples))
-        return metric.results, files
+
+    def local() -> tuple[list, list[str], int, int | None]:
+        order: list[int] = []  # each result's position in this process's loader order
+        start = 0
+        for batch in loader:
+            if "error" in batch:
+                raise UserError(batch["error"])
+            for idx, group in _same_size_groups(batch):
+                prepared = seg.data_preprocessor(group, False)
+                samples = seg.predict(prepared["inputs"], prepared["data_samples"])
+                for s in samples:
+                    gt = s.gt_sem_seg.data.cpu().numpy()[0]
+                    check_label_map(gt, s.metainfo["ori_shape"][:2], n_cls, s.metainfo["seg_map_path"])
+                    files.append(os.path.relpath(s.metainfo["img_path"], ds_root))
+                    if tmp_pred is not None:
+                        stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
+                        pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
+                        Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
+                metric.process(group, [s.to_dict() for s in samples])
+                order.extend(start + i for i in idx)
+                bar.update(len(samples))
+            start += len(batch["inputs"])
+        # Back to loader order, which is dataset order: same-size grouping reorders images
+        # within a batch, and float32 area sums depend on their order (mmseg's test loop adds
+        # one image at a time, in dataset order).
+        perm = sorted(range(len(order)), key=order.__getitem__)
+        metric.results[:] = [metric.results[i] for i in perm]
+        files[:] = [files[i] for i in perm]
+        return metric.results, files, seg.oom_fallbacks, seg.window_batch
 
     try:
         if world.size == 1:
             local()
         else:  # each rank scored mmengine's DefaultSampler share; the IoU areas are gathered
             parts = dist.gather_outcome(local)  # DefaultSampler's strided shares, back in dataset order
-            metric.results = dist.interleaved([res for res, _ in parts])
-            files = dist.interleaved([fs for _, fs in parts])
+            metric.results = dist.interleaved([part[0] for part in parts])
+            files = dist.interleaved([part[1] for part in parts])
+            seg.oom_fallbacks = sum(part[2] for part in parts)  # every rank's record, not rank 0's
+            seg.window_batch = min((part[3] for part in parts if part[3]), default=seg.window_batch)
     except BaseException:  # interrupted or failed: no half-written predictions left behind
         if tmp_pred is not None:
             shutil.rmtree(tmp_pred, ignore_errors=True)

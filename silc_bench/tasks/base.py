@@ -46,6 +46,9 @@ class TaskPlugin:
     protocol_cls: ClassVar[type]
     headline: ClassVar[tuple[str, ...]] = ()  # metrics shown in the summary table
     options: ClassVar[tuple[str, ...]] = ()  # task options (CLI flags) this task accepts
+    # Fast-path options (models/execution.py) this task's encoding honours; any other one is
+    # refused rather than recorded as if it had taken part.
+    execution_options: ClassVar[tuple[str, ...]] = ("compile", "channels_last", "decode")
     # Stored metrics are rounded to this many decimals: the precision the metric has,
     # without float noise (81.96, not 81.959999).
     metric_decimals: ClassVar[int] = 4

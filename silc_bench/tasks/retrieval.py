@@ -12,7 +12,7 @@ import torch
 
 from silc_bench.data.retrieval import read_karpathy
 from silc_bench.features import image_features, text_embeddings
-from silc_bench.metrics.ranking import retrieval_recall
+from silc_bench.metrics.ranking import ranking_method, retrieval_recall
 from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
 from silc_bench.text import canonicalize
 
@@ -59,5 +59,6 @@ class Retrieval(TaskPlugin):
             "split": data.images.name,
             "similarity": "cosine",
             "ties": "lower index",
+            "ranking": ranking_method(len(data.images), len(captions)),
         }
         return TaskOutput(metrics, rec, full.fingerprint)

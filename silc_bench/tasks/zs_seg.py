@@ -53,6 +53,9 @@ class ZeroShotSegmentation(TaskPlugin):
 
     options = ("classnames", "dense_mode", "pamr", "tcl_ensemble", "save_predictions")
     metric_decimals = 2  # mmseg's IoUMetric rounds its summary to 2 decimals
+    # The dense sliding-window path reads the tower block by block and mmseg's loader decodes
+    # the images: --compile, --channels-last and --decode gpu would not take part.
+    execution_options = ()
 
     @staticmethod
     def fingerprint(spec, protocol, data_root):  # noqa: ANN001, ANN205
