@@ -309,6 +309,10 @@ def _run(
         warn(note)
     if dist.current().size > 1:  # what every rank did, not rank 0's share alone
         model.execution = merge_execution(dist.all_gather(model.execution))
+    c = model.execution.get("compile", {})
+    if c.get("requested") and c.get("took_effect") is None:  # nothing ran through the compiled tower
+        c["took_effect"] = None
+        c["why_unknown"] = "no image was encoded: every feature came from the cache"
     result = build_result(model, spec, out, wall, key, cache, plugin_cls.metric_decimals, opts.limit)
     if dist.current().main:  # every rank holds the same result; one writes it
         write_result(path, result)
@@ -322,9 +326,12 @@ def merge_execution(records: list[dict]) -> dict:
     if not merged:
         return merged
     merged["oom_halvings"] = sum(r.get("oom_halvings", 0) for r in records)
-    seen = [r["compile"]["took_effect"] for r in records if "took_effect" in r.get("compile", {})]
+    seen = [
+        r["compile"]["took_effect"] for r in records if r.get("compile", {}).get("took_effect") is not None
+    ]
     if seen:
         merged["compile"]["took_effect"] = any(seen)
+        merged["compile"].pop("why_unknown", None)
     for key in ("decode_fallback", "decoded_on"):
         found = next((r[key] for r in records if key in r), None)
         if found is not None:

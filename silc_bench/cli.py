@@ -462,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
             "resave": model_files.cmd_resave,
             "cache": cmd_cache,
         }
+        if args.command not in ("run", "train"):  # train runs DDP under torchrun
+            _single_process(args.command)
         return commands[args.command](args)
     except UserError as e:
         if args.debug:
@@ -486,6 +488,17 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print("silc-bench: interrupted", file=sys.stderr)
         return 130
+
+
+def _single_process(command: str) -> None:
+    """Only `run` (and `train`, as DDP) split their work across torchrun's ranks; any other
+    command would do the whole job once per rank and write the same files from each."""
+    from silc_bench import dist
+
+    if dist.launched():
+        raise UserError(
+            f"`silc-bench {command}` runs in one process; only `run` and `train` are distributed (torchrun)"
+        )
 
 
 def _main_rank() -> bool:

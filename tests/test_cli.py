@@ -192,7 +192,7 @@ def test_limit_and_precision_recorded(data_root, tmp_path, capsys):
         capsys,
     )
     assert code == 0, err
-    res = json.loads((tmp_path / "tiny-random" / "retrieval" / "coco+limit-4.json").read_text())
+    res = json.loads((tmp_path / "tiny-random" / "retrieval" / "coco+limit-4+bf16.json").read_text())
     assert res["protocol"]["limit"] == 4 and res["protocol"]["num_images"] == 4
     assert res["precision"] == "bf16"
 

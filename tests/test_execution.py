@@ -36,7 +36,7 @@ def test_fast_path_flags_are_recorded_and_change_no_number(flag, tmp_path, capsy
             and ex["compile"]["took_effect"]
             and ex["compile"]["backend"] == "eager"
         )
-        assert b["run_key"]["execution"] == {"compile": True}
+        assert b["run_key"]["execution"] == {"compile": "eager"}  # the backend is in the key
     else:
         assert ex["channels_last"] is True and b["run_key"]["execution"] == {"channels_last": True}
     assert "execution" not in a["run_key"]  # default runs keep the keys they always had

@@ -110,3 +110,27 @@ def test_result_json_is_what_the_name_says(tmp_path, capsys):
     files = {p.name: json.loads(p.read_text()) for p in Path(out).rglob("*.json")}
     assert files["shapes-cls+limit-4+channels-last.json"]["run_key"]["execution"] == {"channels_last": True}
     assert "execution" not in files["shapes-cls+limit-4.json"]["run_key"]
+
+
+def test_only_run_is_distributed(tmp_path, capsys, monkeypatch):
+    """Under torchrun, `demo`, `check --run` and the rest would do the whole job on every
+    rank: refused, one line from rank 0 alone (the launcher's RANK, before any group)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    _one_line_exit_2(["demo", "--out", str(tmp_path / "d")], capsys, "only `run` and `train` are distributed")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    assert capsys.readouterr().err == ""  # rank 1 stays quiet
+    assert not (tmp_path / "d").exists()
+
+
+def test_compile_record_says_when_nothing_ran_through_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SILC_BENCH_COMPILE_BACKEND", "eager")
+    monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "r"
+    base = run_args("zs-cls", "tiny-random", "shapes-cls", out, tmp_path / "d", "--limit", "4", "--compile")
+    assert main(base) == 0 and main([*base, "--force"]) == 0  # the second reads the cache
+    capsys.readouterr()
+    (res,) = list(out.rglob("*.json"))
+    rec = json.loads(res.read_text())["env"]["execution"]["compile"]
+    assert rec["took_effect"] is None and "cache" in rec["why_unknown"]

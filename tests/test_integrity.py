@@ -180,10 +180,13 @@ def test_result_reused_only_on_a_full_key_match(folder, cache, tmp_path, capsys)
     code, err = run(weights=b)
     assert code == 0 and "replacing" in err and "weights_sha256" in err
     assert metrics_of(out) == truth(weights=b)
-    code, err = run("--precision", "bf16", weights=b)
-    assert "replacing" in err and "precision" in err
+    code, err = run("--precision", "bf16", weights=b)  # a file of its own, beside the fp32 one
+    assert code == 0 and "replacing" not in err
+    (other,) = out.rglob("*+bf16.json")
+    assert json.loads(other.read_text())["precision"] == "bf16"
+    other.unlink()
     code, err = run(weights=b)
-    assert "replacing" in err and metrics_of(out) == truth(weights=b)
+    assert "skipped" in err and metrics_of(out) == truth(weights=b)
     code, err = run("--limit", "3", weights=b)  # a smoke run gets a file of its own
     assert code == 0 and "replacing" not in err
     (smoke,) = out.rglob("*+limit-3.json")

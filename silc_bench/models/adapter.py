@@ -91,7 +91,7 @@ def _compile_failure(record: dict, e: Exception) -> None:
     c = record.get("compile", {})
     if (
         not c.get("requested")
-        or "took_effect" in c
+        or c.get("took_effect") is not None
         or isinstance(e, (UserError, torch.cuda.OutOfMemoryError))
     ):
         return

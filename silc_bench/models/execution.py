@@ -69,8 +69,9 @@ def apply(model: Any, ex: Execution) -> None:
 def verify_compiled(model: Any) -> None:
     """After the first compiled forward: did dynamo capture a graph? Recorded either way."""
     c = model.execution.get("compile", {})
-    if not c.get("requested") or "took_effect" in c:
+    if not c.get("requested") or c.get("took_effect") is not None:  # None: not known yet
         return
+    c.pop("why_unknown", None)
     c["took_effect"] = _graphs() > c.get("graphs_before", 0)
     if not c["took_effect"]:
         warn("--compile: torch.compile captured no graph; the image tower ran eagerly")
