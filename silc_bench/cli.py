@@ -15,8 +15,6 @@ from pathlib import Path
 
 from silc_bench.errors import UserError
 
-MAX_BATCH = 2**20  # images or prompts per forward; beyond it a number is a typo, not a batch
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
@@ -195,107 +193,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_run(a: argparse.Namespace) -> int:
-    from silc_bench import dist
-
-    if not dist.launched():
-        return _run(a)
-    from silc_bench.api import resolve_device
-
-    world = dist.init(a.device)  # first: later errors are agreed, and printed by rank 0 alone
-    device = resolve_device(a.device)
-    if device.startswith("cuda"):
-        a.device = f"cuda:{world.local_rank}"  # one GPU per rank
-    if not world.main:
-        a.quiet = True
-    try:
-        return _run(a)
-    finally:
-        dist.shutdown()
-
-
-def _run(a: argparse.Namespace) -> int:
-    from silc_bench import dist
-    from silc_bench.api import EvalOptions, LazyModel, agree_on_reuse, execute, prepare
-    from silc_bench.config import list_datasets, load_task
-    from silc_bench.data.images import image_pixel_limit
-    from silc_bench.report import markdown_table
-
-    if a.dataset is not None:
-        named = [a.dataset] if a.dataset.startswith("imagefolder:") else a.dataset.split(",")
-        named = [d.strip() for d in named]
-        if not all(named):
-            raise UserError(
-                f"--dataset {a.dataset!r}: empty dataset name; use NAME[,NAME] or imagefolder:PATH"
-            )
-        datasets = list(dict.fromkeys(named))  # a dataset named twice runs once
-    else:
-        datasets = [d for d in list_datasets(a.task) if d != "imagefolder"]
-    specs = [load_task(a.task, ds, a.protocol) for ds in datasets]  # validate every name first
-    if a.dataset is None and not Path(a.data_root).is_dir():
-        # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)
-        missing = [s.dataset for s in specs if "generated" not in s.data]
-        datasets = [s.dataset for s in specs if "generated" in s.data]
-        if missing and dist.current().main:
-            print(
-                f"silc-bench: no --data-root folder {a.data_root}: skipping {', '.join(missing)}",
-                file=sys.stderr,
-            )
-        if not datasets:
-            raise UserError(f"--data-root: folder not found: {a.data_root}")
-    for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers"), (a.limit or 1, "--limit")):
-        if n < 1:
-            raise UserError(f"{flag} must be positive")
-    if a.batch_size > MAX_BATCH:
-        raise UserError(f"--batch-size must be at most {MAX_BATCH:,}")
-    if a.max_image_pixels is not None and a.max_image_pixels < 1:
-        raise UserError("--max-image-pixels must be positive")
-    opts = EvalOptions(
-        data_root=Path(a.data_root),
-        out=Path(a.out),
-        device=a.device,
-        precision=a.precision,
-        batch_size=a.batch_size,
-        workers=a.workers,
-        limit=a.limit,
-        force=a.force,
-        profile=a.protocol,
-        weights=a.weights,
-        cache=not a.no_cache,
-        progress=not a.quiet,
-        verify_data=a.verify_data,
-        compile=a.compile,
-        channels_last=a.channels_last,
-        decode=a.decode,
-        task_options={
-            k: v
-            for k, v in (
-                ("classnames", a.classnames),
-                ("dense_mode", a.dense_mode),
-                ("pamr", a.pamr),
-                ("tcl_ensemble", a.tcl_ensemble),
-                ("save_predictions", a.save_predictions),
-            )
-            if v
-        },
-    )
-    model = LazyModel(a.model, opts)
-    outcomes = []
-    with image_pixel_limit(a.max_image_pixels):
-        # every check before any work; under torchrun a failure on any rank stops all of them
-        # alike, and every rank follows rank 0's reading of the stored results
-        plans = agree_on_reuse(dist.agreed(lambda: [prepare(model, a.task, ds, opts) for ds in datasets]))
-        for plan in plans:
-            out = execute(plan, opts)
-            state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
-            if dist.current().main:
-                print(f"{out.path}: {state}", file=sys.stderr)
-            outcomes.append(out)
-    if dist.current().main:
-        print(markdown_table(o.result for o in outcomes))
-    return 0
-
-
 def cmd_list(a: argparse.Namespace) -> int:
     from silc_bench.listing import list_command
 
@@ -446,10 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:  # library warnings (PIL, torch, mmengine) are noise before our one line
         warnings.filterwarnings("ignore")
     try:
-        from silc_bench import model_files
+        from silc_bench import model_files, run_command
 
         commands = {
-            "run": cmd_run,
+            "run": run_command.cmd_run,
             "list": cmd_list,
             "demo": cmd_demo,
             "check": cmd_check,
