@@ -9,8 +9,8 @@ HEADER = "# Performance\n"
 
 
 def write_section(path: Path, text: str) -> None:
-    """Replace the section of `path` whose `## ` heading line equals `text`'s first line (or
-    append `text`), keeping every other section.
+    """Replace, in place, the section of `path` whose `## ` heading line equals `text`'s
+    first line (or append `text`), keeping every other section.
 
     The whole heading line is the key, not a prefix of it: "## Sliding-window" must not
     take "## Sliding-window memory at ..." with it.
@@ -21,8 +21,13 @@ def write_section(path: Path, text: str) -> None:
     old = path.read_text() if path.is_file() else HEADER
     chunks = re.split(r"(?m)^(?=## )", old)
     head, sections = chunks[0], chunks[1:]
-    sections = [s for s in sections if s.splitlines()[0].rstrip() != heading]
-    sections.append(text.strip("\n") + "\n")
+    new = text.strip("\n") + "\n"
+    at = [i for i, s in enumerate(sections) if s.splitlines()[0].rstrip() == heading]
+    sections = [s for i, s in enumerate(sections) if i not in at[1:]]  # one section per heading
+    if at:
+        sections[at[0]] = new  # in place: the file keeps its order
+    else:
+        sections.append(new)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(head.rstrip("\n") + "\n\n" + "\n".join(s.rstrip("\n") + "\n" for s in sections))
