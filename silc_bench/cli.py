@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         help="for --run: folder holding the datasets (generated ShapesWorld sets need none)",
     )
     ck.add_argument("--quiet", action="store_true", help="no progress bars (--run)")
+    ck.add_argument("--device", default="cpu", help="for --run: cpu (default), cuda or auto")
 
     tb = sub.add_parser("table", parents=[common], help="the paper's comparison tables, from result files")
     tb.add_argument(
@@ -214,7 +215,7 @@ def cmd_check(a: argparse.Namespace) -> int:
             raise UserError(
                 "--run needs --models NAME [NAME ...]: the entries whose expected numbers to measure"
             )
-        run_missing(a.models, where, Path(a.data_root), progress=not a.quiet)
+        run_missing(a.models, where, Path(a.data_root), progress=not a.quiet, device=a.device)
     if a.models and not (where.exists() and any(where.rglob("*.json"))):
         results, unreadable = [], []  # nothing measured yet: every expected number is missing
     else:
@@ -401,7 +402,7 @@ def _single_process(command: str) -> None:
 def _main_rank() -> bool:
     from silc_bench import dist
 
-    return dist.current().main and dist.launch_rank() == 0
+    return dist.current().main and (not dist.launched() or dist.launch_rank() == 0)
 
 
 def _close_progress_bars() -> None:

@@ -55,7 +55,10 @@ def current() -> World:
 
 def launched() -> bool:
     """Started by torchrun (or any launcher that sets WORLD_SIZE > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:  # not a launcher's value: one process
+        return False
 
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0

@@ -130,7 +130,9 @@ def compare(
     return rows
 
 
-def run_missing(names: list[str], results_dir: Path, data_root: Path, progress: bool) -> int:
+def run_missing(
+    names: list[str], results_dir: Path, data_root: Path, progress: bool, device: str = "cpu"
+) -> int:
     """Evaluate every expected key of `names` that has no result yet; the number run."""
     from silc_bench.api import EvalOptions, LazyModel, evaluate
     from silc_bench.check import load_results
@@ -141,7 +143,7 @@ def run_missing(names: list[str], results_dir: Path, data_root: Path, progress: 
         names,
     )
     todo = list(dict.fromkeys((row.model, row.key) for row in have if row.got is None))
-    opts = EvalOptions(data_root=data_root, out=results_dir, device="cpu", workers=0, progress=progress)
+    opts = EvalOptions(data_root=data_root, out=results_dir, device=device, workers=0, progress=progress)
     lazies: dict[str, LazyModel] = {}
     for ref, key in todo:
         task, _, dataset = key.partition("/")

@@ -94,7 +94,8 @@ def test_the_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     text = out.read_text()
     assert text.startswith("# Performance on a GPU: DRY RUN")
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert len(headings) == 5 and all("dry run" in h for h in headings), headings
+    assert len(headings) == 6 and all("dry run" in h for h in headings), headings
+    assert "--device cpu --models pacl-tiny` (exit 0)" in text  # the regression step's own table
     assert text.count("Predictions identical: yes") == 2  # one and 8 windows per forward
     assert "Metrics identical: yes" in text and "world_size recorded: 2" in text
     assert "Metrics agree (top-1; t2i recall@1/5/10 to 1e-4): yes" in text

@@ -134,3 +134,15 @@ def test_compile_record_says_when_nothing_ran_through_it(tmp_path, capsys, monke
     (res,) = list(out.rglob("*.json"))
     rec = json.loads(res.read_text())["env"]["execution"]["compile"]
     assert rec["took_effect"] is None and "cache" in rec["why_unknown"]
+
+
+def test_launcher_variables_outside_torchrun_never_hide_an_error(tmp_path, capsys, monkeypatch):
+    """RANK=1 without WORLD_SIZE (a SLURM job step, say) is one process: its error prints;
+    a WORLD_SIZE that no launcher would set means one process, not a traceback."""
+    args = run_args("zs-cls", "no-such-model", "shapes-cls", tmp_path / "r", tmp_path / "d")
+    monkeypatch.setenv("RANK", "1")
+    _one_line_exit_2(args, capsys, "no-such-model")
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    _one_line_exit_2(args, capsys, "no-such-model")
+    assert main(["list", "tasks"]) == 0
+    capsys.readouterr()

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 PY="${PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY="$(command -v python3)"
 DRY=0
+if [ $# -gt 1 ]; then echo "gpu.sh: one argument at most (--dry-run)" >&2; exit 2; fi
 case "${1:-}" in
   --dry-run) DRY=1 ;;
   "") ;;
@@ -54,11 +55,23 @@ step "slide, one window per forward" "$PY" -m silc_bench.bench.slide "${SLIDE[@]
 step "slide, 8 windows per forward" "$PY" -m silc_bench.bench.slide "${SLIDE[@]}" --device "$DEV" --window-batch 8 --out "$OUT"
 # 3. zs-cls + retrieval vs CLIP_benchmark's evaluate (goal: >= 1.5x on a GPU)
 step "vs CLIP_benchmark" "$PY" -m silc_bench.bench.vs_clip_benchmark "${VSCB[@]}" --device "$DEV" --out "$OUT"
-# 4. the shipped checkpoints' regression check, measured on this device (CI measures the CPU)
-if [ "$DRY" = 0 ]; then
-  results="$(mktemp -d)"
-  step "regression check on the GPU" "$PY" -m silc_bench check --regression --run --quiet \
-    --results "$results" --models silc-tiny clip-tiny pacl-tiny
+# 4. the shipped checkpoints' regression check, measured on this device (CI measures the CPU);
+#    its table goes into the file (the dry run checks one model on the CPU)
+regression() {
+  local results log rc
+  results="$(mktemp -d)"; log="$results.md"
+  "$PY" -m silc_bench check --regression --run --quiet --device "$DEV" --results "$results" \
+    --models "$@" > "$log"; rc=$?
+  { printf '\n## Regression check of the shipped checkpoints on %s%s\n\n' "$DEV" \
+      "$([ "$DRY" = 1 ] && echo ' (dry run)')"
+    echo "Written by \`silc-bench check --regression --run --device $DEV --models $*\` (exit $rc)."
+    echo; cat "$log"; } >> "$OUT"
+  return $rc
+}
+if [ "$DRY" = 1 ]; then
+  step "regression check" regression pacl-tiny
+else
+  step "regression check on the GPU" regression silc-tiny clip-tiny pacl-tiny
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -93,7 +93,8 @@ def _chunked_ranks(
     return ranks
 
 
-FULL_MATRIX_MAX = 2**28  # scores held at once (1 GiB of float32): COCO 5k × 25k is 2**27
+FULL_MATRIX_MAX = 2**28  # scores held at once: 1 GiB of float32, ~1.75 GiB peak with rank_of's masks;
+# COCO 5k × 25k is 2**27
 
 
 def ranking_method(n_images: int, n_captions: int, chunk: int = 2048) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from silc_bench.check import is_raw_zero_shot, not_the_registry_run
 from silc_bench.config import ModelSpec, task_default_profile
-from silc_bench.result_key import ResultKey
+from silc_bench.result_key import ResultKey, option_tags
 from silc_bench.results import Result
 from silc_bench.tables.paper import Cell
 
@@ -46,7 +46,7 @@ def _marks(r: Result, spec: ModelSpec | None) -> list[str]:
     marks = []
     if key.profile != key.default_profile:
         marks.append(f"profile {key.profile}")
-    marks += [f"option {t}" for t in key.tags]
+    marks += [f"option {t}" for t in option_tags(r.options)]  # limit, precision: `other` below
     other = not_the_registry_run(r, spec)
     if other:
         marks.append(other)
