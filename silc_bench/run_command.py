@@ -61,9 +61,13 @@ def _run(a: argparse.Namespace) -> int:
             )
         if not datasets:
             raise UserError(f"--data-root: folder not found: {a.data_root}")
-    for n, flag in ((a.batch_size, "--batch-size"), (a.workers + 1, "--workers"), (a.limit or 1, "--limit")):
-        if n < 1:
-            raise UserError(f"{flag} must be positive")
+    for n, least, flag in (
+        (a.batch_size, 1, "--batch-size"),
+        (a.workers, 0, "--workers"),
+        (a.limit, 1, "--limit"),
+    ):
+        if n is not None and n < least:
+            raise UserError(f"{flag} must be {'positive' if least else '0 or more'}, not {n}")
     if a.batch_size > MAX_BATCH:
         raise UserError(f"--batch-size must be at most {MAX_BATCH:,}")
     if a.max_image_pixels is not None and a.max_image_pixels < 1:

@@ -408,3 +408,28 @@ def test_hostile_inputs_are_refused_before_anything_is_written(tmp_path, capsys)
         capsys,
         "--name",
     )
+
+
+def test_a_training_export_is_not_taken_for_a_converted_file(tmp_path, capsys):
+    """train/export.py writes its record under the same safetensors header key as convert;
+    evaluating one's own export as `open_clip:ARCH --weights` must not be refused as a
+    conversion for another architecture."""
+    from silc_bench.cli import main
+    from silc_bench.config import REPO_ROOT
+    from silc_bench.convert.command import read_metadata
+
+    export = REPO_ROOT / "silc_bench" / "weights" / "clip-tiny.safetensors"
+    assert read_metadata(export) is None
+    args = ["run", "--task", "zs-cls", "--model", "open_clip:ShapesTiny-P8", "--weights", str(export)]
+    args += [
+        "--dataset",
+        "shapes-cls",
+        "--out",
+        str(tmp_path / "r"),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--limit",
+        "8",
+    ]
+    assert main(args) == 0, capsys.readouterr().err

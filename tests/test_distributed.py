@@ -81,21 +81,9 @@ def test_an_error_on_one_rank_exits_2_everywhere_with_one_message(tmp_path):
     root = imagefolder(tmp_path / "imgs", n_train=2, n_test=3, size=32)
     last = sorted((root / "test").rglob("*.png"))[-1]  # in the second rank's block
     last.write_bytes(b"not an image")
-    args = [
-        "run",
-        "--task",
-        "zs-cls",
-        "--model",
-        "silc-tiny",
-        "--dataset",
-        f"imagefolder:{root}",
-        "--out",
-        str(tmp_path / "r"),
-        "--quiet",
-        "--workers",
-        "0",
-        "--no-cache",
-    ]
+    args = run_args(
+        "zs-cls", "silc-tiny", f"imagefolder:{root}", tmp_path / "r", tmp_path / "d", "--no-cache"
+    )
     proc = torchrun(args)
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")]

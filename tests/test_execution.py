@@ -137,21 +137,13 @@ def test_decode_on_the_device_matches_the_pil_path_on_the_cpu(tmp_path, capsys):
     ours = decode([torch.frombuffer(bytearray(raw), dtype=torch.uint8)], torch.device("cpu"))[0]
     assert np.array_equal(ours.permute(1, 2, 0).numpy(), pil)  # identical decoded pixels
 
-    base = [
-        "run",
-        "--task",
-        "zs-cls",
-        "--model",
-        "silc-tiny",
-        "--dataset",
-        f"imagefolder:{root}",
-        "--quiet",
-        "--workers",
-        "0",
-        "--no-cache",
-    ]
-    assert main([*base, "--out", str(tmp_path / "cpu")]) == 0
-    assert main([*base, "--out", str(tmp_path / "gpu"), "--decode", "gpu"]) == 0
+    def base(out: str) -> list[str]:
+        return run_args(
+            "zs-cls", "silc-tiny", f"imagefolder:{root}", tmp_path / out, tmp_path / "d", "--no-cache"
+        )
+
+    assert main(base("cpu")) == 0
+    assert main([*base("gpu"), "--decode", "gpu"]) == 0
     capsys.readouterr()
     a, b = _res(tmp_path / "cpu"), _res(tmp_path / "gpu")
     assert b["env"]["execution"]["decode"] == "gpu" and b["env"]["execution"]["decoded_on"] == "cpu"
@@ -159,7 +151,7 @@ def test_decode_on_the_device_matches_the_pil_path_on_the_cpu(tmp_path, capsys):
     mixed = next(root.rglob("*.jpg"))  # one PNG among the JPEGs: the whole split goes through PIL
     Image.open(mixed).save(mixed.with_suffix(".png"))
     mixed.unlink()
-    assert main([*base, "--out", str(tmp_path / "mixed"), "--decode", "gpu"]) == 0
+    assert main([*base("mixed"), "--decode", "gpu"]) == 0
     capsys.readouterr()
     assert "decode_fallback" in _res(tmp_path / "mixed")["env"]["execution"]
     n = a["protocol"]["num_images"]

@@ -74,8 +74,10 @@ def test_an_empty_jpeg_on_the_device_decoder_is_one_line(tmp_path, capsys):
         png.unlink()
     empty = sorted((root / "test").rglob("*.jpg"))[0]
     empty.write_bytes(b"")
-    args = ["run", "--task", "zs-cls", "--model", "silc-tiny", "--dataset", f"imagefolder:{root}"]
-    args += ["--out", str(tmp_path / "r"), "--quiet", "--no-cache", "--decode", "gpu", "--device", "cpu"]
+    args = run_args(
+        "zs-cls", "silc-tiny", f"imagefolder:{root}", tmp_path / "r", tmp_path / "d", "--no-cache"
+    )
+    args += ["--decode", "gpu"]
     for workers in ("0", "2"):
         _one_line_exit_2([*args, "--workers", workers], capsys, empty.name)
     assert not (tmp_path / "r").exists()

@@ -250,7 +250,8 @@ def convert_big_vision(
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:
-    """The metadata `convert` wrote into a safetensors file (None for other files)."""
+    """The metadata `convert` wrote into a safetensors file (None for other files, exports of
+    the training stack included)."""
     if Path(path).suffix != ".safetensors":
         return None
     from safetensors import safe_open
@@ -268,4 +269,6 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
         raise UserError(f"{path}: its {METADATA_KEY} metadata is not valid JSON") from None
     if not isinstance(meta, dict):
         raise UserError(f"{path}: its {METADATA_KEY} metadata is not a mapping")
-    return meta
+    # The same header key holds the training stack's export record (train/export.py), which
+    # is not a conversion: only a record that names what it was converted from is one.
+    return meta if "converted_from" in meta else None
