@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from silc_bench.errors import UserError
+from silc_bench.errors import UserError, first_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or not dist.launched():
             raise
         # a rank failed or a collective timed out: one line per surviving rank, no traceback
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        detail = first_line(e) or type(e).__name__
         if _main_rank() or not isinstance(e, dist.DistributedFailure):
             print(f"silc-bench: error: [rank {dist.current().rank}] {detail}", file=sys.stderr)
         return 1

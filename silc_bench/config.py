@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from silc_bench.errors import UserError, did_you_mean
+from silc_bench.errors import UserError, did_you_mean, first_line
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -91,7 +91,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: invalid YAML ({first_line(e)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -18,6 +18,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+def first_line(e: BaseException) -> str:
+    """The first non-blank line of an exception's message ("" if it has none): library
+    errors (mmcv, torch.compile, PIL) span many lines, and ours must stay one."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+
+
 def did_you_mean(kind: str, name: str, valid: Iterable[str]) -> UserError:
     """An 'unknown X' error listing the valid names, with the closest ones first."""
     valid = sorted(valid)

@@ -45,25 +45,13 @@ def _model_key(model: VLModel) -> dict:
         "arch": model.info.get("arch"),
         "backend": model.info.get("backend"),
         "feature_version": FEATURE_VERSION,
-        **_execution_key(model),
     }
-
-
-def _execution_key(model: VLModel) -> dict:
-    ex = model.execution_options
-    return {"execution": ex.key()} if ex is not None and ex.key() else {}
 
 
 def image_features(
     model: VLModel, split: ImageSplit, cache: FeatureCache, opts: RunOptions, desc: str
 ) -> dict[str, np.ndarray]:
     """{"pre_logits": (N, W), "embed": (N, D)} float32, unnormalised, in split order."""
-    parts = {
-        **_model_key(model),
-        "split": split.fingerprint,
-        "preprocess": model.preprocess.to_dict(),
-        "n": len(split),
-    }
     n = len(split)
     ex = model.execution_options
     jpeg = False  # --decode gpu applies to a split whose every item is a JPEG file, decided once
@@ -73,6 +61,18 @@ def image_features(
         jpeg = all(is_jpeg(i) for i in split.items)
         if not jpeg:
             model.execution["decode_fallback"] = "not every image is a JPEG file: decoded by PIL"
+    # The fast-path options that took part key the features (fused kernels may round
+    # apart); a decode that fell back to PIL is the CPU path's, and shares its entries.
+    ex_key = ex.key() if ex is not None else {}
+    if not jpeg:
+        ex_key.pop("decode", None)
+    parts = {
+        **_model_key(model),
+        **({"execution": ex_key} if ex_key else {}),
+        "split": split.fingerprint,
+        "preprocess": model.preprocess.to_dict(),
+        "n": n,
+    }
     return cache.get_or_compute(
         "image",
         parts,
@@ -161,6 +161,7 @@ def text_embeddings(
     normalize: bool = True,
 ) -> np.ndarray:
     """Text embeddings (T, D), float32, in input order; L2-normalised unless asked not to."""
+    # no fast-path key: --compile, --channels-last and --decode gpu touch the image tower only
     parts = {**_model_key(model), "texts": hash_obj(texts), "tokenizer": model.info.get("tokenizer")}
     emb = cache.get_or_compute(
         "text",

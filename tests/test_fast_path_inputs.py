@@ -148,3 +148,22 @@ def test_launcher_variables_outside_torchrun_never_hide_an_error(tmp_path, capsy
     _one_line_exit_2(args, capsys, "no-such-model")
     assert main(["list", "tasks"]) == 0
     capsys.readouterr()
+
+
+def test_fast_path_options_key_only_the_features_they_touch(tmp_path, capsys, monkeypatch):
+    """--channels-last re-encodes the images but reads the text from the cache (the option
+    touches the image tower only); --decode gpu on a PNG split falls back to PIL, which is
+    the plain run's computation, so its image entry is the plain run's."""
+    monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
+    base = run_args("zs-cls", "tiny-random", "shapes-cls", tmp_path / "r", tmp_path / "d", "--limit", "6")
+    assert main(base) == 0
+    assert main([*base, "--channels-last"]) == 0
+    assert main([*base, "--decode", "gpu"]) == 0
+    capsys.readouterr()
+    res = {p.name: json.loads(p.read_text()) for p in (tmp_path / "r").rglob("*.json")}
+    plain = res["shapes-cls+limit-6.json"]["env"]["cache"]
+    cl = res["shapes-cls+limit-6+channels-last.json"]["env"]["cache"]
+    gpu = res["shapes-cls+limit-6+decode-gpu.json"]["env"]["cache"]
+    assert plain["hits"] == 0 and plain["misses"] == 2  # image + text
+    assert cl["hits"] == 1 and cl["misses"] == 1  # text read, images encoded again
+    assert gpu["hits"] == 2 and gpu["misses"] == 0  # PNGs: PIL decoded them, as in the plain run

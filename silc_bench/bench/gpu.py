@@ -23,6 +23,7 @@ import torch
 from silc_bench.bench.report import publish, write_section
 from silc_bench.bench.roofline import H200_BF16_FLOPS, flops
 from silc_bench.config import REPO_ROOT
+from silc_bench.errors import first_line
 
 DRY = "dry run on the CPU: checks that the script runs, measures nothing"
 
@@ -75,7 +76,7 @@ def _encoding(args: argparse.Namespace, device: str, tmp: Path) -> tuple[str, bo
         try:
             ips, took, size = _throughput(args.arch, weights, device, precision, comp, args)
         except Exception as e:  # noqa: BLE001 - a row that failed (a compiler missing) is reported, not fatal
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e) or type(e).__name__
             rows.append(f"| {precision} | {'yes' if comp else 'no'} | **failed** | {first[:200]} | | |")
             failed = True
             continue

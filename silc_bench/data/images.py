@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from silc_bench.errors import first_line
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
 
@@ -77,7 +79,7 @@ def decode_status(exc: BaseException, item: str) -> str:
         ).replace("\n", " ")
     if isinstance(exc, ImageModeError):
         return f"cannot decode image {item}: {exc}"
-    first = str(exc).splitlines()[0] if str(exc) else ""
+    first = first_line(exc)
     return f"cannot decode image {item} ({type(exc).__name__}: {first})"
 
 

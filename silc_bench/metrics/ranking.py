@@ -97,11 +97,21 @@ FULL_MATRIX_MAX = 2**28  # scores held at once: 1 GiB of float32, ~1.75 GiB peak
 # COCO 5k × 25k is 2**27
 
 
-def ranking_method(n_images: int, n_captions: int, chunk: int = 2048) -> str:
+CHUNK = 2048
+
+
+def _one_matrix(n_images: int, n_captions: int, full_max: int) -> bool:
+    """The one place that decides between one score matrix and blocks."""
+    return n_images * n_captions <= full_max
+
+
+def ranking_method(
+    n_images: int, n_captions: int, chunk: int = CHUNK, full_max: int = FULL_MATRIX_MAX
+) -> str:
     """How `retrieval_recall` counts ranks for this size (recorded in the result)."""
-    if n_images * n_captions <= FULL_MATRIX_MAX:
+    if _one_matrix(n_images, n_captions, full_max):
         return "one text × image score matrix (as CLIP_benchmark)"
-    return f"chunked: {chunk} × {chunk} score blocks (the set exceeds {FULL_MATRIX_MAX:,} scores)"
+    return f"chunked: {chunk} × {chunk} score blocks (the set exceeds {full_max:,} scores)"
 
 
 def retrieval_recall(
@@ -109,7 +119,7 @@ def retrieval_recall(
     text_emb: np.ndarray,
     text_to_image: np.ndarray,
     ks: tuple[int, ...] = (1, 5, 10),
-    chunk: int = 2048,
+    chunk: int = CHUNK,
     full_max: int = FULL_MATRIX_MAX,
 ) -> dict[str, float]:
     """Image→text and text→image recall@k (in %) from L2-normalised embeddings.
@@ -129,7 +139,7 @@ def retrieval_recall(
         captions_of[i].append(t)
     if any(len(c) == 0 for c in captions_of):
         raise ValueError("every image needs at least one caption")
-    if n_img * len(text_emb) <= full_max:
+    if _one_matrix(n_img, len(text_emb), full_max):
         scores = text_emb @ image_emb.T
         t2i = rank_of(scores, text_to_image)
         per_image = scores.T

@@ -86,7 +86,7 @@ class VLModel:
 def _compile_failure(record: dict, e: Exception) -> None:
     """A first compiled forward that fails for want of a compiler or backend is the user's
     setup, not a bug: one line, exit 2 (out-of-memory goes on to the batch halving)."""
-    from silc_bench.errors import UserError
+    from silc_bench.errors import UserError, first_line
 
     c = record.get("compile", {})
     if (
@@ -95,7 +95,7 @@ def _compile_failure(record: dict, e: Exception) -> None:
         or isinstance(e, (UserError, torch.cuda.OutOfMemoryError))
     ):
         return
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    first = first_line(e)
     raise UserError(
         f"--compile: torch.compile ({c.get('backend')}) failed: {type(e).__name__}: {first[:300]}; "
         "run without --compile"

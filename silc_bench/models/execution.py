@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from silc_bench.errors import UserError, warn
+from silc_bench.errors import UserError, first_line, warn
 
 COMPILE_BACKEND_ENV = "SILC_BENCH_COMPILE_BACKEND"  # tests use "eager": dynamo capture without a C++ build
 
@@ -60,7 +60,7 @@ def apply(model: Any, ex: Execution) -> None:
         try:
             model.backend.image_features = torch.compile(model.backend.image_features, backend=backend)
         except Exception as e:  # an unknown backend name ($SILC_BENCH_COMPILE_BACKEND)
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            first = first_line(e) or type(e).__name__
             raise UserError(f"--compile: ${COMPILE_BACKEND_ENV}={backend}: {first}") from None
     model.execution = rec
     model.execution_options = ex

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from silc_bench.errors import UserError
+from silc_bench.errors import UserError, first_line
 
 # big_vision's KNOWN_TOKENIZERS: the files its SigLIP-style English models use.
 KNOWN_VOCABS = {
@@ -45,7 +45,7 @@ class SentencePieceTokenizer:
         try:
             self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
         except (OSError, RuntimeError) as e:
-            raise UserError(f"{model_file}: not a sentencepiece model ({str(e).splitlines()[0]})") from None
+            raise UserError(f"{model_file}: not a sentencepiece model ({first_line(e)})") from None
         self.eos = int(self.sp.eos_id())
         if self.eos < 0:
             raise UserError(f"{model_file}: the sentencepiece model defines no EOS piece")

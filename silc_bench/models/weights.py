@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from silc_bench.errors import UserError
+from silc_bench.errors import UserError, first_line
 
 WRAPPERS = ("state_dict", "model", "module")
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -49,9 +49,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 f"and use the .safetensors file"
             ) from None
         except Exception as e:
-            raise UserError(
-                f"{path}: corrupt checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-            ) from None
+            raise UserError(f"{path}: corrupt checkpoint ({type(e).__name__}: {first_line(e)})") from None
     return unwrap(sd, path)
 
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from silc_bench import dist
 from silc_bench.data.segmentation import build_dataset, check_label_map, seg_fingerprint
-from silc_bench.errors import UserError
+from silc_bench.errors import UserError, first_line
 from silc_bench.files import remove_stale_tmp
 from silc_bench.hashing import hash_obj
 from silc_bench.segmentation.rules import ScoreRule
@@ -101,7 +101,7 @@ class _Readable(torch.utils.data.Dataset):
             return self.ds[i]
         except Exception as e:  # noqa: BLE001 - reported with the file's name
             info = self.ds.get_data_info(i)
-            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            detail = first_line(e) or type(e).__name__
             files = f"{info.get('img_path')} (labels {info.get('seg_map_path')})"
             return {"error": f"{files}: cannot be read: {detail}"}
 
