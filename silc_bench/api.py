@@ -320,12 +320,15 @@ def _run(
 
 
 def merge_execution(records: list[dict]) -> dict:
-    """Every rank's execution record as one: OOM halvings summed, compile taken effect if
-    any rank compiled a graph (a rank with an empty block never ran the tower)."""
+    """Every rank's execution record as one: OOM halvings summed, the smallest batch cap,
+    compile taken effect if any rank compiled a graph (an empty block never ran the tower)."""
     merged = copy.deepcopy(records[0])
     if not merged:
         return merged
     merged["oom_halvings"] = sum(r.get("oom_halvings", 0) for r in records)
+    caps = [r["oom_batch_cap"] for r in records if r.get("oom_batch_cap")]
+    if caps:
+        merged["oom_batch_cap"] = min(caps)
     seen = [
         r["compile"]["took_effect"] for r in records if r.get("compile", {}).get("took_effect") is not None
     ]

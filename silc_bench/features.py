@@ -139,7 +139,12 @@ def _pil_batches(items: list, split: ImageSplit, model: VLModel, opts: RunOption
 
 def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, torch.Tensor]:
     """CUDA out of memory: split the batch in two and retry each half (down to one image),
-    counted in the result's `env.execution.oom_halvings`."""
+    counted in the result's `env.execution.oom_halvings`. The size that fits is remembered
+    (`oom_batch_cap`), so later batches go straight to it instead of running out again."""
+    cap = model.execution.get("oom_batch_cap")
+    if cap and len(images) > cap:
+        parts = [_forward_halving_on_oom(model, images[i : i + cap]) for i in range(0, len(images), cap)]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     try:
         return model.image_features(images)
     except torch.cuda.OutOfMemoryError:
@@ -148,6 +153,7 @@ def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, t
         torch.cuda.empty_cache()
         model.execution["oom_halvings"] = model.execution.get("oom_halvings", 0) + 1
         half = len(images) // 2
+        model.execution["oom_batch_cap"] = len(images) - half  # the larger half
         a, b = _forward_halving_on_oom(model, images[:half]), _forward_halving_on_oom(model, images[half:])
         return {k: torch.cat([a[k], b[k]]) for k in a}
 

@@ -118,8 +118,10 @@ def test_execution_records_of_all_ranks_are_merged():
 
     rank0 = {"compile": {"requested": True}, "oom_halvings": 0, "decode": "cpu"}  # an empty block
     rank1 = {"compile": {"requested": True, "took_effect": True}, "oom_halvings": 2, "decode": "cpu"}
+    rank1["oom_batch_cap"] = 16
     merged = merge_execution([rank0, rank1])
     assert merged["compile"]["took_effect"] is True and merged["oom_halvings"] == 2
+    assert merged["oom_batch_cap"] == 16
     assert merge_execution([{}, {}]) == {}
 
 

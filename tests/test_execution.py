@@ -55,7 +55,13 @@ def test_cuda_out_of_memory_halves_the_batch_and_counts_it():
     x = torch.randn(7, 3, 4, 4)
     out = _forward_halving_on_oom(model, x)
     assert torch.equal(out["embed"], x.flatten(1)[:, :3] * 2)  # every image, in order
-    assert model.execution["oom_halvings"] == 3 and max(c for c in calls if c <= 2) == 2
+    # 7 ran out, then 3; the 4 after them went straight to the remembered size, 2
+    assert model.execution["oom_halvings"] == 2 and max(c for c in calls if c <= 2) == 2
+    assert model.execution["oom_batch_cap"] == 2
+    calls.clear()
+    again = _forward_halving_on_oom(model, x)  # a later batch: no new out-of-memory
+    assert torch.equal(again["embed"], out["embed"]) and max(calls) == 2
+    assert model.execution["oom_halvings"] == 2
 
 
 def test_the_gpu_check_refuses_to_run_without_a_gpu():
