@@ -247,7 +247,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_table(a: argparse.Namespace) -> int:
-    from silc_bench.files import writable_dir
+    from silc_bench.files import atomic_write_text, writable_dir
     from silc_bench.tables import render_tables
 
     text = render_tables(a.which, Path(a.results), a.paper, a.format)
@@ -261,9 +261,7 @@ def cmd_table(a: argparse.Namespace) -> int:
     if out.is_dir() or not writable_dir(out.parent):
         raise UserError(f"--out: cannot write {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    atomic_write_text(out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

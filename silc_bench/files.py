@@ -12,6 +12,18 @@ import shutil
 from pathlib import Path
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` under a name of this process's own, then rename: a reader (or
+    a second writer) never sees half a file, and a failed write leaves no debris."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def umask_mode(mode: int = 0o666) -> int:
     """`mode` with the process umask applied (os.umask can only be read by setting it)."""
     mask = os.umask(0)

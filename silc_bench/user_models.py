@@ -7,7 +7,6 @@ so `--model NAME` evaluates exactly the converted file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import yaml
 
 from silc_bench.config import load_models, read_yaml, user_models_file
 from silc_bench.errors import UserError
-from silc_bench.files import exclusive
+from silc_bench.files import atomic_write_text, exclusive
 from silc_bench.hashing import file_sha256
 
 __all__ = ["register_converted", "user_models_file"]
@@ -58,10 +57,9 @@ def register_converted(name: str, out: Path, meta: dict[str, Any] | None, dry_ru
         mine[name] = _entry(out, meta)
         if isinstance(old, dict) and old.get("override") is True:
             mine[name]["override"] = True  # it replaces a registry model on purpose: keep saying so
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(
+        atomic_write_text(
+            path,
             "# silc-bench user models (written by `silc-bench convert --register`; edit freely)\n"
-            + yaml.safe_dump({"models": mine}, sort_keys=False)
+            + yaml.safe_dump({"models": mine}, sort_keys=False),
         )
-        os.replace(tmp, path)
     return path

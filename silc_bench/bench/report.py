@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from silc_bench.files import atomic_write_text
+
 HEADER = "# Performance\n"
 
 
@@ -29,9 +31,7 @@ def write_section(path: Path, text: str) -> None:
     else:
         sections.append(new)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(head.rstrip("\n") + "\n\n" + "\n".join(s.rstrip("\n") + "\n" for s in sections))
-    tmp.replace(path)
+    atomic_write_text(path, head.rstrip("\n") + "\n\n" + "\n".join(s.rstrip("\n") + "\n" for s in sections))
 
 
 def publish(path: Path, text: str) -> int:

@@ -22,6 +22,7 @@ from silc_bench.convert.layout import TwoTower, describe
 from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.to_open_clip import choose_arch, custom_config, fit_problems, shapes_of, state_dict
 from silc_bench.errors import UserError
+from silc_bench.files import atomic_write_text
 from silc_bench.hashing import file_sha256
 
 TOLERANCE = 1e-4  # fp32, max abs difference of embeddings against the numpy reference
@@ -241,11 +242,10 @@ def convert_big_vision(
     _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
     if cfg is not None:
         cfg_path = out.with_name(out.stem + ".config.json")
-        tmp = cfg_path.with_name(f".{cfg_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(
-            json.dumps({"model_cfg": cfg, "silc_bench": "custom config of a converted checkpoint"}, indent=2)
+        atomic_write_text(
+            cfg_path,
+            json.dumps({"model_cfg": cfg, "silc_bench": "custom config of a converted checkpoint"}, indent=2),
         )
-        os.replace(tmp, cfg_path)
     return meta
 
 
