@@ -23,7 +23,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_convert(a: argparse.Namespace) -> int:
-    from silc_bench.convert.command import convert_big_vision
+    from silc_bench.convert.command import TOLERANCE, convert_big_vision
     from silc_bench.user_models import register_converted, user_models_file
 
     out = Path(a.out).expanduser().resolve()
@@ -34,7 +34,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
     meta = convert_big_vision(Path(a.src), out, a.arch, tok, a.pooling, a.fp16)
     diffs = meta["verification"]["max_abs_diff"]
     worst = max(diffs.values(), key=abs)
-    print(f"wrote {out}: open_clip {meta['arch']}, verified (max |Δ| {worst:.1e} ≤ 1e-4)")
+    print(f"wrote {out}: open_clip {meta['arch']}, verified (max |Δ| {worst:.1e} ≤ {TOLERANCE:.0e})")
     if a.register:
         register_converted(name, out, meta)
         print(f"registered {name!r} in {user_models_file()}: silc-bench run --model {name} ...")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from silc_bench.bench.random_model import load_random, random_checkpoint
 from silc_bench.bench.report import publish, write_section
 from silc_bench.bench.roofline import H200_BF16_FLOPS, flops
 from silc_bench.config import REPO_ROOT
@@ -28,25 +29,12 @@ from silc_bench.errors import first_line
 DRY = "dry run on the CPU: checks that the script runs, measures nothing"
 
 
-def _weights(arch: str, folder: Path) -> Path:
-    """A seeded random checkpoint of `arch`, so the model loads the way a user's does."""
-    from safetensors.torch import save_file
-
-    from silc_bench.models.arch import build_named
-
-    torch.manual_seed(0)
-    path = folder / f"{arch}.safetensors"
-    save_file({k: v.contiguous() for k, v in build_named(arch).state_dict().items()}, str(path))
-    return path
-
-
 def _throughput(arch: str, weights: Path, device: str, precision: str, compile_: bool, args) -> tuple:  # noqa: ANN001
     """(images/s, compile took effect) of `VLModel.image_features` on random pixels already
     on the device: the tower, autocast and the float32 copy-out, without data loading."""
     from silc_bench.models.execution import Execution, apply
-    from silc_bench.models.resolve import load_model, parse_model_ref
 
-    model = load_model(parse_model_ref(f"open_clip:{arch}", str(weights)), device, precision)
+    model = load_random(arch, device, weights.parent, precision, path=weights)
     apply(model, Execution(compile=compile_))
     size = model.preprocess.size
     x = torch.randn(args.batch, 3, size, size, device=device)
@@ -64,7 +52,7 @@ def _throughput(arch: str, weights: Path, device: str, precision: str, compile_:
 
 
 def _encoding(args: argparse.Namespace, device: str, tmp: Path) -> tuple[str, bool]:
-    weights = _weights(args.arch, tmp)
+    weights = random_checkpoint(args.arch, tmp)
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({DRY})"
     rows = [
         "| precision | --compile | took effect | images/s | TFLOP/s | share of the ~790 TFLOP/s bf16 bound |",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from silc_bench.bench.random_model import load_random
 from silc_bench.bench.report import publish
 from silc_bench.config import REPO_ROOT
 
@@ -30,19 +31,6 @@ def _accuracy_numpy2(output, target, topk=(1,)):  # noqa: ANN001, ANN202
     pred = output.topk(max(topk), 1, True, True)[1].t()
     correct = pred.eq(target.view(1, -1).expand_as(pred))
     return [float(correct[:k].reshape(-1).float().sum().item()) / len(target) for k in topk]
-
-
-def _model(arch: str, device: str, folder: Path):  # noqa: ANN202
-    from safetensors.torch import save_file
-
-    from silc_bench.models.arch import build_named
-    from silc_bench.models.resolve import load_model, parse_model_ref
-
-    torch.manual_seed(0)
-    m = build_named(arch)
-    path = folder / "random.safetensors"
-    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
-    return load_model(parse_model_ref(f"open_clip:{arch}", str(path)), device)
 
 
 def main() -> int:
@@ -66,7 +54,7 @@ def main() -> int:
     args = ap.parse_args()
     zsc.accuracy = _accuracy_numpy2
     tmp = Path(tempfile.mkdtemp())
-    model = _model(args.arch, args.device, tmp)
+    model = load_random(args.arch, args.device, tmp)
     opts = EvalOptions(
         data_root=tmp,
         out=tmp / "r",
