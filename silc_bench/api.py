@@ -16,19 +16,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from silc_bench import dist
-from silc_bench.cache import FeatureCache
-from silc_bench.config import ASSETS, TaskSpec, build, load_task
-from silc_bench.errors import UserError, warn
-from silc_bench.features import RunOptions
-from silc_bench.files import writable_dir
-from silc_bench.hashing import VERIFY_DATA, canonical_json, hash_obj
+from silc_bench.config import TaskSpec, build, load_task
+from silc_bench.core import dist
+from silc_bench.core.console import warn
+from silc_bench.core.errors import UserError
+from silc_bench.core.files import writable_dir
+from silc_bench.core.hashing import VERIFY_DATA, canonical_json, hash_obj
+from silc_bench.core.paths import ASSETS
+from silc_bench.features.cache import FeatureCache
+from silc_bench.features.extract import RunOptions
 from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.execution import Execution
 from silc_bench.models.execution import apply as apply_execution
 from silc_bench.models.resolve import model_identity
-from silc_bench.result_key import ResultKey, execution_tags, limit_tags, option_tags
-from silc_bench.results import (
+from silc_bench.results.key import ResultKey, execution_tags, limit_tags, option_tags
+from silc_bench.results.schema import (
     Result,
     environment,
     git_commit,

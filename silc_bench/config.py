@@ -17,42 +17,16 @@ Protocol merge order: task defaults < dataset < profile (< profile's per-dataset
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from silc_bench.errors import UserError, did_you_mean, first_line
+from silc_bench.core.errors import UserError, did_you_mean, first_line
+from silc_bench.core.paths import checkpoint_files, task_roots
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent
-ASSETS = PACKAGE_DIR / "assets"
-
-
-def _data_home() -> Path:
-    """Where checkpoints.yaml, tasks/ and reports/paper/ live: the checkout around the package
-    (an editable install reads the top-level files), else the copies a wheel carries."""
-    if (REPO_ROOT / "checkpoints.yaml").is_file() and (REPO_ROOT / "tasks").is_dir():
-        return REPO_ROOT
-    return PACKAGE_DIR / "_bundled"
-
-
-DATA_HOME = _data_home()
 DEFAULT_PROFILE = "default"
-
-
-def tasks_dir() -> Path:
-    return Path(os.environ.get("SILC_BENCH_TASKS", DATA_HOME / "tasks"))
-
-
-def task_roots() -> list[Path]:
-    """The task folder, then your own ones in $SILC_BENCH_TASK_PATH (':'-separated), each laid
-    out the same way: `<task>/<dataset>.yaml`, `<task>/profiles/<name>.yaml`, or a whole new
-    `<task>/_task.yaml` (lm-eval's include_path, for tasks)."""
-    extra = os.environ.get("SILC_BENCH_TASK_PATH", "")
-    return [tasks_dir(), *(Path(p).expanduser() for p in extra.split(os.pathsep) if p)]
 
 
 def _find(task: str, rel: str) -> Path | None:
@@ -66,23 +40,6 @@ def _find(task: str, rel: str) -> Path | None:
 def _names(task: str, pattern: str) -> list[str]:
     found = {p.stem for r in task_roots() for p in (r / task).glob(pattern) if not p.name.startswith("_")}
     return sorted(found)
-
-
-def user_models_file() -> Path:
-    """The user's own registry (`convert --register` writes it): $XDG_CONFIG_HOME/silc-bench/models.yaml."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "silc-bench" / "models.yaml"
-
-
-def checkpoint_files() -> list[Path]:
-    """The model registry, the user models file (if any), then the extra registries named
-    in $SILC_BENCH_CHECKPOINTS."""
-    files = [DATA_HOME / "checkpoints.yaml"]
-    if user_models_file().is_file():
-        files.append(user_models_file())
-    extra = os.environ.get("SILC_BENCH_CHECKPOINTS", "")
-    files += [Path(p) for p in extra.split(os.pathsep) if p]
-    return files
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from silc_bench.cli import main
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 from tests import seg_fixtures
 from tests.test_tcl import authors_checkpoint
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from silc_bench.cli import main
-from silc_bench.text import canonical_prompt, canonicalize, read_asset
+from silc_bench.features.prompts import canonical_prompt, canonicalize, read_asset
 from tests.fixtures import run_args
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from silc_bench.cli import main
-from silc_bench.results import Result, write_result
+from silc_bench.results.schema import Result, write_result
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from silc_bench.config import list_datasets, list_profiles, list_tasks, load_task
-from silc_bench.errors import UserError
-from silc_bench.result_key import dataset_filename, model_dirname
-from silc_bench.results import Result, read_result, write_result
+from silc_bench.core.errors import UserError
+from silc_bench.results.key import dataset_filename, model_dirname
+from silc_bench.results.schema import Result, read_result, write_result
 
 
 def test_discovery():
@@ -31,7 +31,7 @@ def test_profile_merges_over_dataset():
 
 
 def test_a_variant_is_one_yaml_file(tmp_path, monkeypatch):
-    from silc_bench.config import REPO_ROOT
+    from silc_bench.core.paths import REPO_ROOT
 
     tasks = tmp_path / "tasks"
     shutil.copytree(REPO_ROOT / "tasks", tasks)
@@ -98,7 +98,7 @@ def test_schema_1_files_are_read(tmp_path):
 
 def test_your_own_task_folders_extend_the_built_in_ones(tmp_path, monkeypatch):
     from silc_bench.config import list_datasets, list_profiles, load_task
-    from silc_bench.errors import UserError
+    from silc_bench.core.errors import UserError
 
     extra = tmp_path / "mine"
     (extra / "zs-cls" / "profiles").mkdir(parents=True)

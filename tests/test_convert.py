@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from silc_bench.cli import main
-from silc_bench.convert.command import read_metadata
 from silc_bench.convert.layout import describe
 from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.reference import encode_image, encode_text
+from silc_bench.models.converted import read_metadata
 from silc_bench.models.resolve import load_model, parse_model_ref
 from tests.bv_fixtures import make_tree, save
 from tests.test_zs_seg import _fails
@@ -415,8 +415,8 @@ def test_a_training_export_is_not_taken_for_a_converted_file(tmp_path, capsys):
     evaluating one's own export as `open_clip:ARCH --weights` must not be refused as a
     conversion for another architecture."""
     from silc_bench.cli import main
-    from silc_bench.config import REPO_ROOT
-    from silc_bench.convert.command import read_metadata
+    from silc_bench.core.paths import REPO_ROOT
+    from silc_bench.models.converted import read_metadata
 
     export = REPO_ROOT / "silc_bench" / "weights" / "clip-tiny.safetensors"
     assert read_metadata(export) is None

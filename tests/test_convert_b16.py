@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from silc_bench.cli import main
-from silc_bench.convert.command import read_metadata
+from silc_bench.models.converted import read_metadata
 from tests.bv_fixtures import B16, make_tree, save
 from tests.test_convert import sp_model  # noqa: F401 - the tiny offline sentencepiece model
 

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from silc_bench.convert.layout import describe
 from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.to_open_clip import custom_config, state_dict
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 from silc_bench.models.arch import build_from_config
-from silc_bench.models.backend import TimmTower
+from silc_bench.models.backends.timm_tower import TimmTower
 from silc_bench.models.dense import gaussian_prior, timm_dense_features
 from tests.bv_fixtures import make_tree, save
 
@@ -129,7 +129,7 @@ def test_other_input_sizes_resize_position_embeddings(tower):
 
 
 def test_a_mode_that_cannot_apply_is_refused():
-    from silc_bench.models.pacl import PACLBackend
+    from silc_bench.models.backends.pacl import PACLBackend
 
     with pytest.raises(UserError, match="does not apply"):
         PACLBackend(torch.nn.Linear(1, 1)).resolve_mode("sclip", "maskclip")

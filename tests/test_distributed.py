@@ -94,7 +94,7 @@ def test_an_error_on_one_rank_exits_2_everywhere_with_one_message(tmp_path):
 
 
 def test_blocks_hold_whole_batches_and_strided_shares_return_to_dataset_order():
-    from silc_bench.dist import World, interleaved, shard
+    from silc_bench.core.dist import World, interleaved, shard
 
     for n in (1, 7, 10, 64, 65):
         for size in (1, 2, 3, 5):

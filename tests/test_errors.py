@@ -245,7 +245,7 @@ def test_cifar_pickle_with_code_is_refused(data_root, tmp_path, capsys):
 
 
 def test_unknown_yaml_key_is_an_error(tmp_path, monkeypatch, capsys):
-    from silc_bench.config import REPO_ROOT
+    from silc_bench.core.paths import REPO_ROOT
 
     tasks = tmp_path / "tasks"
     shutil.copytree(REPO_ROOT / "tasks", tasks)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from silc_bench.cli import main
-from silc_bench.features import _forward_halving_on_oom
+from silc_bench.features.extract import _forward_halving_on_oom
 from tests.fixtures import run_args
 
 
@@ -67,7 +67,7 @@ def test_cuda_out_of_memory_halves_the_batch_and_counts_it():
 def test_the_gpu_check_refuses_to_run_without_a_gpu():
     import subprocess
 
-    from silc_bench.config import REPO_ROOT
+    from silc_bench.core.paths import REPO_ROOT
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: gpu.sh would measure it")
@@ -86,7 +86,7 @@ def test_the_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     import subprocess
     import sys
 
-    from silc_bench.config import REPO_ROOT
+    from silc_bench.core.paths import REPO_ROOT
 
     out = tmp_path / "perf-gpu.md"
     env = {**os.environ, "GPU_CHECK_OUT": str(out), "PYTHON": sys.executable}

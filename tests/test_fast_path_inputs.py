@@ -24,8 +24,8 @@ def _one_line_exit_2(argv: list[str], capsys, *needles: str) -> str:  # noqa: AN
 
 
 def test_other_precision_gets_its_own_file_and_never_stands_for_fp32(tmp_path, capsys):
-    from silc_bench.check import not_the_registry_run
-    from silc_bench.results import read_result
+    from silc_bench.results.audit import not_the_registry_run
+    from silc_bench.results.schema import read_result
 
     out = tmp_path / "r"
     base = run_args("zs-cls", "silc-tiny", "shapes-cls", out, tmp_path / "data", "--limit", "12")
@@ -54,7 +54,7 @@ def test_compile_that_cannot_work_and_options_a_task_ignores_are_refused(tmp_pat
 
 def test_the_compile_backend_is_part_of_the_key(monkeypatch):
     from silc_bench.models.execution import Execution
-    from silc_bench.result_key import execution_tags
+    from silc_bench.results.key import execution_tags
 
     monkeypatch.delenv("SILC_BENCH_COMPILE_BACKEND", raising=False)
     assert Execution(compile=True).key() == {"compile": "inductor"}
@@ -84,7 +84,7 @@ def test_an_empty_jpeg_on_the_device_decoder_is_one_line(tmp_path, capsys):
 
 
 def test_cache_commands_survive_odd_entries_and_refuse_an_empty_model(tmp_path, capsys, monkeypatch):
-    from silc_bench.cache import entries
+    from silc_bench.features.cache import entries
 
     monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
     shard = tmp_path / "cache" / "features" / "image" / "zz"

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from silc_bench.cli import main
-from silc_bench.figures import confusion_pairs, confusions_table, palette
+from silc_bench.results.figures import confusion_pairs, confusions_table, palette
 from tests import seg_fixtures
 
 

@@ -223,7 +223,7 @@ def test_big_image_warns_once(clean, tmp_path, monkeypatch, capsys):
 def test_interrupted_predictions_are_cleaned_and_bars_closed(tmp_path, monkeypatch, capsys):
     from tqdm import tqdm
 
-    from silc_bench.cli import _close_progress_bars
+    from silc_bench.cli.main import _close_progress_bars
 
     monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
     root = seg_fixtures.make_all(tmp_path / "seg", n=1)

@@ -65,7 +65,7 @@ def folder(tmp_path) -> Path:
 def _model_file(path: Path, seed: int) -> Path:
     import open_clip
 
-    from silc_bench.models.resolve import quiet_root_logger
+    from silc_bench.core.console import quiet_root_logger
 
     torch.manual_seed(seed)
     with quiet_root_logger():
@@ -119,7 +119,7 @@ def test_damaged_cache_entry_is_recomputed(damage, trained_weights, folder, cach
         (text,) = list((cache / "features" / "text").rglob("*.safetensors"))
         shutil.copy(text, entry)
     elif damage == "truncated-rows":
-        from silc_bench.cache import arrays_checksum
+        from silc_bench.features.cache import arrays_checksum
 
         with safe_open(str(entry), framework="numpy") as f:
             meta = f.metadata()
@@ -375,8 +375,8 @@ def test_check_refuses_non_finite_metrics(bad, folder, cache, tmp_path, capsys):
 
 
 def test_regression_counts_nan_as_a_failure():
-    from silc_bench.regression import compare
-    from silc_bench.results import Result
+    from silc_bench.results.regression import compare
+    from silc_bench.results.schema import Result
 
     r = Result(
         model="silc-tiny",

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from silc_bench.cli import main
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 from silc_bench.models import load_model, parse_model_ref
 from silc_bench.models.preprocess import Preprocess
 
@@ -172,7 +172,7 @@ def test_checkpoints_yaml_covers_the_paper():
         "openai-clip-b16",
     ):
         assert name in models
-    from silc_bench.tables.paper import paper_references
+    from silc_bench.results.tables.paper import paper_references
 
     refs = paper_references(models["silc-b16"], "teacher")
     assert refs["zs-cls/imagenet"]["top1"] == 76.2 and refs["zs-cls/cifar100"]["top1"] == 72.3

@@ -55,7 +55,7 @@ def test_zero_shot_classification_matches_clip_benchmark(
     name = f"imagefolder:{data_root / 'shapes'}" if dataset == "imagefolder" else "cifar100"
     ours = evaluate(trained_model, "zs-cls", name, _opts(tmp_path, data_root)).result
     from silc_bench.config import load_task
-    from silc_bench.text import read_asset
+    from silc_bench.features.prompts import read_asset
 
     spec = load_task("zs-cls", name)
     data = read_classification(spec.data, data_root)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from silc_bench.cli import main
-from silc_bench.results import Result, write_result
+from silc_bench.results.schema import Result, write_result
 from tests import fixtures, seg_fixtures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -238,7 +238,7 @@ def test_editing_a_local_dir_config_replaces_the_result(tmp_path, capsys):
 
 
 def test_model_names_with_slashes_never_share_a_folder():
-    from silc_bench.result_key import model_dirname
+    from silc_bench.results.key import model_dirname
 
     assert model_dirname("hf-hub:a/b") != model_dirname("hf-hub:a_b")
     assert model_dirname("silc-tiny:student") == "silc-tiny@student"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from silc_bench.cli import main
-from silc_bench.config import REPO_ROOT
-from silc_bench.results import Result, write_result
-from silc_bench.tables.build import COLUMNS, delta_audit
-from silc_bench.tables.paper import load_paper_table
+from silc_bench.core.paths import REPO_ROOT
+from silc_bench.results.schema import Result, write_result
+from silc_bench.results.tables.build import COLUMNS, delta_audit
+from silc_bench.results.tables.paper import load_paper_table
 
 
 def test_every_printed_cell_is_transcribed():

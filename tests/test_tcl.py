@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 import silc_bench.models.resolve  # noqa: F401  (registers ViT-Tiny-P8)
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
+from silc_bench.models.backends.tcl import TCLBackend, TCLSegmenter, kp_mix, load_tcl_masker
 from silc_bench.models.dense import dense_features
 from silc_bench.models.pamr import pamr
-from silc_bench.models.tcl import TCLBackend, TCLSegmenter, kp_mix, load_tcl_masker
 
 WIDTH, EMBED, MLP = 64, 32, 256
 BLK = "masker.image_encoder.backbone.transformer.resblocks.1."

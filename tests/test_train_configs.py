@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 from silc_bench.train.config import load_config
 from silc_bench.train.data import manifest_path, read_manifest
 

@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from silc_bench.api import EvalOptions, evaluate
 from silc_bench.cli import main
+from silc_bench.core.errors import UserError
 from silc_bench.data.synthetic import CLASSES, draw, make_imagefolder
-from silc_bench.errors import UserError
 from silc_bench.models import load_model, parse_model_ref
 from silc_bench.train import train, train_from_config
 from silc_bench.train.config import config_from_dict, load_config

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 from silc_bench.train.augment import MultiCrop, default_local_size, sample_generator
 from silc_bench.train.config import load_config
 from silc_bench.train.data import index_shards, read_manifest

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import zipfile
 
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 
 # Run the unpacked wheel, not the editable checkout: drop the editable finder first.
 RUNNER = """

@@ -181,7 +181,7 @@ def test_bad_segmentation_input(seg_root, tmp_path, capsys, monkeypatch):
         )
     assert not list(out.rglob("*.json")) and not list(out.rglob("*.png"))
 
-    from silc_bench.config import REPO_ROOT
+    from silc_bench.core.paths import REPO_ROOT
 
     tasks = tmp_path / "tasks"
     shutil.copytree(REPO_ROOT / "tasks", tasks)
@@ -246,7 +246,7 @@ def test_oom_falls_back_to_smaller_window_batches():
 def test_image_batches_give_the_same_numbers(trained_weights, seg_root, tmp_path, monkeypatch, capsys):
     """Same-size images share window forwards; mixed sizes are split into groups. Neither
     changes a number."""
-    from silc_bench.config import REPO_ROOT
+    from silc_bench.core.paths import REPO_ROOT
 
     tasks = tmp_path / "tasks"
     shutil.copytree(REPO_ROOT / "tasks", tasks)

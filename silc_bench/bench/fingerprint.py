@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from silc_bench.bench.report import publish
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 
 
 def _make_folder(root: Path, n: int, size: int) -> list[Path]:
@@ -76,7 +76,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="silc-fp-"))
     os.environ["SILC_BENCH_CACHE"] = str(work / "cache")
-    from silc_bench.hashing import VERIFY_DATA, files_fingerprint
+    from silc_bench.core.hashing import VERIFY_DATA, files_fingerprint
 
     try:
         files = _make_folder(work / "val", args.files, args.size)

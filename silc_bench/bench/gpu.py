@@ -23,8 +23,8 @@ import torch
 from silc_bench.bench.random_model import load_random, random_checkpoint
 from silc_bench.bench.report import publish, write_section
 from silc_bench.bench.roofline import H200_BF16_FLOPS, flops
-from silc_bench.config import REPO_ROOT
-from silc_bench.errors import first_line
+from silc_bench.core.errors import first_line
+from silc_bench.core.paths import REPO_ROOT
 
 DRY = "dry run on the CPU: checks that the script runs, measures nothing"
 

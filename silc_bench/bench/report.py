@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from silc_bench.files import atomic_write_text
+from silc_bench.core.files import atomic_write_text
 
 HEADER = "# Performance\n"
 

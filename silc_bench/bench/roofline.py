@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from silc_bench.bench.report import publish, write_section
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 
 H200_BF16_FLOPS = 790e12  # dense bf16, as the issue states it
 ASSUMED_MFU = 0.40  # until gpu.sh measures it

@@ -51,7 +51,7 @@ def main() -> int:
 
     import open_clip
 
-    from silc_bench.models.resolve import quiet_root_logger
+    from silc_bench.core.console import quiet_root_logger
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

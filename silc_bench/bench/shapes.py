@@ -11,7 +11,7 @@ choose a setting. Writes reports/shapes.md.
 
     python -m silc_bench.bench.shapes [--models silc-tiny,silc-tiny:student,clip-tiny,pacl-tiny]
 
-The table itself is built by `silc_bench.tables.shapes`, the same code as `table shapes`.
+The table itself is built by `silc_bench.results.tables.shapes`, the same code as `table shapes`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import argparse
 from pathlib import Path
 
 from silc_bench.api import EvalOptions, LazyModel, evaluate
-from silc_bench.check import load_results
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 from silc_bench.models.dense import MODES
-from silc_bench.tables.shapes import FINDINGS, TASKS, markdown
+from silc_bench.results.audit import load_results
+from silc_bench.results.tables.shapes import FINDINGS, TASKS, markdown
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from silc_bench.bench.report import write_section
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 
 
 def _setup(args: argparse.Namespace):  # noqa: ANN202

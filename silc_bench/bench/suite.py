@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from silc_bench.bench.report import publish
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 
 RUNS = (("zs-cls", "shapes-cls"), ("fs-cls", "shapes-cls"), ("retrieval", "shapes-retrieval"))
 

@@ -23,7 +23,7 @@ import torch
 
 from silc_bench.bench.random_model import load_random
 from silc_bench.bench.report import publish
-from silc_bench.config import REPO_ROOT
+from silc_bench.core.paths import REPO_ROOT
 
 
 def _accuracy_numpy2(output, target, topk=(1,)):  # noqa: ANN001, ANN202
@@ -41,7 +41,7 @@ def main() -> int:
     from silc_bench.config import load_task
     from silc_bench.data.classification import read_classification
     from silc_bench.data.retrieval import read_karpathy
-    from silc_bench.text import read_asset
+    from silc_bench.features.prompts import read_asset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)

@@ -21,12 +21,12 @@ from silc_bench.convert import reference
 from silc_bench.convert.layout import TwoTower, describe
 from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.to_open_clip import choose_arch, custom_config, fit_problems, shapes_of, state_dict
-from silc_bench.errors import UserError
-from silc_bench.files import atomic_write_text
-from silc_bench.hashing import file_sha256
+from silc_bench.core.errors import UserError
+from silc_bench.core.files import atomic_write_text
+from silc_bench.core.hashing import file_sha256
+from silc_bench.models.converted import METADATA_KEY
 
 TOLERANCE = 1e-4  # fp32, max abs difference of embeddings against the numpy reference
-METADATA_KEY = "silc_bench"
 BIG_VISION_PREPROCESS = {"resize": "squash", "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -247,28 +247,3 @@ def convert_big_vision(
             json.dumps({"model_cfg": cfg, "silc_bench": "custom config of a converted checkpoint"}, indent=2),
         )
     return meta
-
-
-def read_metadata(path: Path) -> dict[str, Any] | None:
-    """The metadata `convert` wrote into a safetensors file (None for other files, exports of
-    the training stack included)."""
-    if Path(path).suffix != ".safetensors":
-        return None
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(METADATA_KEY)
-    except Exception as e:  # noqa: BLE001 - any unreadable header is a corrupt file
-        raise UserError(f"{path}: corrupt safetensors file ({type(e).__name__}: {e})") from None
-    if raw is None:
-        return None
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: its {METADATA_KEY} metadata is not valid JSON") from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{path}: its {METADATA_KEY} metadata is not a mapping")
-    # The same header key holds the training stack's export record (train/export.py), which
-    # is not a conversion: only a record that names what it was converted from is one.
-    return meta if "converted_from" in meta else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from silc_bench.convert.npz_tree import BLOCK_PARAMS, POOLINGS, Encoder, NpzTree, find_encoder
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 
 POOLINGS = ("map", "gap", "tok")
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import open_clip
 import torch
 
 from silc_bench.convert.layout import TwoTower
 from silc_bench.convert.npz_tree import Encoder, NpzTree, find_encoder
+from silc_bench.models.arch import open_clip_config, open_clip_names
 
 TIMM_POOL = {"map": "map", "gap": "avg", "tok": "token"}
 A = "MultiHeadDotProductAttention_0/"
@@ -190,8 +190,8 @@ def _meta_shapes(name: str) -> dict[str, tuple[int, ...]]:
 def candidates(spec: TwoTower) -> list[str]:
     """open_clip architectures with a timm image tower pooled as this one, and this text tower."""
     out = []
-    for name in open_clip.list_models():
-        cfg = open_clip.get_model_config(name) or {}
+    for name in open_clip_names():
+        cfg = open_clip_config(name) or {}
         v, t = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
         if not v.get("timm_model_name") or v.get("timm_pool") != TIMM_POOL[spec.pooling]:
             continue

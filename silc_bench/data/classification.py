@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from silc_bench.core.errors import UserError
+from silc_bench.core.hashing import files_fingerprint, hash_obj
+from silc_bench.core.registry import Registry
 from silc_bench.data.images import is_image, open_image
-from silc_bench.errors import UserError
-from silc_bench.hashing import files_fingerprint, hash_obj
-from silc_bench.registry import Registry
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 
 GENERATORS = ("shapesworld",)
 
@@ -26,7 +26,7 @@ def resolve_root(data_cfg: dict[str, Any], data_root: Path) -> tuple[dict[str, A
         return cfg, Path(data_root)
     if gen not in GENERATORS:
         raise UserError(f"unknown generated dataset {gen!r}; known: {', '.join(GENERATORS)}")
-    from silc_bench.cache import cache_root
+    from silc_bench.core.paths import cache_root
     from silc_bench.data.shapesworld import ensure
 
     if not isinstance(seed, int) or seed < 0:

@@ -20,8 +20,8 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from silc_bench.core.errors import UserError
 from silc_bench.data.images import decode_status, to_rgb
-from silc_bench.errors import UserError
 from silc_bench.models.preprocess import SQUASH_CROP_RATIO, Preprocess
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from silc_bench.core.errors import UserError
+from silc_bench.core.hashing import files_fingerprint, hash_obj
 from silc_bench.data.classification import ImageSplit
 from silc_bench.data.images import open_image
-from silc_bench.errors import UserError
-from silc_bench.hashing import files_fingerprint, hash_obj
 
 
 @dataclass

@@ -186,7 +186,7 @@ def captions(objects: list[tuple[str, str, str]], texture: str) -> list[str]:
 
 def generate(root: Path, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
     """Write all four parts under `root` (atomically: a half-written root is never used)."""
-    from silc_bench.files import remove_stale_tmp
+    from silc_bench.core.files import remove_stale_tmp
 
     root = Path(root)
     remove_stale_tmp(root.parent, f".{root.name}")  # left by an interrupted generation
@@ -285,7 +285,7 @@ def write_manifest(root: Path) -> None:
 
 def verify(root: Path) -> str | None:
     """What is wrong with a generated root (missing, extra or edited files), or None."""
-    from silc_bench.hashing import sha256_many
+    from silc_bench.core.hashing import sha256_many
 
     try:
         want = json.loads((root / MANIFEST).read_text())
@@ -311,8 +311,9 @@ def ensure(cache_dir: Path, seed: int = 0) -> Path:
     """The generated root for this version and seed: generated on first use, verified
     against its manifest on every use, and regenerated (it is deterministic) if a file
     was deleted, added or edited, so a damaged set is never scored as if it were whole."""
-    from silc_bench.errors import UserError, warn
-    from silc_bench.files import writable_dir
+    from silc_bench.core.console import warn
+    from silc_bench.core.errors import UserError
+    from silc_bench.core.files import writable_dir
 
     root = Path(cache_dir) / f"shapesworld-v{VERSION}-seed{seed}"
     if (root / "VERSION").is_file() and _VERIFIED.get(root) == _signature(root):

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from silc_bench.models.backend import VLBackend
+from silc_bench.models.backends.base import VLBackend
 from silc_bench.models.preprocess import Preprocess
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -86,7 +86,7 @@ class VLModel:
 def _compile_failure(record: dict, e: Exception) -> None:
     """A first compiled forward that fails for want of a compiler or backend is the user's
     setup, not a bug: one line, exit 2 (out-of-memory goes on to the batch halving)."""
-    from silc_bench.errors import UserError, first_line
+    from silc_bench.core.errors import UserError, first_line
 
     c = record.get("compile", {})
     if (

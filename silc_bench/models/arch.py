@@ -15,7 +15,32 @@ from typing import Any
 import open_clip
 import torch
 
-from silc_bench.errors import UserError, did_you_mean
+from silc_bench.core.console import quiet_root_logger
+from silc_bench.core.errors import UserError, did_you_mean
+from silc_bench.core.paths import ASSETS
+
+_CONFIGS_ADDED = False
+
+
+def _add_our_configs() -> None:
+    """Make open_clip know the shipped architectures (ShapesTiny-P8, ...), once, when a
+    name is first looked up: never at import, so importing a module changes nothing."""
+    global _CONFIGS_ADDED
+    if not _CONFIGS_ADDED:
+        open_clip.add_model_config(ASSETS / "model_configs")
+        _CONFIGS_ADDED = True
+
+
+def open_clip_names() -> list[str]:
+    """open_clip's architecture names, ours included."""
+    _add_our_configs()
+    return open_clip.list_models()
+
+
+def open_clip_config(name: str) -> dict[str, Any] | None:
+    _add_our_configs()
+    return open_clip.get_model_config(name)
+
 
 # A small placeholder trunk open_clip builds before `timm_kwargs` replaces it.
 _PLACEHOLDER_TRUNK = "vit_tiny_patch16_224"
@@ -41,9 +66,7 @@ def build_from_config(cfg: dict[str, Any]) -> torch.nn.Module:
 
 
 def build_named(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    from silc_bench.models.resolve import quiet_root_logger
-
-    if name not in open_clip.list_models() and not name.startswith("local-dir:"):
-        raise did_you_mean("open_clip architecture", name, open_clip.list_models())
+    if name not in open_clip_names() and not name.startswith("local-dir:"):
+        raise did_you_mean("open_clip architecture", name, open_clip_names())
     with quiet_root_logger():  # open_clip warns "no pretrained weights": we load our own
         return open_clip.create_model(name, pretrained=None, load_weights=False, device=device)

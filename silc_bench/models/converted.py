@@ -5,6 +5,7 @@ the registry entry a run uses, and check a sentencepiece tokenizer against the t
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 import torch
 
 from silc_bench.config import ModelSpec
-from silc_bench.convert.command import read_metadata
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
+
+METADATA_KEY = "silc_bench"  # the safetensors header key convert (and the training export) write
 
 
 def _metadata(path: Path) -> dict[str, Any] | None:
@@ -86,3 +88,28 @@ def check_text_fit(spec: ModelSpec, module: torch.nn.Module, tok: dict[str, Any]
             f"model {spec.name!r}: tokenizer context_length {tok['context_length']} differs from the "
             f"text tower's {pos.shape[0]} positions"
         )
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """The metadata `convert` wrote into a safetensors file (None for other files, exports of
+    the training stack included)."""
+    if Path(path).suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except Exception as e:  # noqa: BLE001 - any unreadable header is a corrupt file
+        raise UserError(f"{path}: corrupt safetensors file ({type(e).__name__}: {e})") from None
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: its {METADATA_KEY} metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: its {METADATA_KEY} metadata is not a mapping")
+    # The same header key holds the training stack's export record (train/export.py), which
+    # is not a conversion: only a record that names what it was converted from is one.
+    return meta if "converted_from" in meta else None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from silc_bench.errors import UserError, did_you_mean
+from silc_bench.core.errors import UserError, did_you_mean
 from silc_bench.models.vit import batch_first, embed_tokens, resize_patch_pos, run_blocks
 
 MODES = ("patch-proj", "maskclip", "sclip", "clearclip", "naclip")

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from silc_bench.errors import UserError, first_line, warn
+from silc_bench.core.console import warn
+from silc_bench.core.errors import UserError, first_line
 
 COMPILE_BACKEND_ENV = "SILC_BENCH_COMPILE_BACKEND"  # tests use "eager": dynamo capture without a C++ build
 

@@ -18,18 +18,12 @@ from typing import Any
 import open_clip
 
 from silc_bench.config import ModelSpec
-from silc_bench.errors import UserError, did_you_mean
+from silc_bench.core.errors import UserError, did_you_mean
+from silc_bench.core.paths import hub_cache, open_clip_cache
+from silc_bench.models.arch import open_clip_names
 
 WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 CONFIG_NAME = "open_clip_config.json"
-
-
-def hub_cache() -> Path:
-    """The Hugging Face cache folder, read from the environment at call time."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var])
-    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
 
 
 def _cached(repo: str, filename: str) -> Path | None:
@@ -97,7 +91,7 @@ def hub_ref(text: str) -> tuple[ModelSpec, Path, dict[str, Any]] | None:
         weights, source = _pretrained_file(arch, tag, cfg)
         name = (
             f"{arch}-quickgelu"
-            if cfg.get("quick_gelu") and f"{arch}-quickgelu" in open_clip.list_models()
+            if cfg.get("quick_gelu") and f"{arch}-quickgelu" in open_clip_names()
             else arch
         )
         preprocess = {
@@ -132,7 +126,7 @@ def _pretrained_file(arch: str, tag: str, cfg: dict[str, Any]) -> tuple[Path, di
                 }
         raise _not_cached(repo, names, f"open_clip:{arch}/{tag}")
     url = cfg.get("url", "")
-    target = Path(os.environ.get("OPEN_CLIP_CACHE", Path.home() / ".cache" / "clip")) / os.path.basename(url)
+    target = open_clip_cache() / os.path.basename(url)
     if not target.is_file():
         raise UserError(
             f"open_clip:{arch}/{tag}: {target} is not on this machine and nothing is downloaded here; "

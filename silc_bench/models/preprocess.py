@@ -16,7 +16,7 @@ from typing import Any
 
 from torchvision import transforms as T
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)

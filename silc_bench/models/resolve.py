@@ -8,10 +8,6 @@ Three forms:
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +15,18 @@ from typing import Any
 import open_clip
 import torch
 
-from silc_bench.config import ASSETS, PACKAGE_DIR, ModelSpec, load_models
-from silc_bench.errors import UserError, did_you_mean
-from silc_bench.hashing import file_sha256, hash_obj
+from silc_bench.config import ModelSpec, load_models
+from silc_bench.core.errors import UserError, did_you_mean
+from silc_bench.core.hashing import file_sha256, hash_obj
+from silc_bench.core.paths import PACKAGE_DIR, weights_dir
 from silc_bench.models.adapter import PRECISIONS, VLModel
-from silc_bench.models.backend import backend_class, backend_for
+from silc_bench.models.arch import open_clip_config, open_clip_names
+from silc_bench.models.backends import backend_class, backend_for
 from silc_bench.models.converted import check_text_fit, spec_from_converted, with_converted_metadata
 from silc_bench.models.preprocess import Preprocess
 from silc_bench.models.weights import SUFFIXES, load_into, read_state_dict, select_variant
 
 # Our own small architectures (tiny test/demo models) become ordinary open_clip names.
-open_clip.add_model_config(ASSETS / "model_configs")
 
 
 @dataclass(frozen=True)
@@ -39,10 +36,6 @@ class ModelRef:
     variant: str | None
     weights: Path | None = None  # --weights override
     source: dict | None = None  # hf-hub / open_clip tag / local-dir: where the file came from
-
-
-def weights_dir() -> Path:
-    return Path(os.environ.get("SILC_BENCH_WEIGHTS", Path.home() / ".cache" / "silc-bench" / "weights"))
 
 
 def list_models() -> dict[str, ModelSpec]:
@@ -62,8 +55,8 @@ def parse_model_ref(text: str, weights: str | None = None) -> ModelRef:
         return ModelRef(text, spec, None, path, source)
     if text.startswith("open_clip:"):
         arch = text.split(":", 1)[1]
-        if arch not in open_clip.list_models():
-            raise did_you_mean("open_clip architecture", arch, open_clip.list_models())
+        if arch not in open_clip_names():
+            raise did_you_mean("open_clip architecture", arch, open_clip_names())
         if not weights:
             raise UserError(f"--model {text} needs --weights PATH (a local checkpoint for {arch})")
         spec = ModelSpec(name=text, arch={"open_clip": arch})
@@ -99,22 +92,10 @@ def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
         )
     if "open_clip" in arch:
         name = arch["open_clip"]
-        if name not in open_clip.list_models() and not name.startswith("local-dir:"):
-            raise did_you_mean(f"open_clip architecture (model {spec.name})", name, open_clip.list_models())
+        if name not in open_clip_names() and not name.startswith("local-dir:"):
+            raise did_you_mean(f"open_clip architecture (model {spec.name})", name, open_clip_names())
         return build_named(name), name
     return build_from_config(arch["config"]), None
-
-
-@contextlib.contextmanager
-def quiet_root_logger() -> Iterator[None]:
-    """open_clip logs "no pretrained weights" at WARNING on the root logger; we load our own."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def _weight_files(spec: ModelSpec, override: Path | None) -> list[tuple[Path, str | None]]:
@@ -251,7 +232,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         sha = shas[0] if len(shas) == 1 else hash_obj(shas)
         weights_info = {"files": [str(p) for p, _ in files], "file_sha256": shas}
         if spec.backend == "tcl":
-            from silc_bench.models.tcl import key_provenance
+            from silc_bench.models.backends.tcl import key_provenance
 
             weights_info["keys"] = key_provenance(origin)
     elif seed is not None:
@@ -302,7 +283,7 @@ def _attach_backend(
 ) -> dict[str, torch.Tensor]:
     """Take the backend's own parts out of the state dict; return what the CLIP should load."""
     if spec.backend == "pacl":
-        from silc_bench.models.pacl import PACLEmbedder, split_state_dict
+        from silc_bench.models.backends.pacl import PACLEmbedder, split_state_dict
 
         sd, emb_sd = split_state_dict(sd)
         visual = module.visual
@@ -310,7 +291,7 @@ def _attach_backend(
         load_into(embedder, emb_sd, f"{source} (pacl.*)")
         extras["pacl"] = embedder
     elif spec.backend == "tcl":
-        from silc_bench.models.tcl import AUTHORS_IGNORED, load_tcl_masker
+        from silc_bench.models.backends.tcl import AUTHORS_IGNORED, load_tcl_masker
 
         masker_sd = {k: v for k, v in sd.items() if k.startswith("masker.")}
         # the release's own copy of CLIP and its loss parameters are not used: CLIP comes from its file
@@ -349,7 +330,7 @@ def make_tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
             f"model {spec.name!r}: tokenizer type {kind!r} is not supported (open_clip, sentencepiece)"
         )
     hf = (
-        ((open_clip.get_model_config(arch_name) or {}).get("text_cfg") or {}).get("hf_tokenizer_name")
+        ((open_clip_config(arch_name) or {}).get("text_cfg") or {}).get("hf_tokenizer_name")
         if arch_name
         else None
     )

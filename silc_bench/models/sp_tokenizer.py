@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from silc_bench.errors import UserError, first_line
+from silc_bench.core.errors import UserError, first_line
 
 # big_vision's KNOWN_TOKENIZERS: the files its SigLIP-style English models use.
 KNOWN_VOCABS = {
@@ -105,7 +105,7 @@ def tokenizer_file(cfg: dict[str, Any], model: str, search_dir: Path) -> Path:
 
 
 def load_tokenizer(cfg: dict[str, Any], model: str, search_dir: Path) -> tuple[SentencePieceTokenizer, dict]:
-    from silc_bench.hashing import file_sha256
+    from silc_bench.core.hashing import file_sha256
 
     path = tokenizer_file(cfg, model, search_dir)
     sha = file_sha256(path)

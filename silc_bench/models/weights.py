@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from silc_bench.errors import UserError, first_line
+from silc_bench.core.errors import UserError, first_line
 
 WRAPPERS = ("state_dict", "model", "module")
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")

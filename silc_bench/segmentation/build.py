@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from silc_bench import dist
-from silc_bench.data.segmentation import build_dataset, check_label_map, seg_fingerprint
-from silc_bench.errors import UserError, first_line
-from silc_bench.files import remove_stale_tmp
-from silc_bench.hashing import hash_obj
+from silc_bench.core import dist
+from silc_bench.core.errors import UserError, first_line
+from silc_bench.core.files import remove_stale_tmp
+from silc_bench.core.hashing import hash_obj
+from silc_bench.features.prompts import read_asset
+from silc_bench.segmentation.dataset import build_dataset, check_label_map, seg_fingerprint
 from silc_bench.segmentation.rules import ScoreRule
 from silc_bench.segmentation.text import parse_class_lines, queries, query_embeddings
-from silc_bench.text import read_asset
 
 
 def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file: str):  # noqa: ANN001, ANN201

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from silc_bench.cache import FeatureCache
-from silc_bench.errors import UserError
-from silc_bench.features import RunOptions, text_embeddings
+from silc_bench.core.errors import UserError
+from silc_bench.features.cache import FeatureCache
+from silc_bench.features.extract import RunOptions, text_embeddings
 from silc_bench.models.adapter import VLModel
 
 AVERAGES = ("normalise-then-mean", "mean-then-normalise")

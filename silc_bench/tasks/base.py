@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from silc_bench.cache import FeatureCache
 from silc_bench.config import TaskSpec
-from silc_bench.features import RunOptions
+from silc_bench.core.registry import Registry
+from silc_bench.features.cache import FeatureCache
+from silc_bench.features.extract import RunOptions
 from silc_bench.models.adapter import VLModel
-from silc_bench.registry import Registry
 
 
 @dataclass

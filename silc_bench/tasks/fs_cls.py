@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from silc_bench.data.classification import read_classification
-from silc_bench.features import image_features
+from silc_bench.features.extract import image_features
 from silc_bench.metrics.fewshot import fewshot_accuracy
 from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
 

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from silc_bench.data.retrieval import read_karpathy
-from silc_bench.features import image_features, text_embeddings
+from silc_bench.features.extract import image_features, text_embeddings
+from silc_bench.features.prompts import canonicalize
 from silc_bench.metrics.ranking import ranking_method, retrieval_recall
 from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
-from silc_bench.text import canonicalize
 
 
 @dataclass

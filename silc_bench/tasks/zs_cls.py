@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from silc_bench.data.classification import read_classification
-from silc_bench.features import image_features
+from silc_bench.features.extract import image_features
+from silc_bench.features.prompts import classifier_weights, resolve_prompts
 from silc_bench.metrics.ranking import argmax_low, mean_per_class_recall, per_class_recall, topk_accuracy
 from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
-from silc_bench.text import classifier_weights, resolve_prompts
 
 
 @dataclass

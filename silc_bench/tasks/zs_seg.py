@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 
+from silc_bench.features.prompts import read_asset
 from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
-from silc_bench.text import read_asset
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ZeroShotSegmentation(TaskPlugin):
 
     @staticmethod
     def fingerprint(spec, protocol, data_root):  # noqa: ANN001, ANN205
-        from silc_bench.data.segmentation import build_dataset, seg_fingerprint
+        from silc_bench.segmentation.dataset import build_dataset, seg_fingerprint
         from silc_bench.segmentation.text import parse_class_lines
 
         n_cls = int(spec.data["num_classes"])

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 from silc_bench.train.config import flat_diff
 
 FORMAT = "silc-bench-train/1"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from silc_bench.config import merge, read_yaml
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 
 
 @dataclass(frozen=True)

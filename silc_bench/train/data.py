@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 from silc_bench.train.augment import MultiCrop, sample_generator
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -41,7 +41,7 @@ def manifest_path(text: str) -> Path:
     """A manifest path; `shapesworld:` names a file of the generated ShapesWorld set, which is
     generated into the cache on first use (so committed configs need no machine-specific path)."""
     if text.startswith("shapesworld:"):
-        from silc_bench.cache import cache_root
+        from silc_bench.core.paths import cache_root
         from silc_bench.data.shapesworld import ensure
 
         return ensure(cache_root() / "datasets") / text.split(":", 1)[1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from silc_bench.hashing import file_sha256
+from silc_bench.core.hashing import file_sha256
 from silc_bench.models.preprocess import OPENAI_MEAN, OPENAI_STD
 
 log = logging.getLogger(__name__)

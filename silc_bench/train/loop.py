@@ -25,7 +25,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from silc_bench.errors import UserError
+from silc_bench.core.errors import UserError
 from silc_bench.train import distributed
 from silc_bench.train.augment import MultiCrop
 from silc_bench.train.checkpoint import check_same_config, checkpoint_path, load_checkpoint, save_checkpoint

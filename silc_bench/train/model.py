@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import open_clip
 import torch
 import torch.nn.functional as F
 
-import silc_bench.models.resolve  # noqa: F401 - registers the tiny architectures
-from silc_bench.errors import UserError, did_you_mean
+from silc_bench.core.errors import UserError, did_you_mean
+from silc_bench.models.arch import open_clip_config, open_clip_names
 from silc_bench.models.weights import load_into, read_state_dict, select_variant
 
 SIGLIP_INIT = {"init_logit_scale": math.log(10.0), "init_logit_bias": -10.0}  # SigLIP's init
@@ -33,11 +32,11 @@ def arch_entry(open_clip_name: str | None, config: dict[str, Any] | None, sigmoi
     if config is not None:
         cfg = dict(config)
     else:
-        if open_clip_name not in open_clip.list_models():
+        if open_clip_name not in open_clip_names():
             raise did_you_mean(
-                "open_clip architecture (model.open_clip)", str(open_clip_name), open_clip.list_models()
+                "open_clip architecture (model.open_clip)", str(open_clip_name), open_clip_names()
             )
-        base = open_clip.get_model_config(open_clip_name)
+        base = open_clip_config(open_clip_name)
         if not sigmoid or "init_logit_bias" in base:
             return {"open_clip": open_clip_name}
         cfg = dict(base)

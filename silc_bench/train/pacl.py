@@ -3,7 +3,7 @@
 The SILC authors reproduced PACL from its authors' instructions (supplementary §5), and
 so does this: the frozen CLIP comes from `pacl.base_weights` (an open_clip state dict or a
 bundle with `pacl.base_variant`) in the open_clip architecture `pacl.base_arch`. The
-embedder is `silc_bench.models.pacl.PACLEmbedder` (Linear + residual Linear→ReLU→Linear)
+embedder is `silc_bench.models.backends.pacl.PACLEmbedder` (Linear + residual Linear→ReLU→Linear)
 on the patch tokens after `ln_post`, before `proj`, so evaluation reads exactly what is
 trained. Loss, per (image i, caption j): patch–caption cosines → softmax over patches →
 the patch-weighted sum of i's patch embeddings → cosine with caption j, times the frozen
@@ -20,8 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from silc_bench.errors import UserError
-from silc_bench.models.pacl import PREFIX, PACLEmbedder, patch_tokens
+from silc_bench.core.errors import UserError
+from silc_bench.models.backends.pacl import PREFIX, PACLEmbedder, patch_tokens
 from silc_bench.models.weights import load_into, read_state_dict, select_variant
 from silc_bench.train.augment import MultiCrop
 from silc_bench.train.config import TrainConfig

@@ -1,0 +1,71 @@
+"""`silc-bench list`: what tasks, datasets and models the suite knows, as markdown tables."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
+    ls = sub.add_parser("list", parents=[common], help="list tasks, models or datasets")
+    ls.add_argument("what", choices=["tasks", "models", "datasets"])
+
+
+def run(a: argparse.Namespace) -> int:
+    print(list_command(a.what))
+    return 0
+
+
+def list_command(what: str) -> str:
+    """The table `silc-bench list tasks|models|datasets` prints."""
+    from tabulate import tabulate
+
+    from silc_bench.config import list_datasets, list_profiles, list_tasks, load_task
+
+    if what == "tasks":
+        rows = []
+        for t in list_tasks():
+            rows.append([t, ", ".join(list_datasets(t)), ", ".join(list_profiles(t))])
+        return tabulate(rows, headers=["task", "datasets", "protocol profiles"], tablefmt="github")
+    elif what == "datasets":
+        rows = []
+        for t in list_tasks():
+            for d in list_datasets(t):
+                spec = load_task(t, d if d != "imagefolder" else "imagefolder:PATH")
+                where = spec.data.get("path") or spec.data.get("data_root", "")
+                rows.append(
+                    [
+                        d if d != "imagefolder" else "imagefolder:PATH",
+                        t,
+                        spec.data.get("format"),
+                        where,
+                        spec.description,
+                    ]
+                )
+        return tabulate(
+            rows,
+            headers=["dataset", "task", "format", "path (under --data-root)", "about"],
+            tablefmt="github",
+        )
+    from silc_bench.models import list_models
+    from silc_bench.models.resolve import _weight_files
+
+    rows = []
+    for name, spec in list_models().items():
+        files = _weight_files(spec, None)
+        status = (
+            "random init"
+            if not files
+            else ("present" if all(p.is_file() for p, _ in files) else f"missing: {files[0][0]}")
+        )
+        converted = "converted (big_vision)" if "converted" in spec.arch else "custom config"
+        arch = spec.arch.get("open_clip") or converted
+        rows.append(
+            [
+                name,
+                arch,
+                ", ".join(spec.variants) or "-",
+                spec.dense_mode if spec.backend == "open_clip" else f"({spec.backend})",
+                status,
+            ]
+        )
+    return tabulate(rows, headers=["model", "arch", "variants", "dense mode", "weights"], tablefmt="github")

@@ -1,0 +1,183 @@
+"""The `run` command: flags to checked options, every dataset prepared before any runs,
+then each evaluated (or its stored result reused) and the summary table printed. Under
+torchrun the process group is joined first, so every later error is agreed across ranks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from silc_bench.core import paths
+from silc_bench.core.errors import UserError
+
+MAX_BATCH = 2**20  # images or prompts per forward; beyond it a number is a typo, not a batch
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
+    r = sub.add_parser("run", parents=[common], help="evaluate a model on a task")
+    r.add_argument("--task", required=True, help="zs-cls, fs-cls, retrieval, zs-seg (see `list tasks`)")
+    r.add_argument(
+        "--model", required=True, help="NAME, NAME:teacher|student, or open_clip:ARCH with --weights"
+    )
+    r.add_argument("--dataset", help="NAME[,NAME] or imagefolder:PATH (default: all of the task's)")
+    r.add_argument(
+        "--data-root",
+        default=paths.data_root(),
+        help="folder holding the datasets (default: $SILC_BENCH_DATA or ./data)",
+    )
+    r.add_argument("--out", default="results", help="results folder (default: results/)")
+    r.add_argument("--weights", help="checkpoint file (for open_clip:ARCH, or to override a registry path)")
+    r.add_argument(
+        "--protocol", default=None, help="protocol profile (default: the task's; see `list tasks`)"
+    )
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--compile", action="store_true", help="torch.compile the image tower (recorded)")
+    r.add_argument("--channels-last", action="store_true", help="channels-last image tensors (recorded)")
+    r.add_argument(
+        "--decode", choices=["cpu", "gpu"], default="cpu", help="gpu: JPEGs decoded on the model's device"
+    )
+    r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding workers")
+    r.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
+    r.add_argument("--force", action="store_true", help="recompute even if the result exists")
+    r.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    r.add_argument(
+        "--verify-data",
+        action="store_true",
+        help="re-hash every data file for the fingerprint, ignoring the memo of earlier hashes",
+    )
+    r.add_argument(
+        "--max-image-pixels",
+        type=int,
+        help="raise PIL's decompression-bomb limit for images you trust (default: PIL's, ~179M pixels)",
+    )
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    seg = r.add_argument_group("zs-seg")
+    seg.add_argument(
+        "--dense-mode",
+        help="patch-proj, maskclip, sclip, clearclip, naclip (default: the model's, from checkpoints.yaml)",
+    )
+    seg.add_argument(
+        "--classnames",
+        choices=["mmseg", "spaced", "sclip"],
+        help="class-name style instead of the profile's (tcl: mmseg's names, as TCL queries them)",
+    )
+    seg.add_argument("--pamr", action="store_true", help="TCL only: PAMR refinement (not raw zero-shot)")
+    seg.add_argument(
+        "--tcl-ensemble",
+        action="store_true",
+        help="TCL only: the label-tuned 0.3 MaskCLIP mix (not raw zero-shot)",
+    )
+    seg.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="write one PNG per image to <out>/<model>/zs-seg/<dataset>/pred/",
+    )
+
+
+def run(a: argparse.Namespace) -> int:
+    from silc_bench.core import dist
+
+    if not dist.launched():
+        return _run(a)
+    from silc_bench.api import resolve_device
+
+    world = dist.init(a.device)  # first: later errors are agreed, and printed by rank 0 alone
+    device = resolve_device(a.device)
+    if device.startswith("cuda"):
+        a.device = f"cuda:{world.local_rank}"  # one GPU per rank
+    if not world.main:
+        a.quiet = True
+    try:
+        return _run(a)
+    finally:
+        dist.shutdown()
+
+
+def _run(a: argparse.Namespace) -> int:
+    from silc_bench.api import EvalOptions, LazyModel, agree_on_reuse, execute, prepare
+    from silc_bench.config import list_datasets, load_task
+    from silc_bench.core import dist
+    from silc_bench.data.images import image_pixel_limit
+    from silc_bench.results.summary import markdown_table
+
+    if a.dataset is not None:
+        named = [a.dataset] if a.dataset.startswith("imagefolder:") else a.dataset.split(",")
+        named = [d.strip() for d in named]
+        if not all(named):
+            raise UserError(
+                f"--dataset {a.dataset!r}: empty dataset name; use NAME[,NAME] or imagefolder:PATH"
+            )
+        datasets = list(dict.fromkeys(named))  # a dataset named twice runs once
+    else:
+        datasets = [d for d in list_datasets(a.task) if d != "imagefolder"]
+    specs = [load_task(a.task, ds, a.protocol) for ds in datasets]  # validate every name first
+    if a.dataset is None and not Path(a.data_root).is_dir():
+        # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)
+        missing = [s.dataset for s in specs if "generated" not in s.data]
+        datasets = [s.dataset for s in specs if "generated" in s.data]
+        if missing and dist.current().main:
+            print(
+                f"silc-bench: no --data-root folder {a.data_root}: skipping {', '.join(missing)}",
+                file=sys.stderr,
+            )
+        if not datasets:
+            raise UserError(f"--data-root: folder not found: {a.data_root}")
+    for n, least, flag in (
+        (a.batch_size, 1, "--batch-size"),
+        (a.workers, 0, "--workers"),
+        (a.limit, 1, "--limit"),
+    ):
+        if n is not None and n < least:
+            raise UserError(f"{flag} must be {'positive' if least else '0 or more'}, not {n}")
+    if a.batch_size > MAX_BATCH:
+        raise UserError(f"--batch-size must be at most {MAX_BATCH:,}")
+    if a.max_image_pixels is not None and a.max_image_pixels < 1:
+        raise UserError("--max-image-pixels must be positive")
+    opts = EvalOptions(
+        data_root=Path(a.data_root),
+        out=Path(a.out),
+        device=a.device,
+        precision=a.precision,
+        batch_size=a.batch_size,
+        workers=a.workers,
+        limit=a.limit,
+        force=a.force,
+        profile=a.protocol,
+        weights=a.weights,
+        cache=not a.no_cache,
+        progress=not a.quiet,
+        verify_data=a.verify_data,
+        compile=a.compile,
+        channels_last=a.channels_last,
+        decode=a.decode,
+        task_options={
+            k: v
+            for k, v in (
+                ("classnames", a.classnames),
+                ("dense_mode", a.dense_mode),
+                ("pamr", a.pamr),
+                ("tcl_ensemble", a.tcl_ensemble),
+                ("save_predictions", a.save_predictions),
+            )
+            if v
+        },
+    )
+    model = LazyModel(a.model, opts)
+    outcomes = []
+    with image_pixel_limit(a.max_image_pixels):
+        # every check before any work; under torchrun a failure on any rank stops all of them
+        # alike, and every rank follows rank 0's reading of the stored results
+        plans = agree_on_reuse(dist.agreed(lambda: [prepare(model, a.task, ds, opts) for ds in datasets]))
+        for plan in plans:
+            out = execute(plan, opts)
+            state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
+            if dist.current().main:
+                print(f"{out.path}: {state}", file=sys.stderr)
+            outcomes.append(out)
+    if dist.current().main:
+        print(markdown_table(o.result for o in outcomes))
+    return 0

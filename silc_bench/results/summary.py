@@ -1,0 +1,64 @@
+"""Markdown summaries built from Result objects only (never from task internals)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tabulate import tabulate
+
+from silc_bench.config import task_default_profile
+from silc_bench.results.key import ResultKey
+from silc_bench.results.schema import Result
+
+
+def headline_metrics(r: Result) -> dict[str, float]:
+    """The metrics a summary shows: everything except per-seed breakdowns."""
+    return {k: v for k, v in r.metrics.items() if "_seed" not in k}
+
+
+def chance_note(r: Result) -> str:
+    p = r.protocol
+    if r.task == "retrieval" and p.get("num_images"):
+        return f"{100.0 / p['num_images']:.2f}"
+    if p.get("num_classes"):
+        return f"{100.0 / p['num_classes']:.2f}"
+    return ""
+
+
+def markdown_table(results: Iterable[Result]) -> str:
+    """One row per result. Rows that are not raw zero-shot are marked †, and rows measured
+    on part of a dataset (`--limit`, or fewer images than the published split) ‡, each
+    with a footnote: a smoke number must never read like a real one."""
+    from silc_bench.results.audit import audit_note, is_raw_zero_shot
+
+    rows = []
+    notes: list[str] = []
+    metrics: list[str] = []
+    results = list(results)
+    defaults = {t: task_default_profile(t) for t in {r.task for r in results}}
+    for r in results:
+        for k in headline_metrics(r):
+            if k not in metrics:
+                metrics.append(k)
+    for r in results:
+        m = headline_metrics(r)
+        variant = f" ({r.variant})" if r.variant and ":" not in r.model else ""
+        rkey = ResultKey.from_result(r, defaults[r.task])
+        ds = rkey.display_dataset() + "".join(f" +{t}" for t in rkey.tags)
+        name = ds
+        if not is_raw_zero_shot(r):
+            ds += " †"
+            notes.append(f"† {r.model} {r.task}/{name}: not raw zero-shot ({audit_note(r)})")
+        partial = [n for n in r.notes if "not comparable" in n]
+        if r.protocol.get("limit") is not None:
+            partial.insert(0, f"--limit {r.protocol['limit']}: the first images only (a smoke run)")
+        if partial:
+            ds += " ‡"
+            notes.append(f"‡ {r.model} {r.task}/{name}: {partial[0]}")
+        rows.append(
+            [r.model + variant, r.task, ds, chance_note(r)]
+            + [f"{m[k]:.2f}" if k in m else "" for k in metrics]
+        )
+    headers = ["model", "task", "dataset", "chance", *metrics]
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return table + ("\n\n" + "\n".join(notes) if notes else "")

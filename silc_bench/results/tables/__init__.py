@@ -1,0 +1,52 @@
+"""The paper's comparison tables, rebuilt from result files plus the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from silc_bench.core.errors import UserError
+from silc_bench.core.console import warn
+from silc_bench.results.schema.tables.build import COLUMNS, frame
+from silc_bench.results.schema.tables.paper import PAPER_TABLES, load_paper_table
+from silc_bench.results.schema.tables.render import csv, latex, markdown
+
+FORMATS = ("markdown", "csv", "latex")
+
+
+def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: str) -> str:
+    """`silc-bench table WHICH`: a missing or empty results folder shows the paper or "–"."""
+    from silc_bench.results.schema.audit import load_results
+    from silc_bench.config import load_models
+
+    results, bad = [], []
+    where = Path(results_dir) if results_dir is not None else None
+    if where is not None and (where.is_file() or (where.is_dir() and any(where.rglob("*.json")))):
+        results, bad = load_results(Path(results_dir))
+    if which == "shapes":
+        from silc_bench.results.schema.tables import shapes
+
+        return shapes.csv_text(results) if fmt == "csv" else shapes.markdown(results, results_dir=where)
+    from silc_bench.results.schema.tables import table4
+
+    numbers = [n for n in (*PAPER_TABLES, "4") if which in (n, "all")]
+    models = load_models()
+    frames = {n: frame(load_paper_table(n).cells(), results, models) for n in numbers if n != "4"}
+    if "4" in numbers:
+        frames["4"] = table4.frame(results)
+    for b in bad:  # named on stderr whatever the format, so csv and latex never drop a file silently
+        warn(f"left out, not a valid result: {b}")
+    if fmt == "csv":
+        return csv(pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS))
+    if fmt == "latex":
+        if which == "4":
+            raise UserError("table 4 has markdown and csv forms only")
+        return "\n".join(latex(load_paper_table(n), frames[n], with_paper) for n in numbers if n != "4")
+    out = [
+        table4.markdown(results) if n == "4" else markdown(load_paper_table(n), frames[n], with_paper)
+        for n in numbers
+    ]
+    if bad:
+        out.append("Left out (not valid results):\n\n" + "\n".join(f"- {b}" for b in bad) + "\n")
+    return "\n".join(out)
