@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from silc_bench.models.arch import register_configs
 from tests import fixtures
 
 
@@ -18,6 +19,7 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory):
     os.environ["SILC_BENCH_WEIGHTS"] = str(base / "weights")
     os.environ.pop("SILC_BENCH_CHECKPOINTS", None)
     os.environ.pop("SILC_BENCH_TASKS", None)
+    register_configs()  # the tests build the shipped tiny architectures with open_clip directly
     yield
 
 

@@ -49,14 +49,11 @@ def main() -> int:
     ap.add_argument("--eval-every", type=int, default=100)
     args = ap.parse_args()
 
-    import open_clip
-
-    from silc_bench.core.console import quiet_root_logger
+    from silc_bench.models.arch import build_named
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    with quiet_root_logger():
-        tower = open_clip.create_model("ShapesTiny-P8", pretrained=None).visual
+    tower = build_named("ShapesTiny-P8").visual
     model = torch.nn.Sequential(tower, torch.nn.Linear(128, len(SHAPES)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
 

@@ -22,7 +22,7 @@ from silc_bench.core.paths import ASSETS
 _CONFIGS_ADDED = False
 
 
-def _add_our_configs() -> None:
+def register_configs() -> None:
     """Make open_clip know the shipped architectures (ShapesTiny-P8, ...), once, when a
     name is first looked up: never at import, so importing a module changes nothing."""
     global _CONFIGS_ADDED
@@ -33,12 +33,12 @@ def _add_our_configs() -> None:
 
 def open_clip_names() -> list[str]:
     """open_clip's architecture names, ours included."""
-    _add_our_configs()
+    register_configs()
     return open_clip.list_models()
 
 
 def open_clip_config(name: str) -> dict[str, Any] | None:
-    _add_our_configs()
+    register_configs()
     return open_clip.get_model_config(name)
 
 

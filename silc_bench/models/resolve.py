@@ -20,7 +20,7 @@ from silc_bench.core.errors import UserError, did_you_mean
 from silc_bench.core.hashing import file_sha256, hash_obj
 from silc_bench.core.paths import PACKAGE_DIR, weights_dir
 from silc_bench.models.adapter import PRECISIONS, VLModel
-from silc_bench.models.arch import open_clip_config, open_clip_names
+from silc_bench.models.arch import open_clip_config, open_clip_names, register_configs
 from silc_bench.models.backends import backend_class, backend_for
 from silc_bench.models.converted import check_text_fit, spec_from_converted, with_converted_metadata
 from silc_bench.models.preprocess import Preprocess
@@ -345,6 +345,7 @@ def make_tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
     if cfg:
         raise UserError(f"model {spec.name!r}: unknown tokenizer key(s) {sorted(cfg)}")
     if arch_name is not None:
+        register_configs()
         tok = open_clip.get_tokenizer(arch_name, context_length=context_length)
     else:  # a `config:` arch: its own text context length unless the entry says otherwise
         ctx = context_length or (spec.arch.get("config", {}).get("text_cfg") or {}).get("context_length", 77)

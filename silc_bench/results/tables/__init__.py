@@ -8,16 +8,16 @@ import pandas as pd
 
 from silc_bench.core.errors import UserError
 from silc_bench.core.console import warn
-from silc_bench.results.schema.tables.build import COLUMNS, frame
-from silc_bench.results.schema.tables.paper import PAPER_TABLES, load_paper_table
-from silc_bench.results.schema.tables.render import csv, latex, markdown
+from silc_bench.results.tables.build import COLUMNS, frame
+from silc_bench.results.tables.paper import PAPER_TABLES, load_paper_table
+from silc_bench.results.tables.render import csv, latex, markdown
 
 FORMATS = ("markdown", "csv", "latex")
 
 
 def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: str) -> str:
     """`silc-bench table WHICH`: a missing or empty results folder shows the paper or "–"."""
-    from silc_bench.results.schema.audit import load_results
+    from silc_bench.results.audit import load_results
     from silc_bench.config import load_models
 
     results, bad = [], []
@@ -25,10 +25,10 @@ def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: s
     if where is not None and (where.is_file() or (where.is_dir() and any(where.rglob("*.json")))):
         results, bad = load_results(Path(results_dir))
     if which == "shapes":
-        from silc_bench.results.schema.tables import shapes
+        from silc_bench.results.tables import shapes
 
         return shapes.csv_text(results) if fmt == "csv" else shapes.markdown(results, results_dir=where)
-    from silc_bench.results.schema.tables import table4
+    from silc_bench.results.tables import table4
 
     numbers = [n for n in (*PAPER_TABLES, "4") if which in (n, "all")]
     models = load_models()
