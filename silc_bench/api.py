@@ -9,7 +9,6 @@ Result file atomically.
 
 from __future__ import annotations
 
-import copy
 import functools
 import time
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,7 @@ from silc_bench.core.paths import ASSETS
 from silc_bench.features.cache import FeatureCache
 from silc_bench.features.extract import RunOptions
 from silc_bench.models import VLModel, load_model, parse_model_ref
-from silc_bench.models.execution import Execution
+from silc_bench.models.execution import Execution, ExecutionRecord
 from silc_bench.models.execution import apply as apply_execution
 from silc_bench.models.resolve import model_identity
 from silc_bench.results.key import ResultKey, execution_tags, limit_tags, option_tags
@@ -69,25 +68,6 @@ class Outcome:
     skipped: bool
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
-        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}, but no CUDA device is available (use --device cpu or auto)")
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise UserError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
-            )
-    return device
-
-
 class LazyModel:
     """A model reference that loads on first use, once: runs over several datasets load the
     model only if some result is not already on disk. Its identity (weights sha256 and
@@ -107,7 +87,7 @@ class LazyModel:
 
     def get(self) -> VLModel:
         if self._model is None:
-            device = resolve_device(self._opts.device)
+            device = dist.resolve_device(self._opts.device)
             self._model = load_model(self._ref, device, self._opts.precision)
             apply_execution(self._model, execution_of(self._opts))
         return self._model
@@ -199,7 +179,7 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     plugin_cls = PLUGINS.get(spec.type)
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be a positive number of images, not {opts.limit}")
-    resolve_device(opts.device)  # a bad --device is an error even when the result exists
+    dist.resolve_device(opts.device)  # a bad --device is an error even when the result exists
     foreign = sorted(k for k, v in opts.task_options.items() if v and k not in plugin_cls.options)
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
@@ -289,10 +269,7 @@ def _run(
         options=dict(opts.task_options),
         artifacts_dir=path.with_suffix(""),
     )
-    for k in ("decode_fallback", "decoded_on"):  # this evaluation's record, not the last one's
-        model.execution.pop(k, None)
-    if model.execution:
-        model.execution["oom_halvings"] = 0
+    model.execution.begin_evaluation()  # this evaluation's record, not the last one's
     t0 = time.perf_counter()
     out = plugin_cls().run(ctx, protocol)
     wall = time.perf_counter() - t0
@@ -310,8 +287,8 @@ def _run(
         out.notes.append(note)
         warn(note)
     if dist.current().size > 1:  # what every rank did, not rank 0's share alone
-        model.execution = merge_execution(dist.all_gather(model.execution))
-    c = model.execution.get("compile", {})
+        model.execution = ExecutionRecord.merge(dist.all_gather(model.execution))
+    c = model.execution.compile
     if c.get("requested") and c.get("took_effect") is None:  # nothing ran through the compiled tower
         c["took_effect"] = None
         c["why_unknown"] = "no image was encoded: every feature came from the cache"
@@ -319,29 +296,6 @@ def _run(
     if dist.current().main:  # every rank holds the same result; one writes it
         write_result(path, result)
     return Outcome(result, path, skipped=False)
-
-
-def merge_execution(records: list[dict]) -> dict:
-    """Every rank's execution record as one: OOM halvings summed, the smallest batch cap,
-    compile taken effect if any rank compiled a graph (an empty block never ran the tower)."""
-    merged = copy.deepcopy(records[0])
-    if not merged:
-        return merged
-    merged["oom_halvings"] = sum(r.get("oom_halvings", 0) for r in records)
-    caps = [r["oom_batch_cap"] for r in records if r.get("oom_batch_cap")]
-    if caps:
-        merged["oom_batch_cap"] = min(caps)
-    seen = [
-        r["compile"]["took_effect"] for r in records if r.get("compile", {}).get("took_effect") is not None
-    ]
-    if seen:
-        merged["compile"]["took_effect"] = any(seen)
-        merged["compile"].pop("why_unknown", None)
-    for key in ("decode_fallback", "decoded_on"):
-        found = next((r[key] for r in records if key in r), None)
-        if found is not None:
-            merged[key] = found
-    return merged
 
 
 def build_result(
@@ -385,7 +339,7 @@ def build_result(
             **environment(str(model.device)),
             "model": model.info,
             "cache": {"hits": cache.hits, "misses": cache.misses, "repaired": len(cache.events)},
-            "execution": copy.deepcopy(model.execution),
+            "execution": model.execution.as_dict(),
         },
         run_key=key,
         world_size=dist.current().size,

@@ -114,15 +114,18 @@ def test_a_closed_pipe_is_not_an_error(tmp_path):
 
 
 def test_execution_records_of_all_ranks_are_merged():
-    from silc_bench.api import merge_execution
+    from silc_bench.models.execution import ExecutionRecord
 
-    rank0 = {"compile": {"requested": True}, "oom_halvings": 0, "decode": "cpu"}  # an empty block
-    rank1 = {"compile": {"requested": True, "took_effect": True}, "oom_halvings": 2, "decode": "cpu"}
-    rank1["oom_batch_cap"] = 16
-    merged = merge_execution([rank0, rank1])
+    rank0 = ExecutionRecord(started=True, compile={"requested": True})  # an empty block
+    rank1 = ExecutionRecord(started=True, compile={"requested": True, "took_effect": True}, oom_halvings=2)
+    rank1.oom_batch_cap = 16
+    rank0.note_window_oom(1, 4)
+    rank1.note_window_oom(2, 2)
+    merged = ExecutionRecord.merge([rank0, rank1]).as_dict()
     assert merged["compile"]["took_effect"] is True and merged["oom_halvings"] == 2
     assert merged["oom_batch_cap"] == 16
-    assert merge_execution([{}, {}]) == {}
+    assert merged["window_oom_fallbacks"] == 3 and merged["window_batch"] == 2
+    assert ExecutionRecord.merge([ExecutionRecord(), ExecutionRecord()]).as_dict() == {}
 
 
 def test_ranks_follow_rank_0_on_reusing_a_stored_result(tmp_path):

@@ -10,6 +10,7 @@ import torch
 
 from silc_bench.cli import main
 from silc_bench.features.extract import _forward_halving_on_oom
+from silc_bench.models.execution import ExecutionRecord
 from tests.fixtures import run_args
 
 
@@ -51,17 +52,17 @@ def test_cuda_out_of_memory_halves_the_batch_and_counts_it():
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return {"embed": x.flatten(1)[:, :3] * 2}
 
-    model = SimpleNamespace(image_features=image_features, execution={})
+    model = SimpleNamespace(image_features=image_features, execution=ExecutionRecord(started=True))
     x = torch.randn(7, 3, 4, 4)
     out = _forward_halving_on_oom(model, x)
     assert torch.equal(out["embed"], x.flatten(1)[:, :3] * 2)  # every image, in order
     # 7 ran out, then 3; the 4 after them went straight to the remembered size, 2
-    assert model.execution["oom_halvings"] == 2 and max(c for c in calls if c <= 2) == 2
-    assert model.execution["oom_batch_cap"] == 2
+    assert model.execution.oom_halvings == 2 and max(c for c in calls if c <= 2) == 2
+    assert model.execution.oom_batch_cap == 2
     calls.clear()
     again = _forward_halving_on_oom(model, x)  # a later batch: no new out-of-memory
     assert torch.equal(again["embed"], out["embed"]) and max(calls) == 2
-    assert model.execution["oom_halvings"] == 2
+    assert model.execution.oom_halvings == 2
 
 
 def test_the_gpu_check_refuses_to_run_without_a_gpu():

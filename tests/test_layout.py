@@ -134,7 +134,7 @@ def test_the_evaluation_side_never_imports_training() -> None:
 
 def test_every_top_level_unit_has_a_floor_and_the_top_holds_only_folders() -> None:
     loose = {p.stem for p in PACKAGE.glob("*.py")}
-    assert loose == TOP_LEVEL_MODULES, f"loose modules at the top of silc_bench/: {sorted(loose - TOP_LEVEL_MODULES)}"
+    assert loose == TOP_LEVEL_MODULES, f"loose modules in silc_bench/: {sorted(loose - TOP_LEVEL_MODULES)}"
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert folders - FLOORS.keys() == set(), f"folders with no floor: {sorted(folders - FLOORS.keys())}"
 

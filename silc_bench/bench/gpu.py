@@ -47,7 +47,7 @@ def _throughput(arch: str, weights: Path, device: str, precision: str, compile_:
         for _ in range(args.steps):
             model.image_features(x)
         sync()
-    took = model.execution["compile"].get("took_effect") if compile_ else None
+    took = model.execution.compile.get("took_effect") if compile_ else None
     return args.steps * args.batch / (time.perf_counter() - t0), took, size
 
 

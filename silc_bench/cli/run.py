@@ -83,10 +83,8 @@ def run(a: argparse.Namespace) -> int:
 
     if not dist.launched():
         return _run(a)
-    from silc_bench.api import resolve_device
-
     world = dist.init(a.device)  # first: later errors are agreed, and printed by rank 0 alone
-    device = resolve_device(a.device)
+    device = dist.resolve_device(a.device)
     if device.startswith("cuda"):
         a.device = f"cuda:{world.local_rank}"  # one GPU per rank
     if not world.main:

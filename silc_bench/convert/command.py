@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from silc_bench.convert.layout import TwoTower, describe
 from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.to_open_clip import choose_arch, custom_config, fit_problems, shapes_of, state_dict
 from silc_bench.core.errors import UserError
-from silc_bench.core.files import atomic_write_text
+from silc_bench.core.files import atomic_write, atomic_write_text
 from silc_bench.core.hashing import file_sha256
 from silc_bench.models.converted import METADATA_KEY
 
@@ -155,12 +154,7 @@ def _tokenizer_meta(path: Path | None, spec: TwoTower, notes: list[str]) -> dict
 def _write_atomic(out: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def convert_big_vision(

@@ -14,14 +14,13 @@ out, and the sidecar says so.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
 from silc_bench.core.errors import UserError
-from silc_bench.core.files import writable_dir
+from silc_bench.core.files import atomic_write_all, writable_dir
 from silc_bench.models import load_model, parse_model_ref
 from silc_bench.models.arch import open_clip_config
 
@@ -69,16 +68,10 @@ def export_model(ref_text: str, out: Path) -> dict[str, Path]:
         "config": out / "open_clip_config.json",
         "sidecar": out / "silc_bench_export.json",
     }
-    tmp = {k: p.with_name(f".{p.name}.{os.getpid()}.tmp") for k, p in files.items()}
-    try:
-        save_file(state, str(tmp["weights"]))
-        tmp["config"].write_text(
-            json.dumps({"model_cfg": cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
-        )
-        tmp["sidecar"].write_text(json.dumps(sidecar, indent=2) + "\n")
-        for k, p in files.items():
-            os.replace(tmp[k], p)
-    finally:
-        for p in tmp.values():
-            p.unlink(missing_ok=True)
+    config = json.dumps({"model_cfg": cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
+    atomic_write_all({
+        files["weights"]: lambda tmp: save_file(state, str(tmp)),
+        files["config"]: lambda tmp: tmp.write_text(config),
+        files["sidecar"]: lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2) + "\n"),
+    })  # fmt: skip
     return files

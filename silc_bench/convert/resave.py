@@ -10,13 +10,13 @@ safetensors, which every later run reads without executing anything.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from silc_bench.core.errors import UserError
+from silc_bench.core.files import atomic_write
 from silc_bench.models.weights import unwrap
 
 
@@ -56,12 +56,7 @@ def resave(src: Path, out: Path, trust: bool) -> dict[str, int]:
         raise UserError(f"{src}: holds no tensors")
     from safetensors.torch import save_file
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out, lambda tmp: save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp)))
     if dropped:
         print(f"resave: left out the non-state-dict entries {dropped}", file=sys.stderr)
     return {"tensors": len(sd), "left_out": len(dropped)}

@@ -84,6 +84,26 @@ def launch_rank() -> int:
         return 0
 
 
+def resolve_device(device: str) -> str:
+    """`auto`, `cpu`, `cuda` or `cuda:N` → the device to use, checked against this machine
+    (the one resolver, for evaluation and training alike)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}, but no CUDA device is available (use --device cpu or auto)")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UserError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+    return device
+
 def init(device: str) -> World:
     """Join the process group torchrun set up (NCCL on CUDA, gloo on the CPU)."""
     global _WORLD

@@ -9,19 +9,36 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` under a name of this process's own, then rename: a reader (or
-    a second writer) never sees half a file, and a failed write leaves no debris."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def tmp_name(path: Path) -> Path:
+    """The name a file is written under before it takes its own: hidden, and this process's."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write_all(writers: dict[Path, Callable[[Path], object]]) -> None:
+    """The one atomic write: each `write(tmp)` fills a name of this process's own, and only
+    when every one has succeeded are they renamed into place. A reader (or a second writer)
+    never sees half a file, and a failed or interrupted write leaves no debris."""
+    tmps = {Path(path): tmp_name(Path(path)) for path in writers}
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        for path, write in writers.items():
+            write(tmps[Path(path)])
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    atomic_write_all({Path(path): write})
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def umask_mode(mode: int = 0o666) -> int:

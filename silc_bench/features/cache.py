@@ -27,7 +27,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from silc_bench.core.console import warn
-from silc_bench.core.files import umask_mode, writable_dir
+from silc_bench.core.files import atomic_write, umask_mode, writable_dir
 from silc_bench.core.hashing import canonical_json, hash_obj
 from silc_bench.core.paths import cache_root
 
@@ -105,15 +105,16 @@ class FeatureCache:
         p = self.path(kind, parts)
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         meta = {"key": canonical_json(self._key(kind, parts)), "sha256": arrays_checksum(arrays)}
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
+
+
+        def write(tmp: Path) -> None:
             save_file(arrays, str(tmp), metadata=meta)
             os.chmod(tmp, umask_mode())
-            os.replace(tmp, p)
+
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(p, write)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             self.writable = False
             warn(f"cannot write to the cache folder {self.root} ({e.strerror}): features will not be cached")
 

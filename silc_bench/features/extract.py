@@ -61,7 +61,7 @@ def image_features(
 
         jpeg = all(is_jpeg(i) for i in split.items)
         if not jpeg:
-            model.execution["decode_fallback"] = "not every image is a JPEG file: decoded by PIL"
+            model.execution.note_decode(fallback="not every image is a JPEG file: decoded by PIL")
     # The fast-path options that took part key the features (fused kernels may round
     # apart); a decode that fell back to PIL is the CPU path's, and shares its entries.
     ex_key = ex.key() if ex is not None else {}
@@ -91,7 +91,7 @@ def _encode_images(
     if jpeg:
         from silc_bench.data.gpu_decode import device_batches
 
-        model.execution["decoded_on"] = str(model.device)
+        model.execution.note_decode(on=str(model.device))
         batches = device_batches(items, split, model.preprocess, model.device, opts.batch_size, opts.workers)
     else:
         batches = _pil_batches(items, split, model, opts)
@@ -142,7 +142,7 @@ def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, t
     """CUDA out of memory: split the batch in two and retry each half (down to one image),
     counted in the result's `env.execution.oom_halvings`. The size that fits is remembered
     (`oom_batch_cap`), so later batches go straight to it instead of running out again."""
-    cap = model.execution.get("oom_batch_cap")
+    cap = model.execution.oom_batch_cap
     if cap and len(images) > cap:
         parts = [_forward_halving_on_oom(model, images[i : i + cap]) for i in range(0, len(images), cap)]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
@@ -152,9 +152,8 @@ def _forward_halving_on_oom(model: VLModel, images: torch.Tensor) -> dict[str, t
         if len(images) == 1:
             raise
         torch.cuda.empty_cache()
-        model.execution["oom_halvings"] = model.execution.get("oom_halvings", 0) + 1
         half = len(images) // 2
-        model.execution["oom_batch_cap"] = len(images) - half  # the larger half
+        model.execution.note_oom(batch_cap=len(images) - half)  # the larger half
         a, b = _forward_halving_on_oom(model, images[:half]), _forward_halving_on_oom(model, images[half:])
         return {k: torch.cat([a[k], b[k]]) for k in a}
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from silc_bench.models.backends.base import VLBackend
+from silc_bench.models.execution import ExecutionRecord
 from silc_bench.models.preprocess import Preprocess
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,7 +39,7 @@ class VLModel:
     precision: str = "fp32"
     info: dict[str, Any] = field(default_factory=dict)  # arch, weights, tokenizer: for results
     identity: dict[str, Any] = field(default_factory=dict)  # weights sha256 + registry settings
-    execution: dict[str, Any] = field(default_factory=dict)  # compile, channels-last, OOM halvings: recorded
+    execution: ExecutionRecord = field(default_factory=ExecutionRecord)  # how it ran, for the result
     execution_options: Any = None  # models.execution.Execution, when set
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -68,7 +69,7 @@ class VLModel:
         One forward gives both, so zero-shot and few-shot share one cached pass.
         """
         x = images.to(self.device, non_blocking=True)  # pinned by the loader on CUDA
-        if self.execution.get("channels_last"):
+        if self.execution.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             try:
@@ -76,19 +77,19 @@ class VLModel:
             except Exception as e:
                 _compile_failure(self.execution, e)
                 raise
-        if self.execution.get("compile", {}).get("requested"):
+        if self.execution.compile.get("requested"):
             from silc_bench.models.execution import verify_compiled
 
             verify_compiled(self)
         return {k: v.float() for k, v in feats.items()}
 
 
-def _compile_failure(record: dict, e: Exception) -> None:
+def _compile_failure(record: ExecutionRecord, e: Exception) -> None:
     """A first compiled forward that fails for want of a compiler or backend is the user's
     setup, not a bug: one line, exit 2 (out-of-memory goes on to the batch halving)."""
     from silc_bench.core.errors import UserError, first_line
 
-    c = record.get("compile", {})
+    c = record.compile
     if (
         not c.get("requested")
         or c.get("took_effect") is not None

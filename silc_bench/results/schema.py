@@ -23,7 +23,7 @@ from silc_bench import __version__
 from silc_bench.config import DEFAULT_PROFILE
 from silc_bench.core.paths import REPO_ROOT
 from silc_bench.core.errors import UserError
-from silc_bench.core.files import remove_stale_tmp
+from silc_bench.core.files import atomic_write_text, remove_stale_tmp
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema 1 had no run_key: such a result is read, never reused
@@ -76,13 +76,7 @@ def write_result(path: Path, result: Result) -> None:
         raise ValueError(problem)
     text = result.to_json()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
     remove_stale_tmp(path.parent, f".{path.name}")
 
 

@@ -164,7 +164,7 @@ def run_mmseg_loop(
         leave=False,
     )
 
-    def local() -> tuple[list, list[str], int, int | None]:
+    def local() -> tuple[list, list[str], int | None]:
         order: list[int] = []  # each result's position in this process's loader order
         start = 0
         for batch in loader:
@@ -191,7 +191,7 @@ def run_mmseg_loop(
         perm = sorted(range(len(order)), key=order.__getitem__)
         metric.results[:] = [metric.results[i] for i in perm]
         files[:] = [files[i] for i in perm]
-        return metric.results, files, seg.oom_fallbacks, seg.window_batch
+        return metric.results, files, seg.window_batch
 
     try:
         if world.size == 1:
@@ -200,8 +200,8 @@ def run_mmseg_loop(
             parts = dist.gather_outcome(local)  # DefaultSampler's strided shares, back in dataset order
             metric.results = dist.interleaved([part[0] for part in parts])
             files = dist.interleaved([part[1] for part in parts])
-            seg.oom_fallbacks = sum(part[2] for part in parts)  # every rank's record, not rank 0's
-            seg.window_batch = min((part[3] for part in parts if part[3]), default=seg.window_batch)
+            # every rank's window batch agreed; the OOM counts are summed by the execution record
+            seg.window_batch = min((part[2] for part in parts if part[2]), default=seg.window_batch)
     except BaseException:  # interrupted or failed: no half-written predictions left behind
         if tmp_pred is not None:
             shutil.rmtree(tmp_pred, ignore_errors=True)

@@ -118,10 +118,7 @@ class ZeroShotSegmentation(TaskPlugin):
             "metric": "mmseg IoUMetric (summary rounded to 2 decimals as mmseg does)",
         }
         notes = []
-        if seg.oom_fallbacks:
-            notes.append(
-                f"ran out of memory {seg.oom_fallbacks}x; window batch fell back to {seg.window_batch}"
-            )
+        ctx.model.execution.note_window_oom(seg.oom_fallbacks, seg.window_batch)
         if opts["tcl_ensemble"]:
             notes.append("TCL+MaskCLIP ensemble: the 0.3 mixing factor was tuned on segmentation labels")
         return TaskOutput(metrics, rec, fingerprint, per_class=per_class, notes=notes)

@@ -9,7 +9,6 @@ named; only `workers` and `checkpoint_every` may change, as they do not touch th
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from silc_bench.core.errors import UserError
+from silc_bench.core.files import atomic_write
 from silc_bench.train.config import flat_diff
 
 FORMAT = "silc-bench-train/1"
@@ -30,9 +30,8 @@ def checkpoint_path(out_dir: Path, step: int) -> Path:
 def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> None:
     """Atomic: written next to its final name, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({**state, "format": FORMAT, "config": json.dumps(config, sort_keys=True)}, tmp)
-    os.replace(tmp, path)
+    payload = {**state, "format": FORMAT, "config": json.dumps(config, sort_keys=True)}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
