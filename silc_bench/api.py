@@ -285,6 +285,7 @@ def _run(
             f"not comparable with published numbers"
         )
         out.notes.append(note)
+        out.protocol["partial_split"] = {"scored": n, "published": standard}
         warn(note)
     if dist.current().size > 1:  # what every rank did, not rank 0's share alone
         model.execution = ExecutionRecord.merge(dist.all_gather(model.execution))

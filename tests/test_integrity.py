@@ -498,9 +498,29 @@ def test_a_partial_standard_split_is_flagged(tmp_path, data_root, cache, capsys)
     code, table, err = cli(zs("cifar100", out, root=data_root), capsys)
     assert code == 0 and "not comparable" in err
     assert any("published split has 10,000" in n for n in result_of(out)["notes"])
+    scored = result_of(out)["protocol"]["partial_split"]  # the fact is a field, not prose
+    assert scored["published"] == 10_000 and scored["scored"] < 10_000
     assert "cifar100 ‡" in table
     code, table, _ = cli(zs("cifar100", out, "--limit", "5", root=data_root), capsys)
     assert code == 0 and "cifar100 +limit-5 ‡" in table and "--limit 5" in table
+
+
+def test_a_partial_split_is_read_from_the_field_and_from_old_notes():
+    from silc_bench.results.audit import not_the_registry_run, partial_split
+    from silc_bench.results.schema import Result
+
+    def result(protocol, notes):
+        return Result(model="m", variant=None, checkpoint_sha256="0" * 64, task="zs-cls", task_version=1,
+                      dataset="cifar100", dataset_fingerprint="x", protocol=protocol, metrics={"top1": 1.0},
+                      precision="fp32", notes=notes)  # fmt: skip
+
+    new = result({"partial_split": {"scored": 9, "published": 10_000}}, [])
+    old = result({}, ["cifar100: scored 9 images, the published split has 10,000: not comparable with "
+                      "published numbers"])  # fmt: skip
+    assert partial_split(new) == partial_split(old) == "scored 9 images, the published split has 10,000"
+    why = "fewer images than the published split"
+    assert not_the_registry_run(new, None) == not_the_registry_run(old, None) == why
+    assert partial_split(result({}, ["the words not comparable, in passing"])) is None
 
 
 def test_editing_a_class_name_asset_replaces_the_result(folder, cache, tmp_path, monkeypatch, capsys):

@@ -29,7 +29,7 @@ def markdown_table(results: Iterable[Result]) -> str:
     """One row per result. Rows that are not raw zero-shot are marked †, and rows measured
     on part of a dataset (`--limit`, or fewer images than the published split) ‡, each
     with a footnote: a smoke number must never read like a real one."""
-    from silc_bench.results.audit import audit_note, is_raw_zero_shot
+    from silc_bench.results.audit import audit_note, is_raw_zero_shot, partial_split
 
     rows = []
     notes: list[str] = []
@@ -49,7 +49,8 @@ def markdown_table(results: Iterable[Result]) -> str:
         if not is_raw_zero_shot(r):
             ds += " †"
             notes.append(f"† {r.model} {r.task}/{name}: not raw zero-shot ({audit_note(r)})")
-        partial = [n for n in r.notes if "not comparable" in n]
+        why = partial_split(r)
+        partial = [f"{r.dataset}: {why}: not comparable with published numbers"] if why else []
         if r.protocol.get("limit") is not None:
             partial.insert(0, f"--limit {r.protocol['limit']}: the first images only (a smoke run)")
         if partial:
