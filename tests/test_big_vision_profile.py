@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 
 from silc_bench.cli import main
-from silc_bench.features.prompts import canonical_prompt, canonicalize, read_asset
+from silc_bench.features.prompts import canonical_prompt, read_asset
+from silc_bench.models.text_rules import canonicalize, tokenizer_clean
 from tests.fixtures import run_args
 
 
 def test_canonicalisation_is_big_visions():
     assert canonicalize("A   Dog's  toy_box!") == "a dogs toy box"
+    # the tokenizer's lowercase is tf.strings.lower's: ASCII only; the prompt rule's is Python's
+    assert canonicalize("CAFÉ") == "café" and tokenizer_clean("CAFÉ", "lower") == "cafÉ"
     # the template keeps its placeholder and loses its final '.'; the class name keeps only its first alias
     prompt = canonical_prompt("a bad photo of a {c}.", "Aquarium_Fish, fish")
     assert prompt == "a bad photo of a aquarium fish"

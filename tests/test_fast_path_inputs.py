@@ -1,4 +1,4 @@
-"""The fast-path options and the cache commands under hostile input (a review's findings):
+"""The fast-path options and the cache commands under hostile input:
 a bf16 or `--compile` number never stands for the fp32 one, and every bad input is one line
 with exit 2, never a traceback."""
 

@@ -55,7 +55,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
         help="raise PIL's decompression-bomb limit for images you trust (default: PIL's, ~179M pixels)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    seg = r.add_argument_group("zs-seg")
+    _zs_seg_flags(r.add_argument_group("zs-seg"))
+
+
+def _zs_seg_flags(seg: argparse._ArgumentGroup) -> None:
+    """The flags only zero-shot segmentation reads (other tasks refuse them)."""
     seg.add_argument(
         "--dense-mode",
         help="patch-proj, maskclip, sclip, clearclip, naclip (default: the model's, from checkpoints.yaml)",
@@ -96,11 +100,36 @@ def run(a: argparse.Namespace) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    from silc_bench.api import EvalOptions, LazyModel, agree_on_reuse, execute, prepare
-    from silc_bench.config import list_datasets, load_task
+    from silc_bench.api import LazyModel, agree_on_reuse, execute, prepare
     from silc_bench.core import dist
     from silc_bench.data.images import image_pixel_limit
     from silc_bench.results.summary import markdown_table
+
+    datasets = _datasets(a)
+    _check_numbers(a)
+    opts = _options(a)
+    model = LazyModel(a.model, opts)
+    outcomes = []
+    with image_pixel_limit(a.max_image_pixels):
+        # every check before any work; under torchrun a failure on any rank stops all of them
+        # alike, and every rank follows rank 0's reading of the stored results
+        plans = agree_on_reuse(dist.agreed(lambda: [prepare(model, a.task, ds, opts) for ds in datasets]))
+        for plan in plans:
+            out = execute(plan, opts)
+            state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
+            if dist.current().main:
+                print(f"{out.path}: {state}", file=sys.stderr)
+            outcomes.append(out)
+    if dist.current().main:
+        print(markdown_table(o.result for o in outcomes))
+    return 0
+
+
+def _datasets(a: argparse.Namespace) -> list[str]:
+    """The datasets to run, every name validated first; with no --dataset and no data
+    folder, the task's generated ones (ShapesWorld) only."""
+    from silc_bench.config import list_datasets, load_task
+    from silc_bench.core import dist
 
     if a.dataset is not None:
         named = [a.dataset] if a.dataset.startswith("imagefolder:") else a.dataset.split(",")
@@ -124,6 +153,11 @@ def _run(a: argparse.Namespace) -> int:
             )
         if not datasets:
             raise UserError(f"--data-root: folder not found: {a.data_root}")
+    return datasets
+
+
+def _check_numbers(a: argparse.Namespace) -> None:
+    """Counts a user typed: a typo is an error before any work, not a huge allocation."""
     for n, least, flag in (
         (a.batch_size, 1, "--batch-size"),
         (a.workers, 0, "--workers"),
@@ -135,7 +169,13 @@ def _run(a: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be at most {MAX_BATCH:,}")
     if a.max_image_pixels is not None and a.max_image_pixels < 1:
         raise UserError("--max-image-pixels must be positive")
-    opts = EvalOptions(
+
+
+def _options(a: argparse.Namespace):  # noqa: ANN202
+    """The flags as the pipeline's `EvalOptions`."""
+    from silc_bench.api import EvalOptions
+
+    return EvalOptions(
         data_root=Path(a.data_root),
         out=Path(a.out),
         device=a.device,
@@ -164,18 +204,3 @@ def _run(a: argparse.Namespace) -> int:
             if v
         },
     )
-    model = LazyModel(a.model, opts)
-    outcomes = []
-    with image_pixel_limit(a.max_image_pixels):
-        # every check before any work; under torchrun a failure on any rank stops all of them
-        # alike, and every rank follows rank 0's reading of the stored results
-        plans = agree_on_reuse(dist.agreed(lambda: [prepare(model, a.task, ds, opts) for ds in datasets]))
-        for plan in plans:
-            out = execute(plan, opts)
-            state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
-            if dist.current().main:
-                print(f"{out.path}: {state}", file=sys.stderr)
-            outcomes.append(out)
-    if dist.current().main:
-        print(markdown_table(o.result for o in outcomes))
-    return 0

@@ -1,4 +1,5 @@
-"""Class-name and template assets, prompt filling, and zero-shot classifier weights.
+"""Class-name and template assets, prompt filling, and zero-shot classifier weights
+(the canonicalisation rules themselves are in models/text_rules.py).
 
 The classifier follows CLIP / open_clip / CLIP_benchmark: encode every template filled
 with the class name, L2-normalise each embedding, average, L2-normalise again.
@@ -6,8 +7,6 @@ with the class name, L2-normalise each embedding, average, L2-normalise again.
 
 from __future__ import annotations
 
-import re
-import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +18,7 @@ from silc_bench.core.paths import ASSETS
 from silc_bench.features.cache import FeatureCache
 from silc_bench.features.extract import RunOptions, text_embeddings
 from silc_bench.models.adapter import VLModel
-
-_PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
+from silc_bench.models.text_rules import canonicalize
 
 
 def asset_names(kind: str) -> list[str]:
@@ -35,15 +33,6 @@ def read_asset(kind: str, name: str) -> list[str]:
 
         raise did_you_mean(f"{kind} file", name, asset_names(kind))
     return [ln.rstrip("\n") for ln in path.read_text().splitlines() if ln.strip()]
-
-
-def canonicalize(text: str, keep: str | None = None) -> str:
-    """big_vision's `canonicalize_text`: '_' → space, punctuation stripped (except the exact
-    string `keep`), lowercase, whitespace collapsed."""
-    text = text.replace("_", " ")
-    parts = text.split(keep) if keep else [text]
-    text = (keep or "").join(_PUNCT.sub("", part) for part in parts)
-    return " ".join(text.lower().split())
 
 
 def canonical_prompt(template: str, classname: str) -> str:

@@ -215,26 +215,9 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         if not files and seed is not None:
             torch.manual_seed(int(seed))
         module, arch_name = _build_module(spec)
-    weights_info: dict[str, Any]
     extras: dict[str, torch.nn.Module] = {}
     if files:
-        sd: dict[str, torch.Tensor] = {}
-        shas = []
-        origin: dict[str, str] = {}  # key → file it came from (reported for TCL's two files)
-        for path, expected in files:
-            shas.append(_verified_sha256(spec, path, expected))
-            part = read_state_dict(path)
-            origin.update(dict.fromkeys(part, path.name))
-            sd.update(part)
-        sd = select_variant(sd, ref.variant, list(spec.variants))
-        sd = _attach_backend(spec, module, sd, extras, ", ".join(str(p) for p, _ in files))
-        load_into(module, sd, ", ".join(str(p) for p, _ in files))
-        sha = shas[0] if len(shas) == 1 else hash_obj(shas)
-        weights_info = {"files": [str(p) for p, _ in files], "file_sha256": shas}
-        if spec.backend == "tcl":
-            from silc_bench.models.backends.tcl import key_provenance
-
-            weights_info["keys"] = key_provenance(origin)
+        sha, weights_info = _load_files(ref, module, files, extras)
     elif seed is not None:
         # A seeded random model (demo and plumbing tests): its hash is the hash of its tensors.
         sha = _tensor_sha(module)
@@ -245,15 +228,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     for part in extras.values():
         part.eval().to(device)
 
-    pp_raw = dict(getattr(module.visual, "preprocess_cfg", {}) or {})
-    base = {
-        "size": _as_int(pp_raw.get("size", getattr(module.visual, "image_size", 224))),
-        "resize": pp_raw.get("resize_mode", "shortest"),
-        "interpolation": pp_raw.get("interpolation", "bicubic"),
-        "mean": list(pp_raw.get("mean", Preprocess().mean)),
-        "std": list(pp_raw.get("std", Preprocess().std)),
-    }
-    preprocess = Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
+    preprocess = _preprocess(spec, module)
     tokenizer, tok_info = make_tokenizer(spec, arch_name)
     check_text_fit(spec, module, tok_info)
     backend_name = backend_for(spec.backend, module)
@@ -277,6 +252,45 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         identity=model_identity(ref),
     )
 
+
+
+def _load_files(
+    ref: ModelRef, module: torch.nn.Module, files: list[tuple[Path, str | None]], extras: dict
+) -> tuple[str, dict[str, Any]]:
+    """Every checkpoint file verified and loaded into `module` (and the backend's parts):
+    the checkpoint sha256 and the weights record for the result."""
+    spec = ref.spec
+    sd: dict[str, torch.Tensor] = {}
+    shas = []
+    origin: dict[str, str] = {}  # key → file it came from (reported for TCL's two files)
+    for path, expected in files:
+        shas.append(_verified_sha256(spec, path, expected))
+        part = read_state_dict(path)
+        origin.update(dict.fromkeys(part, path.name))
+        sd.update(part)
+    sd = select_variant(sd, ref.variant, list(spec.variants))
+    sd = _attach_backend(spec, module, sd, extras, ", ".join(str(p) for p, _ in files))
+    load_into(module, sd, ", ".join(str(p) for p, _ in files))
+    sha = shas[0] if len(shas) == 1 else hash_obj(shas)
+    weights_info: dict[str, Any] = {"files": [str(p) for p, _ in files], "file_sha256": shas}
+    if spec.backend == "tcl":
+        from silc_bench.models.backends.tcl import key_provenance
+
+        weights_info["keys"] = key_provenance(origin)
+    return sha, weights_info
+
+
+def _preprocess(spec: ModelSpec, module: torch.nn.Module) -> Preprocess:
+    """The checkpoint's own preprocessing (open_clip's preprocess_cfg), then the registry's."""
+    pp_raw = dict(getattr(module.visual, "preprocess_cfg", {}) or {})
+    base = {
+        "size": _as_int(pp_raw.get("size", getattr(module.visual, "image_size", 224))),
+        "resize": pp_raw.get("resize_mode", "shortest"),
+        "interpolation": pp_raw.get("interpolation", "bicubic"),
+        "mean": list(pp_raw.get("mean", Preprocess().mean)),
+        "std": list(pp_raw.get("std", Preprocess().std)),
+    }
+    return Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
 
 def _attach_backend(
     spec: ModelSpec, module: torch.nn.Module, sd: dict[str, torch.Tensor], extras: dict[str, Any], source: str

@@ -9,29 +9,19 @@ one is one clear error that says which file and where to put it.
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from silc_bench.core.errors import UserError, first_line
+from silc_bench.models.text_rules import TOKENIZER_RULES, tokenizer_clean
 
 # big_vision's KNOWN_TOKENIZERS: the files its SigLIP-style English models use.
 KNOWN_VOCABS = {
     32000: ("c4_en.model", "gs://t5-data/vocabs/cc_en.32000/sentencepiece.model (big_vision's c4_en)"),
 }
-CLEAN = ("lower", "canonicalize", "none")
-_PUNCT = str.maketrans("", "", string.punctuation)
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # tf.strings.lower's default
-
-
-def clean_text(text: str, rule: str) -> str:
-    if rule == "none":
-        return text
-    if rule == "canonicalize":  # open_clip's SigLIP cleaning: punctuation dropped too
-        text = text.replace("_", " ").translate(_PUNCT)
-    return " ".join(text.translate(_ASCII_LOWER).split())
+CLEAN = TOKENIZER_RULES
 
 
 class SentencePieceTokenizer:
@@ -58,7 +48,7 @@ class SentencePieceTokenizer:
         texts = [texts] if isinstance(texts, str) else list(texts)
         L = self.context_length
         out = torch.full((len(texts), L), self.pad, dtype=torch.long)
-        for i, ids in enumerate(self.sp.encode([clean_text(t, self.clean) for t in texts])):
+        for i, ids in enumerate(self.sp.encode([tokenizer_clean(t, self.clean) for t in texts])):
             ids = list(ids)[: L - 1] + [self.eos]  # sticky EOS: kept when truncating
             out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out

@@ -128,85 +128,121 @@ def run_mmseg_loop(
     Up to `image_batch` images are drawn at a time; those of one size go through the
     sliding window together, so their windows share forwards.
     """
-    from mmengine.dataset import DefaultSampler
-    from mmengine.logging import MMLogger
     from mmseg.evaluation import IoUMetric
 
     data = ctx.spec.data
-    n_cls = int(data["num_classes"])
     full_ds = build_dataset(data, ctx.data_root, resize, raw_classes)
-    meta, ds_root, ds = full_ds.metainfo, full_ds.data_root, _Readable(full_ds)
+    loader = _loader(ctx, _Readable(full_ds), image_batch)
+    metric = IoUMetric(iou_metrics=["mIoU"], prefix="zs-seg")
+    metric.dataset_meta = full_ds.metainfo
+    world = dist.current()
+    if world.size > 1 and pred_dir is not None:
+        raise UserError("--save-predictions writes from one process only; run it without torchrun")
+    preds = _Predictions(pred_dir)
+    bar = tqdm(total=len(loader.sampler), desc=ctx.spec.dataset, unit="img", disable=not ctx.opts.progress,
+               leave=False)  # fmt: skip
+    score = _Scorer(seg, metric, int(data["num_classes"]), full_ds.data_root, preds.tmp, bar)
+    try:
+        if world.size == 1:
+            score(loader)
+        else:  # each rank scored mmengine's DefaultSampler share; the IoU areas are gathered
+            parts = dist.gather_outcome(lambda: score(loader))  # strided shares, back in dataset order
+            metric.results = dist.interleaved([part[0] for part in parts])
+            score.files = dist.interleaved([part[1] for part in parts])
+            # every rank's window batch agreed; the OOM counts are summed by the execution record
+            seg.window_batch = min((part[2] for part in parts if part[2]), default=seg.window_batch)
+    except BaseException:  # interrupted or failed: no half-written predictions left behind
+        preds.discard()
+        raise
+    bar.close()
+    metrics, per_class = _summarise(metric)
+    preds.commit()
+    return metrics, per_class, len(score.files), seg_fingerprint(full_ds, data, raw_classes)
+
+
+def _loader(ctx, ds: torch.utils.data.Dataset, image_batch: int) -> torch.utils.data.DataLoader:  # noqa: ANN001
+    """mmengine's DefaultSampler without round-up: each image once, in dataset order per rank."""
+    from mmengine.dataset import DefaultSampler
+
     if ctx.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(ctx.limit, len(ds))))
-    loader = torch.utils.data.DataLoader(
+    return torch.utils.data.DataLoader(
         ds,
         batch_size=max(1, image_batch),
         sampler=DefaultSampler(ds, shuffle=False, round_up=False),
         collate_fn=_collate,
         num_workers=ctx.opts.workers,
     )
-    metric = IoUMetric(iou_metrics=["mIoU"], prefix="zs-seg")
-    metric.dataset_meta = meta
-    world = dist.current()
-    if world.size > 1 and pred_dir is not None:
-        raise UserError("--save-predictions writes from one process only; run it without torchrun")
-    tmp_pred = None
-    if pred_dir is not None:
-        tmp_pred = pred_dir.with_name(f".{pred_dir.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp_pred, ignore_errors=True)
-        tmp_pred.mkdir(parents=True)
-    files: list[str] = []
-    bar = tqdm(
-        total=len(loader.sampler),
-        desc=ctx.spec.dataset,
-        unit="img",
-        disable=not ctx.opts.progress,
-        leave=False,
-    )
 
-    def local() -> tuple[list, list[str], int | None]:
+
+class _Predictions:
+    """`--save-predictions`: PNGs written into a folder of this process's own, which takes
+    the final name only once every image has been scored (never a half-written folder)."""
+
+    def __init__(self, pred_dir: Path | None) -> None:
+        self.final, self.tmp = pred_dir, None
+        if pred_dir is not None:
+            self.tmp = pred_dir.with_name(f".{pred_dir.name}.{os.getpid()}.tmp")
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp.mkdir(parents=True)
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def commit(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.final, ignore_errors=True)
+            os.replace(self.tmp, self.final)
+            remove_stale_tmp(self.final.parent, f".{self.final.name}")  # left by interrupted runs
+
+
+class _Scorer:
+    """This process's share: predict each same-size group, check its labels, feed IoUMetric."""
+
+    def __init__(self, seg, metric, n_cls: int, ds_root: str, tmp_pred: Path | None, bar) -> None:  # noqa: ANN001
+        self.seg, self.metric, self.n_cls, self.ds_root = seg, metric, n_cls, ds_root
+        self.tmp_pred, self.bar = tmp_pred, bar
+        self.files: list[str] = []
+
+    def __call__(self, loader: torch.utils.data.DataLoader) -> tuple[list, list[str], int | None]:
         order: list[int] = []  # each result's position in this process's loader order
         start = 0
         for batch in loader:
             if "error" in batch:
                 raise UserError(batch["error"])
             for idx, group in _same_size_groups(batch):
-                prepared = seg.data_preprocessor(group, False)
-                samples = seg.predict(prepared["inputs"], prepared["data_samples"])
+                prepared = self.seg.data_preprocessor(group, False)
+                samples = self.seg.predict(prepared["inputs"], prepared["data_samples"])
                 for s in samples:
-                    gt = s.gt_sem_seg.data.cpu().numpy()[0]
-                    check_label_map(gt, s.metainfo["ori_shape"][:2], n_cls, s.metainfo["seg_map_path"])
-                    files.append(os.path.relpath(s.metainfo["img_path"], ds_root))
-                    if tmp_pred is not None:
-                        stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
-                        pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
-                        Image.fromarray(pred).save(tmp_pred / f"{stem}.png")
-                metric.process(group, [s.to_dict() for s in samples])
+                    self._one(s)
+                self.metric.process(group, [s.to_dict() for s in samples])
                 order.extend(start + i for i in idx)
-                bar.update(len(samples))
+                self.bar.update(len(samples))
             start += len(batch["inputs"])
         # Back to loader order, which is dataset order: same-size grouping reorders images
         # within a batch, and float32 area sums depend on their order (mmseg's test loop adds
         # one image at a time, in dataset order).
         perm = sorted(range(len(order)), key=order.__getitem__)
-        metric.results[:] = [metric.results[i] for i in perm]
-        files[:] = [files[i] for i in perm]
-        return metric.results, files, seg.window_batch
+        self.metric.results[:] = [self.metric.results[i] for i in perm]
+        self.files[:] = [self.files[i] for i in perm]
+        return self.metric.results, self.files, self.seg.window_batch
 
-    try:
-        if world.size == 1:
-            local()
-        else:  # each rank scored mmengine's DefaultSampler share; the IoU areas are gathered
-            parts = dist.gather_outcome(local)  # DefaultSampler's strided shares, back in dataset order
-            metric.results = dist.interleaved([part[0] for part in parts])
-            files = dist.interleaved([part[1] for part in parts])
-            # every rank's window batch agreed; the OOM counts are summed by the execution record
-            seg.window_batch = min((part[2] for part in parts if part[2]), default=seg.window_batch)
-    except BaseException:  # interrupted or failed: no half-written predictions left behind
-        if tmp_pred is not None:
-            shutil.rmtree(tmp_pred, ignore_errors=True)
-        raise
-    bar.close()
+    def _one(self, s) -> None:  # noqa: ANN001
+        gt = s.gt_sem_seg.data.cpu().numpy()[0]
+        check_label_map(gt, s.metainfo["ori_shape"][:2], self.n_cls, s.metainfo["seg_map_path"])
+        self.files.append(os.path.relpath(s.metainfo["img_path"], self.ds_root))
+        if self.tmp_pred is not None:
+            stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
+            pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)
+            Image.fromarray(pred).save(self.tmp_pred / f"{stem}.png")
+
+
+def _summarise(metric) -> tuple[dict[str, float], dict[int, float]]:  # noqa: ANN001
+    """mmseg's own summary (quietly: IoUMetric prints a table) and the per-class IoU."""
+    from mmengine.logging import MMLogger
+    from mmseg.evaluation import IoUMetric
+
     areas = [sum(r[i] for r in metric.results) for i in range(4)]
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -217,10 +253,4 @@ def run_mmseg_loop(
         logger.setLevel(level)
     per = IoUMetric.total_area_to_metrics(*areas, ["mIoU"])
     per_class = {c: round(float(v) * 100, 2) for c, v in enumerate(per["IoU"].tolist()) if np.isfinite(v)}
-    if tmp_pred is not None:
-        shutil.rmtree(pred_dir, ignore_errors=True)
-        os.replace(tmp_pred, pred_dir)
-        remove_stale_tmp(pred_dir.parent, f".{pred_dir.name}")  # left by interrupted runs
-    metrics = {k: float(summary[k]) for k in ("mIoU", "mAcc", "aAcc")}
-    fingerprint = seg_fingerprint(full_ds, data, raw_classes)
-    return metrics, per_class, len(files), fingerprint
+    return {k: float(summary[k]) for k in ("mIoU", "mAcc", "aAcc")}, per_class

@@ -12,8 +12,8 @@ import torch
 
 from silc_bench.data.retrieval import read_karpathy
 from silc_bench.features.extract import image_features, text_embeddings
-from silc_bench.features.prompts import canonicalize
 from silc_bench.metrics.ranking import ranking_method, retrieval_recall
+from silc_bench.models.text_rules import canonicalize
 from silc_bench.tasks.base import PLUGINS, TaskContext, TaskOutput, TaskPlugin
 
 

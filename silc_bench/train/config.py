@@ -267,7 +267,14 @@ def _check(ok: bool, where: str, message: str) -> None:
 
 def validate(cfg: TrainConfig, where: str) -> None:
     """Rules that single types cannot say (ranges, exactly-one-of, pairings)."""
-    m, d, o, opt = cfg.model, cfg.data, cfg.objective, cfg.optim
+    _validate_sources(cfg, where)
+    _validate_ranges(cfg, where)
+    _validate_pairings(cfg, where)
+
+
+def _validate_sources(cfg: TrainConfig, where: str) -> None:
+    """The model and the data must each come from exactly one place."""
+    m, d = cfg.model, cfg.data
     if cfg.pacl is None:
         _check(
             (m.open_clip is None) != (m.config is None),
@@ -285,6 +292,11 @@ def validate(cfg: TrainConfig, where: str) -> None:
         where,
         "data needs exactly one of 'manifest: FILE' or 'shards: GLOB'",
     )
+
+
+def _validate_ranges(cfg: TrainConfig, where: str) -> None:
+    """Counts, rates, temperatures, momenta and crop scales must lie in their ranges."""
+    o, opt = cfg.objective, cfg.optim
     for key, value in (
         ("batch_size", cfg.batch_size),
         ("grad_accum", cfg.grad_accum),
@@ -326,6 +338,11 @@ def validate(cfg: TrainConfig, where: str) -> None:
         ("objective.local_scale", o.local_scale),
     ):
         _check(0 < lo <= hi <= 1, where, f"{key} must be [low, high] with 0 < low <= high <= 1")
+
+
+def _validate_pairings(cfg: TrainConfig, where: str) -> None:
+    """Optional and free-form fields: local crop size, distillation's views, device, export name."""
+    o = cfg.objective
     if o.local_size is not None:
         _check(o.local_size >= 1, where, f"objective.local_size must be positive, found {o.local_size}")
     if o.distill and cfg.pacl is None:

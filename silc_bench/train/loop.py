@@ -17,6 +17,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,17 +130,8 @@ def _run(
     _check_image_size(cfg, objective)
     module = objective.trainable()
     optimizer = make_optimizer(module, cfg)
-    step = 0
-    if ckpt is not None:
-        module.load_state_dict(ckpt["model"])
-        objective.load_state_dict(ckpt["objective"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"])
-        step = int(ckpt["step"])
-    wrapped = module
-    if d.world > 1:
-        ids = [d.device.index] if d.device.type == "cuda" else None
-        wrapped = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    step = _restore(ckpt, module, objective, optimizer)
+    wrapped = _wrap(module, d)
     dataset = PairDataset(pairs, objective.crops, cfg.seed)
     batches = micro_batches(
         dataset, cfg.batch_size, d.world, d.rank, cfg.workers, start=step * cfg.grad_accum
@@ -148,9 +140,7 @@ def _run(
     result = TrainResult(out_dir, step)
     log_file = out_dir / "train_log.jsonl"
     if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        _truncate_log(log_file, step)
+        _start_out_dir(out_dir, config, log_file, step)
     bar = tqdm(
         total=cfg.optim.steps,
         initial=step,
@@ -162,46 +152,108 @@ def _run(
     while step < cfg.optim.steps:
         t0 = time.perf_counter()
         lr = schedule(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        totals: dict[str, float] = {}
-        for micro in range(cfg.grad_accum):
-            batch = next(batches)
-            last = micro == cfg.grad_accum - 1
-            sync = contextlib.nullcontext() if last or wrapped is module else wrapped.no_sync()
-            with sync:
-                loss, parts = objective.loss(wrapped, batch, step)
-                (loss / cfg.grad_accum).backward()
-            for k, v in {"loss": float(loss.detach()), **parts}.items():
-                totals[k] = totals.get(k, 0.0) + v / cfg.grad_accum
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        objective.after_update()
+        totals = _update(cfg, objective, module, wrapped, optimizer, batches, lr, step)
         step += 1
         record = {"step": step, "lr": lr, **totals, "seconds": round(time.perf_counter() - t0, 4)}
         result.history.append(record)
         bar.update(1)
         bar.set_postfix(loss=f"{totals['loss']:.4f}")
         if d.is_main:
-            with log_file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.optim.steps:
-                path = checkpoint_path(out_dir, step)
-                state = {
-                    "step": step,
-                    "model": module.state_dict(),
-                    "objective": objective.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": torch.get_rng_state(),
-                }
-                save_checkpoint(path, state, config)
-                result.checkpoints.append(path)
+            _record_step(cfg, config, out_dir, log_file, record, module, objective, optimizer, step, result)
     bar.close()
     result.step = step
     if d.is_main:
         _export(cfg, config, config_path, objective, step, result)
     distributed.barrier(d)
     return result
+
+
+def _restore(
+    ckpt: dict[str, Any] | None,
+    module: torch.nn.Module,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+) -> int:
+    """A resume continues from the checkpoint's weights, optimizer, RNG and step; returns the step."""
+    if ckpt is None:
+        return 0
+    module.load_state_dict(ckpt["model"])
+    objective.load_state_dict(ckpt["objective"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"])
+    return int(ckpt["step"])
+
+
+def _wrap(module: torch.nn.Module, d: distributed.Dist) -> torch.nn.Module:
+    """Under several processes, DistributedDataParallel averages the gradients."""
+    if d.world > 1:
+        ids = [d.device.index] if d.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    return module
+
+
+def _start_out_dir(out_dir: Path, config: dict[str, Any], log_file: Path, step: int) -> None:
+    """Rank 0 records the run's config and drops log lines a resume will rewrite."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _truncate_log(log_file, step)
+
+
+def _update(
+    cfg: TrainConfig,
+    objective: Objective,
+    module: torch.nn.Module,
+    wrapped: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[dict[str, Any]],
+    lr: float,
+    step: int,
+) -> dict[str, float]:
+    """One optimizer update over `grad_accum` micro-batches; returns the averaged losses."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    totals: dict[str, float] = {}
+    for micro in range(cfg.grad_accum):
+        batch = next(batches)
+        last = micro == cfg.grad_accum - 1
+        sync = contextlib.nullcontext() if last or wrapped is module else wrapped.no_sync()
+        with sync:
+            loss, parts = objective.loss(wrapped, batch, step)
+            (loss / cfg.grad_accum).backward()
+        for k, v in {"loss": float(loss.detach()), **parts}.items():
+            totals[k] = totals.get(k, 0.0) + v / cfg.grad_accum
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    objective.after_update()
+    return totals
+
+
+def _record_step(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    out_dir: Path,
+    log_file: Path,
+    record: dict[str, Any],
+    module: torch.nn.Module,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    result: TrainResult,
+) -> None:
+    """Rank 0 appends the step's log line and checkpoints when due (always at the last step)."""
+    with log_file.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.optim.steps:
+        path = checkpoint_path(out_dir, step)
+        state = {
+            "step": step,
+            "model": module.state_dict(),
+            "objective": objective.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+        save_checkpoint(path, state, config)
+        result.checkpoints.append(path)
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -1,4 +1,5 @@
-"""Cases found by a hostile review of the integrity work, each reproduced first."""
+"""Inputs that must be refused, or must never change a number silently: shifted import
+fields, impossible metrics, symlinked image folders, unchecked labels, look-alike weights."""
 
 from __future__ import annotations
 
@@ -209,7 +210,7 @@ def test_generated_set_with_a_symlinked_folder_is_regenerated(tmp_path, monkeypa
     assert np.isfinite(len(list(root.rglob("*.png"))))
 
 
-# ------------------------------------------------------------ a second review: the new commands
+# ------------------------------------------------------------ import, table and figure outputs
 
 
 def test_imported_results_do_not_break_checks_and_the_tolerance_edge_passes(tmp_path, capsys):
