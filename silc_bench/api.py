@@ -220,11 +220,27 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
 
 
 def agree_on_reuse(plans: list[Plan]) -> list[Plan]:
-    """Under torchrun, every rank takes rank 0's reading of the stored results: ranks that
-    each read their own `--out` (node-local folders, or a result written by another run
-    between two ranks' reads) must not split into some that skip and some that compute."""
+    """Under torchrun, every rank must be running the same evaluation, and takes rank 0's
+    reading of the stored results.
+
+    The same run: each rank computed the whole run key itself (every weight file's sha256,
+    the dataset fingerprint of its own `--data-root`, the options, `--limit`), and any
+    difference from rank 0's stops every rank alike before any work, naming the part (ranks
+    with node-local files of one name but other bytes would otherwise be mixed silently,
+    and the mixture cached). The same reading: ranks that each read their own `--out` must
+    not split into some that skip and some that compute."""
     if dist.current().size == 1:
         return plans
+    keys = dist.all_gather([(p.key, p.path.name) for p in plans])
+    for rank, theirs in enumerate(keys[1:], start=1):
+        if len(theirs) != len(keys[0]):
+            raise UserError(f"the ranks are not running the same evaluations: rank 0 has {len(keys[0])} "
+                            f"datasets, rank {rank} has {len(theirs)}")  # fmt: skip
+        for (key0, name0), (key, name) in zip(keys[0], theirs):
+            why = key_difference(key0, key) or (None if name == name0 else f"its result file is {name}")
+            if why is not None:
+                why = why.replace("its ", "rank 0's ", 1).replace("this run has", f"rank {rank}'s is", 1)
+                raise UserError(f"the ranks are not running the same evaluation ({name0}): {why}")
     decided = dist.broadcast([(p.reuse, p.why) for p in plans])
     return [replace(p, reuse=reuse, why=why) for p, (reuse, why) in zip(plans, decided)]
 

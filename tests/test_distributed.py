@@ -167,6 +167,43 @@ def test_ranks_follow_rank_0_on_reusing_a_stored_result(tmp_path):
     assert "skipped" not in third.stderr and res.is_file()
 
 
+@pytest.mark.parametrize("differ", ["weights", "limit"])
+def test_ranks_that_are_not_running_the_same_evaluation_stop_before_any_work(differ, tmp_path):
+    """Node-local weight files of one name but other bytes (or a per-rank --limit) must not
+    be mixed into one number, nor cached: every rank stops with exit 2, naming the part."""
+    from silc_bench.core.paths import PACKAGE_DIR
+
+    script = tmp_path / "per_rank.py"
+    script.write_text(
+        "import os, sys\n"
+        "from safetensors.torch import load_file, save_file\n"
+        "rank = int(os.environ['RANK'])\n"
+        f"w = os.path.join({str(tmp_path)!r}, f'node{{rank}}.safetensors')\n"
+        f"sd = load_file({str(PACKAGE_DIR / 'weights' / 'clip-tiny.safetensors')!r})\n"
+        "if rank == 1:\n"
+        "    k = sorted(sd)[-1]\n"
+        "    sd[k] = sd[k] * 0.5\n"
+        "save_file(sd, w)\n"
+        f"differ = {differ!r}\n"
+        "extra = ['--weights', w if differ == 'weights' else os.path.join("
+        f"{str(tmp_path)!r}, 'node0.safetensors')]\n"
+        "extra += ['--limit', str(4 + 2 * rank if differ == 'limit' else 4)]\n"
+        "from silc_bench.cli import main\n"
+        "sys.exit(main(sys.argv[1:] + extra))\n"
+    )
+    cache = tmp_path / "cache"
+    args = run_args("zs-cls", "open_clip:ShapesTiny-P8", "shapes-cls", tmp_path / "r", tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SILC_BENCH_DIST_TIMEOUT": "60",
+           "SILC_BENCH_CACHE": str(cache)}  # fmt: skip
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = subprocess.run([*launch, str(script), *args], capture_output=True, text=True, timeout=240, env=env)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")]
+    assert len(lines) == 1 and "not running the same evaluation" in lines[0], proc.stderr[-3000:]
+    assert ("weights_sha256" in lines[0]) if differ == "weights" else ("limit" in lines[0])
+    assert "exitcode  : 2" in proc.stderr
+    assert not (tmp_path / "r").exists() and not list((cache / "features").rglob("*.safetensors"))
+
+
 def test_a_bad_collective_timeout_is_one_line_and_exit_2(tmp_path):
     args = run_args("zs-cls", "silc-tiny", "shapes-cls", tmp_path / "r", tmp_path / "data", "--limit", "2")
     proc = torchrun(args, env_extra={"SILC_BENCH_DIST_TIMEOUT": "nan"})

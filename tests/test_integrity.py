@@ -542,3 +542,39 @@ def test_cache_list_and_clear(folder, cache, tmp_path, capsys):
     code, _, err = cli(["cache", "clear", "--model", "tiny-random"], capsys)
     assert code == 0 and "removed 2 entries" in err
     assert not list((cache / "features").rglob("*.safetensors"))
+
+
+def test_an_image_edited_and_restored_while_it_is_read_is_never_cached(
+    folder, cache, tmp_path, monkeypatch, capsys
+):
+    """The file changes under the run (another process rewrites it) and is put back before
+    the end: the bytes read are checked against the fingerprint's, so nothing is cached
+    under the original content's key and no result is written."""
+    from PIL import Image
+
+    from silc_bench.data import images
+
+    victim = sorted((folder / "test").rglob("*.png"))[-1]
+    original = victim.read_bytes()
+    real = images.open_image_hashed
+    calls = []
+
+    def edited_mid_run(path):  # noqa: ANN001, ANN202
+        calls.append(path)
+        if len(calls) == 1:  # another process rewrites the last image while the first is read
+            Image.new("RGB", (32, 32), (255, 0, 255)).save(victim)
+        out = real(path)
+        if Path(path) == victim:
+            victim.write_bytes(original)  # and puts it back
+        return out
+
+    monkeypatch.setattr(images, "open_image_hashed", edited_mid_run)
+    out = tmp_path / "o"
+    code, _, err = cli(zs(f"imagefolder:{folder}", out), capsys)
+    assert code == 2 and "changed while it was being read" in err and victim.name in err
+    assert not list(out.rglob("*.json")) and not list((cache / "features").rglob("image/*.safetensors"))
+    monkeypatch.setattr(images, "open_image_hashed", real)
+    assert cli(zs(f"imagefolder:{folder}", out), capsys)[0] == 0
+    clean = tmp_path / "clean"
+    assert cli(zs(f"imagefolder:{folder}", clean, "--no-cache"), capsys)[0] == 0
+    assert metrics_of(out) == metrics_of(clean)

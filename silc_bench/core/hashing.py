@@ -161,12 +161,16 @@ def sha256_many(paths: Iterable[Path]) -> list[str]:
         return [_sha(Path(os.path.abspath(p)), memo, fresh) for p in paths]
 
 
-def files_fingerprint(root: Path, files: Iterable[Path], full: Iterable[Path] = ()) -> str:
+def files_fingerprint(
+    root: Path, files: Iterable[Path], full: Iterable[Path] = (), digests: list[str] | None = None
+) -> str:
     """Fingerprint of a dataset: relative path, size and sha256 of the whole content of
     every image file, plus the metadata files (`full`: split JSONs, class-name files).
 
     Reading only a header would miss an edit past it at the same size (BMP, TIFF and PPM
-    keep their pixels after a fixed header), and serve stale features.
+    keep their pixels after a fixed header), and serve stale features. `digests`, if given,
+    receives each of `files`' sha256 in order: what the loader checks the bytes it reads
+    against (`ImageSplit.digests`).
     """
     fresh = VERIFY_DATA.get()
     h = hashlib.sha256()
@@ -174,7 +178,10 @@ def files_fingerprint(root: Path, files: Iterable[Path], full: Iterable[Path] = 
         for p in files:
             p = Path(p)
             h.update(str(p.relative_to(root)).encode() + b"\0")
-            h.update(_sha(Path(os.path.abspath(p)), memo, fresh).encode())
+            digest = _sha(Path(os.path.abspath(p)), memo, fresh)
+            h.update(digest.encode())
+            if digests is not None:
+                digests.append(digest)
         for p in full:
             h.update(str(Path(p).name).encode() + b"\0")
             h.update(_sha(Path(os.path.abspath(p)), memo, fresh).encode())

@@ -33,6 +33,10 @@ class ImageSplit:
     read: Callable[[Any], Image.Image]
     fingerprint: str
     describe: Callable[[Any], str] = str
+    # Items that are files: the sha256 of each as the fingerprint hashed it. The loader hashes
+    # the bytes it decodes and the encoding is refused if they differ (a file edited, even
+    # restored, while the run read it), so features are keyed by the bytes actually read.
+    digests: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -41,7 +45,8 @@ class ImageSplit:
         if n is None or n >= len(self.items):
             return self
         fp = hash_obj([self.fingerprint, "head", n])
-        return ImageSplit(self.name, self.items[:n], self.labels[:n], self.read, fp, self.describe)
+        digests = self.digests[:n] if self.digests is not None else None
+        return ImageSplit(self.name, self.items[:n], self.labels[:n], self.read, fp, self.describe, digests)
 
 
 @dataclass
@@ -152,13 +157,10 @@ def _folder_split(
         if target in seen:
             raise UserError(f"{what}: {p} and {seen[target]} are the same image file (a symlink)")
         seen[target] = p
+    digests: list[str] = []
+    fingerprint = files_fingerprint(split_dir.parent, items, digests=digests)
     return ImageSplit(
-        split_dir.name,
-        items,
-        np.asarray(labels, dtype=np.int64),
-        open_image,
-        files_fingerprint(split_dir.parent, items),
-        lambda p: str(p),
+        split_dir.name, items, np.asarray(labels, dtype=np.int64), open_image, fingerprint, str, digests
     )
 
 

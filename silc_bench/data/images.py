@@ -10,6 +10,8 @@ rule (`to_rgb`), in classification and retrieval alike; a pixel mode with no def
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -70,6 +72,12 @@ def open_image(path: Path) -> Image.Image:
         return to_rgb(im).copy()
 
 
+def open_image_hashed(path: Path) -> tuple[Image.Image, str]:
+    """The image and the sha256 of the very bytes it was decoded from (one read, not two)."""
+    data = Path(path).read_bytes()
+    return open_image(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
+
+
 def decode_status(exc: BaseException, item: str) -> str:
     """One line for a file that could not be decoded (worker side; the main process raises it)."""
     if isinstance(exc, Image.DecompressionBombError):
@@ -84,9 +92,10 @@ def decode_status(exc: BaseException, item: str) -> str:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Items → (tensor, index, status). `read(item)` returns a PIL image.
+    """Items → (tensor, index, status, digest). `read(item)` returns a PIL image.
 
     status is "" (ok), "big" (over PIL's warning size, decoded anyway) or an error line.
+    With `hashed`, items are files, read once as bytes, and digest is their sha256 ("" else).
     """
 
     def __init__(
@@ -96,19 +105,25 @@ class ImageDataset(torch.utils.data.Dataset):
         transform: Callable,
         size: int,
         describe: Callable[[Any], str] = str,
+        hashed: bool = False,
     ) -> None:
         self.items, self.read, self.transform, self.size = items, read, transform, size
-        self.describe = describe
+        self.describe, self.hashed = describe, hashed
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str, str]:
+        digest = ""
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", Image.DecompressionBombWarning)
-                img = self.read(self.items[i])
+                if self.hashed:
+                    img, digest = open_image_hashed(self.items[i])
+                else:
+                    img = self.read(self.items[i])
             big = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
-            return self.transform(to_rgb(img)), i, "big" if big else ""
+            return self.transform(to_rgb(img)), i, "big" if big else "", digest
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            return torch.zeros(3, self.size, self.size), i, decode_status(e, self.describe(self.items[i]))
+            blank = torch.zeros(3, self.size, self.size)
+            return blank, i, decode_status(e, self.describe(self.items[i])), digest

@@ -84,6 +84,7 @@ def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
             f"retrieval: {len(missing)} of {len(paths)} images listed in {split_file.name} "
             f"are missing, e.g. {missing[0]}"
         )
-    fp = files_fingerprint(base, paths, full=[split_file])
-    images = ImageSplit(split, paths, np.arange(len(paths)), open_image, fp, str)
+    digests: list[str] = []
+    fp = files_fingerprint(base, paths, full=[split_file], digests=digests)
+    images = ImageSplit(split, paths, np.arange(len(paths)), open_image, fp, str, digests)
     return CaptionData(images, captions, np.asarray(owner, dtype=np.int64))

@@ -93,8 +93,10 @@ def _encode_images(
 
         model.execution.note_decode(on=str(model.device))
         batches = device_batches(items, split, model.preprocess, model.device, opts.batch_size, opts.workers)
-    else:
-        batches = _pil_batches(items, split, model, opts)
+    read: list[str] | None = None
+    if not jpeg:
+        read = [] if split.digests is not None else None
+        batches = _pil_batches(items, split, model, opts, read)
     out: dict[str, list[np.ndarray]] = {"pre_logits": [], "embed": []}
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not opts.progress, leave=False)
     for images, idx in batches:
@@ -111,12 +113,35 @@ def _encode_images(
             out[k].append(arr)
         bar.update(len(idx))
     bar.close()
+    if read is not None:
+        _check_bytes_read(split, rows, read)
     return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
 
 
-def _pil_batches(items: list, split: ImageSplit, model: VLModel, opts: RunOptions) -> Iterator[tuple]:
-    """(images, indices) decoded and transformed by PIL in the loader workers."""
-    ds = ImageDataset(items, split.read, model.preprocess.transform(), model.preprocess.size, split.describe)
+def _check_bytes_read(split: ImageSplit, rows: range, read: list[str]) -> None:
+    """The bytes decoded must be those the dataset fingerprint hashed: a file edited while
+    the run read it (even one restored since) would otherwise put its features in the cache
+    under the original content's key. Raised before the cache or a result is written."""
+    expected = split.digests[rows.start : rows.stop]
+    for item, want, got in zip(split.items[rows.start : rows.stop], expected, read):
+        if want != got:
+            raise UserError(
+                f"{split.describe(item)} changed while it was being read (its bytes are not those "
+                f"the dataset fingerprint hashed): nothing cached, no result written; run again"
+            )
+    if len(read) != len(expected):
+        raise UserError(f"split {split.name}: {len(read)} images read, {len(expected)} expected; run again")
+
+
+
+def _pil_batches(
+    items: list, split: ImageSplit, model: VLModel, opts: RunOptions, digests: list[str] | None = None
+) -> Iterator[tuple]:
+    """(images, indices) decoded and transformed by PIL in the loader workers; with `digests`,
+    each item is read once as bytes and their sha256 is put there, in item order."""
+    hashed = digests is not None
+    pp = model.preprocess
+    ds = ImageDataset(items, split.read, pp.transform(), pp.size, split.describe, hashed=hashed)
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=opts.batch_size,
@@ -127,7 +152,9 @@ def _pil_batches(items: list, split: ImageSplit, model: VLModel, opts: RunOption
         pin_memory=model.device.type == "cuda",
     )
     warned_big = False
-    for images, idx, status in loader:
+    for images, idx, status, read in loader:
+        if digests is not None:
+            digests.extend(read)
         errors = [s for s in status if s not in ("", "big")]
         if errors:
             raise UserError(errors[0])
