@@ -311,7 +311,11 @@ def _run(
         c["why_unknown"] = "no image was encoded: every feature came from the cache"
     result = build_result(model, spec, out, wall, key, cache, plugin_cls.metric_decimals, opts.limit)
     if dist.current().main:  # every rank holds the same result; one writes it
-        write_result(path, result)
+        try:
+            write_result(path, result)
+        except OSError as e:  # a full disk: the old result stays intact, the numbers are not lost
+            numbers = ", ".join(f"{k} {v}" for k, v in result.metrics.items())
+            raise UserError(f"cannot write {path} ({e.strerror or e}); the numbers were: {numbers}") from None
     return Outcome(result, path, skipped=False)
 
 

@@ -312,3 +312,23 @@ def test_table_ranks_shown_values_and_table_4_reads_variants(tmp_path, capsys):
     assert md.count("**75.30**") == 2 and "<u>75.30</u>" not in md  # equal as shown: both best
     assert main(["table", "4", "--results", str(res)]) == 0
     assert "| SILC " in (out := capsys.readouterr().out) and "40.00" in out
+
+
+@pytest.mark.parametrize("name", ["..", "../../x", ".hidden", "a b", "semi;colon"])
+def test_names_never_become_paths_outside_out(name, tmp_path):
+    from silc_bench.core.errors import UserError
+    from silc_bench.results.key import ResultKey
+
+    with pytest.raises(UserError, match="cannot name a results file"):
+        ResultKey(name, "zs-cls", "cifar100", "default", "default", ()).to_path(tmp_path)
+    with pytest.raises(UserError, match="cannot name a results file"):
+        ResultKey("silc-tiny", "zs-cls", name, "default", "default", ()).to_path(tmp_path)
+
+
+def test_odd_folder_names_are_rewritten_and_stay_inside_out(tmp_path):
+    from silc_bench.results.key import ResultKey
+
+    for ref, ds in [("local-dir:/a b/../c", "cifar100"), ("silc-tiny", "imagefolder:/data/my pets;x")]:
+        path = ResultKey(ref, "zs-cls", ds, "default", "default", ()).to_path(tmp_path / "out")
+        assert path.resolve().is_relative_to((tmp_path / "out").resolve()), path
+        assert " " not in str(path.relative_to(tmp_path)) and ";" not in str(path)

@@ -578,3 +578,45 @@ def test_an_image_edited_and_restored_while_it_is_read_is_never_cached(
     clean = tmp_path / "clean"
     assert cli(zs(f"imagefolder:{folder}", clean, "--no-cache"), capsys)[0] == 0
     assert metrics_of(out) == metrics_of(clean)
+
+
+def test_an_empty_cache_variable_is_unset_and_clear_deletes_only_our_entries(tmp_path, monkeypatch, capsys):
+    from silc_bench.core.paths import cache_root
+
+    monkeypatch.setenv("SILC_BENCH_CACHE", "")
+    assert cache_root() != Path("") and cache_root().name == "silc-bench"
+    mine = tmp_path / "c"
+    monkeypatch.setenv("SILC_BENCH_CACHE", str(mine))
+    users = mine / "features" / "image" / "ab" / "my_own_model.safetensors"
+    users.parent.mkdir(parents=True)
+    users.write_bytes(b"a user's file")
+    assert cli(["cache", "clear"], capsys)[0] == 0
+    assert users.read_bytes() == b"a user's file"
+
+
+def test_a_full_disk_costs_neither_the_evaluation_nor_a_traceback(
+    folder, cache, tmp_path, monkeypatch, capsys
+):
+    """The cache write fails (SafetensorError, not OSError): a warning, the run goes on; the
+    result write fails: one line, exit 2, with the numbers."""
+    import safetensors
+
+    from silc_bench.features import cache as feature_cache
+    from silc_bench.results import schema
+
+    def full(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise safetensors.SafetensorError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(feature_cache, "save_file", full)
+    out = tmp_path / "o"
+    code, _, err = cli(zs(f"imagefolder:{folder}", out), capsys)
+    assert code == 0 and "features will not be cached" in err and list(out.rglob("*.json"))
+
+    def no_space(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(schema, "atomic_write_text", no_space)
+    code, _, err = cli(zs(f"imagefolder:{folder}", tmp_path / "o2"), capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("silc-bench: error")]
+    assert code == 2 and len(lines) == 1 and "No space left" in lines[0] and "top1" in lines[0]
+    assert "Traceback" not in err

@@ -139,6 +139,19 @@ def test_registered_sha256_is_verified(trained_weights, tmp_path, monkeypatch):
         load_model(parse_model_ref("pinned"))
 
 
+def test_a_weights_list_longer_than_its_sha256_list_is_refused(trained_weights, tmp_path, monkeypatch):
+    """zip() would have dropped the second file, unverified and unloaded: another number."""
+    from silc_bench.core.hashing import file_sha256
+
+    reg = tmp_path / "extra.yaml"
+    weights = {"path": [str(trained_weights)] * 2, "sha256": [file_sha256(trained_weights)]}
+    entry = {"arch": {"open_clip": "ViT-Tiny-P8"}, "weights": weights}
+    reg.write_text(yaml.safe_dump({"models": {"two-files": entry}}))
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    with pytest.raises(UserError, match="names 2 file.s. but weights.sha256 gives 1"):
+        load_model(parse_model_ref("two-files"))
+
+
 def test_weights_dir_relative_paths(trained_weights, tmp_path, monkeypatch):
     (tmp_path / "wd").mkdir()
     (tmp_path / "wd" / "t.safetensors").write_bytes(trained_weights.read_bytes())

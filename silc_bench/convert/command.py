@@ -167,23 +167,54 @@ def convert_big_vision(
 ) -> dict[str, Any]:
     """Convert, verify and write; return the metadata written into the file."""
     out = Path(out).expanduser()
+    _check_out(out)
+    notes: list[str] = []
+    tree = NpzTree(Path(src).expanduser())
+    spec = describe(tree, pooling)
+    notes.append(_layout_note(tree, spec))
+    tok_meta = _tokenizer_meta(tokenizer, spec, notes)
+    sd = state_dict(tree, spec)
+    _check_unused(tree)
+    model, arch_name, cfg, spec = _target(arch, spec, tree, shapes_of(sd), notes)
+    _load(model, tree, sd, arch_name)
+    del sd
+    check = _verify(model, tree, spec)
+    _check_verification(check, notes)
+    meta = _metadata(tree, arch_name, spec, tok_meta, check, fp16, cfg)
+    tensors = _tensors(model, fp16)
+    _flush(notes)
+    _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
+    if cfg is not None:
+        cfg_path = out.with_name(out.stem + ".config.json")
+        atomic_write_text(
+            cfg_path,
+            json.dumps({"model_cfg": cfg, "silc_bench": "custom config of a converted checkpoint"}, indent=2),
+        )
+    return meta
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
     if out.is_dir():
         raise UserError(f"--out {out}: is a folder; name the .safetensors file to write")
     if out.suffix != ".safetensors":
         raise UserError(f"--out {out}: the output must be a .safetensors file")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    notes: list[str] = []
-    tree = NpzTree(Path(src).expanduser())
-    spec = describe(tree, pooling)
-    notes.append(
+
+
+def _layout_note(tree: NpzTree, spec: TwoTower) -> str:
+    """The progress note saying which layout was read from the checkpoint."""
+    return (
         f"{tree.path.name}: {spec.pooling.upper()}-pooled ViT, patch {spec.patch}, {spec.image_size} px, "
         f"width {spec.img.width}, depth {spec.img.depth}, {'scanned' if spec.img.scanned else 'per-block'} "
         f"layout{', params/ prefix' if tree.prefix else ''}; text width {spec.txt.width}, "
         f"{spec.context_length} tokens, vocab {spec.vocab}"
     )
-    tok_meta = _tokenizer_meta(tokenizer, spec, notes)
-    sd = state_dict(tree, spec)
+
+
+def _check_unused(tree: NpzTree) -> None:
+    """Every checkpoint parameter must be converted, else the assumed layout is wrong."""
     unused = tree.unused()
     if unused:
         shown = ", ".join(tree.prefix + n for n in unused[:4])
@@ -192,15 +223,20 @@ def convert_big_vision(
             f"({shown}{', ...' if len(unused) > 4 else ''}); this is not the two-tower layout assumed "
             "(or --pooling does not match the checkpoint)"
         )
-    model, arch_name, cfg, spec = _target(arch, spec, tree, shapes_of(sd), notes)
+
+
+def _load(model: torch.nn.Module, tree: NpzTree, sd: dict[str, torch.Tensor], arch_name: str) -> None:
+    """Load the converted weights (with any resampled position embedding) into the target model."""
     if "img/pos_embedding" in tree.overrides:
         sd["visual.trunk.pos_embed"] = torch.from_numpy(tree.overrides["img/pos_embedding"])
     problems = fit_problems(shapes_of(model), shapes_of(sd), arch_name)
     if problems:  # --arch was checked in _target; this guards the inferred and custom ones
         raise UserError(f"architecture {arch_name} does not fit {tree.path.name}: " + "; ".join(problems[:3]))
     model.load_state_dict(sd, strict=True)
-    del sd
-    check = _verify(model, tree, spec)
+
+
+def _check_verification(check: dict[str, Any], notes: list[str]) -> None:
+    """Note the measured differences and refuse a model that strays from the reference."""
     worst = max(v if np.isfinite(v) else float("inf") for v in check["max_abs_diff"].values())
     for k, v in check["max_abs_diff"].items():
         notes.append(f"verify {k}: max |Δ| = {v:.2e}")
@@ -211,6 +247,18 @@ def convert_big_vision(
             f"verification failed: max |Δ| = {worst:.2e} against the numpy reference exceeds {TOLERANCE:g}; "
             f"no file written"
         )
+
+
+def _metadata(
+    tree: NpzTree,
+    arch_name: str,
+    spec: TwoTower,
+    tok_meta: dict[str, Any],
+    check: dict[str, Any],
+    fp16: bool,
+    cfg: dict | None,
+) -> dict[str, Any]:
+    """The record stored in the file: where it came from, how to build, preprocess and tokenize."""
     meta = {
         "format": 1,
         "converted_from": {"format": "big_vision", "file": tree.path.name, "sha256": file_sha256(tree.path)},
@@ -225,6 +273,11 @@ def convert_big_vision(
         meta["pos_embed_resampled"] = True
     if cfg is not None:
         meta["config"] = cfg
+    return meta
+
+
+def _tensors(model: torch.nn.Module, fp16: bool) -> dict[str, torch.Tensor]:
+    """The tensors to write, in the chosen dtype; refuse float16 values that overflow."""
     tensors = {
         k: (v.half() if fp16 and v.is_floating_point() else v).contiguous()
         for k, v in model.state_dict().items()
@@ -232,12 +285,4 @@ def convert_big_vision(
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise UserError(f"--fp16: {bad[0]} overflows float16 ({len(bad)} tensor(s)); write float32 instead")
-    _flush(notes)
-    _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
-    if cfg is not None:
-        cfg_path = out.with_name(out.stem + ".config.json")
-        atomic_write_text(
-            cfg_path,
-            json.dumps({"model_cfg": cfg, "silc_bench": "custom config of a converted checkpoint"}, indent=2),
-        )
-    return meta
+    return tensors

@@ -105,6 +105,19 @@ def describe(tree: NpzTree, pooling: str | None = None) -> TwoTower:
     if pooling is not None and pooling not in POOLINGS:
         raise UserError(f"unknown pooling {pooling!r}: big_vision image towers pool by {', '.join(POOLINGS)}")
     pool = pooling or infer_pooling(tree)
+    patch, width, g = _image_embedding(tree)
+    img = _tower(tree, find_encoder(tree, "img/Transformer/"), width)
+    _image_pool(tree, pool, width, img)
+    img_head = _image_head(tree, width)
+    vocab, twidth, context_length = _text_embedding(tree, width, patch)
+    txt = _tower(tree, find_encoder(tree, "txt/Encoder_0/"), twidth)
+    embed_dim = _text_head(tree, twidth, img_head or width)
+    has_bias = _logit_params(tree)
+    return TwoTower(pool, patch, g, img, img_head, txt, vocab, context_length, embed_dim, has_bias)
+
+
+def _image_embedding(tree: NpzTree) -> tuple[int, int, int]:
+    """The patch embedding and position grid fix patch size, image width and grid side."""
     k = tree.shape("img/embedding/kernel")
     if len(k) != 4 or k[0] != k[1] or k[2] != 3:
         raise UserError(
@@ -119,7 +132,11 @@ def describe(tree: NpzTree, pooling: str | None = None) -> TwoTower:
         raise UserError(
             f"{tree.path}: {tree.prefix}img/pos_embedding has shape {pos}, expected (1, g·g, {width})"
         )
-    img = _tower(tree, find_encoder(tree, "img/Transformer/"), width)
+    return patch, width, g
+
+
+def _image_pool(tree: NpzTree, pool: str, width: int, img: Tower) -> None:
+    """The pooling's own parameters (MAP head or class token) must fit the image tower."""
     if pool == "map":
         h = "img/MAPHead_0/"
         _expect(tree, h + "probe", (1, 1, width))
@@ -136,6 +153,10 @@ def describe(tree: NpzTree, pooling: str | None = None) -> TwoTower:
         _expect(tree, f"{h}MlpBlock_0/Dense_1/kernel", (img.mlp_dim, width))
     elif pool == "tok":
         _expect(tree, "img/cls", (1, 1, width))
+
+
+def _image_head(tree: NpzTree, width: int) -> int | None:
+    """The optional image head's output width, which the shared embedding width must match."""
     img_head = None
     if "img/head/kernel" in tree:
         hk = tree.shape("img/head/kernel")
@@ -145,6 +166,11 @@ def describe(tree: NpzTree, pooling: str | None = None) -> TwoTower:
             )
         img_head = hk[1]
         _expect(tree, "img/head/bias", (img_head,))
+    return img_head
+
+
+def _text_embedding(tree: NpzTree, width: int, patch: int) -> tuple[int, int, int]:
+    """Token and position embeddings fix vocabulary, text width and context length."""
     emb = tree.shape("txt/Embed_0/embedding")
     if len(emb) != 2:
         raise UserError(
@@ -160,20 +186,28 @@ def describe(tree: NpzTree, pooling: str | None = None) -> TwoTower:
         )
     if tpos[1] < 1:
         raise UserError(f"{tree.path}: {tree.prefix}txt/pos_embedding has no positions")
-    txt = _tower(tree, find_encoder(tree, "txt/Encoder_0/"), twidth)
+    return vocab, twidth, tpos[1]
+
+
+def _text_head(tree: NpzTree, twidth: int, out_img: int) -> int:
+    """The text head sets the shared embedding width, which the image tower's output must equal."""
     hk = tree.shape("txt/head/kernel")
     if len(hk) != 2 or hk[0] != twidth:
         raise UserError(f"{tree.path}: {tree.prefix}txt/head/kernel has shape {hk}, expected ({twidth}, out)")
     _expect(tree, "txt/head/bias", (hk[1],))
     embed_dim = hk[1]
-    out_img = img_head or width
     if out_img != embed_dim:
         raise UserError(
             f"{tree.path}: the image tower outputs width {out_img} but the text head outputs {embed_dim}; "
             "the two embeddings must share one width"
         )
+    return embed_dim
+
+
+def _logit_params(tree: NpzTree) -> bool:
+    """Temperature `t` and the optional SigLIP bias `b` must be scalars; returns whether `b` exists."""
     has_bias = "b" in tree
     for name in ("t", "b") if has_bias else ("t",):
         if tree.shape(name) not in ((1,), ()):
             raise UserError(f"{tree.path}: {tree.prefix}{name} has shape {tree.shape(name)}, expected (1,)")
-    return TwoTower(pool, patch, g, img, img_head, txt, vocab, tpos[1], embed_dim, has_bias)
+    return has_bias

@@ -41,25 +41,31 @@ def _data_home() -> Path:
 DATA_HOME = _data_home()
 
 
+def _env(name: str, default: Path | str) -> str:
+    """$name, where an empty value means unset (an empty SILC_BENCH_CACHE must never make
+    the current folder the cache, whose `cache clear` would then delete from it)."""
+    return os.environ.get(name) or str(default)
+
+
 def _env_list(name: str) -> list[Path]:
     return [Path(p).expanduser() for p in os.environ.get(name, "").split(os.pathsep) if p]
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("SILC_BENCH_CACHE", Path.home() / ".cache" / "silc-bench"))
+    return Path(_env("SILC_BENCH_CACHE", Path.home() / ".cache" / "silc-bench"))
 
 
 def weights_dir() -> Path:
-    return Path(os.environ.get("SILC_BENCH_WEIGHTS", Path.home() / ".cache" / "silc-bench" / "weights"))
+    return Path(_env("SILC_BENCH_WEIGHTS", Path.home() / ".cache" / "silc-bench" / "weights"))
 
 
 def data_root() -> str:
     """The default of every `--data-root`."""
-    return os.environ.get("SILC_BENCH_DATA", DEFAULT_DATA_ROOT)
+    return _env("SILC_BENCH_DATA", DEFAULT_DATA_ROOT)
 
 
 def tasks_dir() -> Path:
-    return Path(os.environ.get("SILC_BENCH_TASKS", DATA_HOME / "tasks"))
+    return Path(_env("SILC_BENCH_TASKS", DATA_HOME / "tasks"))
 
 
 def task_roots() -> list[Path]:
@@ -87,8 +93,8 @@ def hub_cache() -> Path:
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         if os.environ.get(var):
             return Path(os.environ[var])
-    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    return Path(_env("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
 
 
 def open_clip_cache() -> Path:
-    return Path(os.environ.get("OPEN_CLIP_CACHE", Path.home() / ".cache" / "clip"))
+    return Path(_env("OPEN_CLIP_CACHE", Path.home() / ".cache" / "clip"))

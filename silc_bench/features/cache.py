@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from silc_bench.core.console import warn
+from silc_bench.core.errors import first_line
 from silc_bench.core.files import atomic_write, umask_mode, writable_dir
 from silc_bench.core.hashing import canonical_json, hash_obj
 from silc_bench.core.paths import cache_root
@@ -114,9 +116,10 @@ class FeatureCache:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(p, write)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - a full disk is OSError here, SafetensorError in save_file
             self.writable = False
-            warn(f"cannot write to the cache folder {self.root} ({e.strerror}): features will not be cached")
+            why = getattr(e, "strerror", None) or first_line(e) or type(e).__name__
+            warn(f"cannot write to the cache folder {self.root} ({why}): features will not be cached")
 
     def get_or_compute(
         self,
@@ -161,6 +164,9 @@ def _verify(
     return None
 
 
+_OUR_NAME = re.compile(r"[0-9a-f]{64}\.safetensors")  # FeatureCache.path: <kind>/<h[:2]>/<h>.safetensors
+
+
 def entries(root: Path | None = None) -> list[dict[str, Any]]:
     """Every feature entry: path, kind, size, age and the key parts that say what it holds."""
     import json
@@ -172,6 +178,8 @@ def entries(root: Path | None = None) -> list[dict[str, Any]]:
     out = []
     now = time.time()
     for p in sorted(root.glob("*/*/*.safetensors")) if root.is_dir() else []:
+        if not _OUR_NAME.fullmatch(p.name) or not p.name.startswith(p.parent.name):
+            continue  # not named by our key: never listed, never cleared (it may be a user's file)
         try:  # another process may clear it meanwhile; a folder or broken link is not an entry
             st = p.stat()
         except OSError:

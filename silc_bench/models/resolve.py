@@ -108,7 +108,14 @@ def _weight_files(spec: ModelSpec, override: Path | None) -> list[tuple[Path, st
         return []
     paths = paths if isinstance(paths, list) else [paths]
     shas = w.get("sha256")
-    shas = shas if isinstance(shas, list) else [shas] * len(paths)
+    if shas is None:
+        shas = [None] * len(paths)
+    shas = shas if isinstance(shas, list) else [shas]
+    if len(shas) != len(paths):  # zip would drop the files without a sha256, silently
+        raise UserError(
+            f"model {spec.name!r}: weights.path names {len(paths)} file(s) but weights.sha256 "
+            f"gives {len(shas)}; give one sha256 per file, in the same order"
+        )
     return [_resolve_path(str(p), sha) for p, sha in zip(paths, shas)]
 
 

@@ -15,12 +15,15 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from silc_bench.core.errors import UserError, did_you_mean
 from silc_bench.core.files import writable_dir
 from silc_bench.results.key import ResultKey
 from silc_bench.results.schema import Result, environment, now_iso, write_result
+
+if TYPE_CHECKING:
+    from silc_bench.models.resolve import ModelRef
 
 OV_SEG_DATASETS = ("ade847", "pc459", "ade20k", "pc59", "voc20", "voc21")
 IMPORT_TASKS = {"ov-seg": OV_SEG_DATASETS}
@@ -85,59 +88,95 @@ def import_results(task: str, path: Path, out: Path) -> list[Path]:
     results = []
     for i, row in enumerate(rows, 1):
         where = f"{path} row {i}"
-        lacking = [k for k in _KEYS if not str(row.get(k) or "").strip()]
-        if lacking:
-            raise UserError(f"{where}: missing {lacking}")
-        typed, dataset = str(row["model"]).strip(), str(row["dataset"]).strip()
-        if dataset not in IMPORT_TASKS[task]:
-            raise did_you_mean(f"{task} dataset ({where})", dataset, IMPORT_TASKS[task])
+        typed, dataset = _names(row, task, where)
         ref = parse_model_ref(typed)  # a registry name: its paper_row links it to the tables
-        default = ref.spec.default_variant or next(iter(ref.spec.variants), None)
-        if not ref.spec.paper_row:
-            raise UserError(
-                f"{where}: model {typed!r} has no paper_row in the registry, so no table could show it"
-            )
-        if ref.variant not in (None, default):
-            raise UserError(f"{where}: Table 3 holds the paper's {default} models, not {typed!r}")
-        if not isinstance(row.get("method") or "", str):
-            raise UserError(f"{where}: method must be text, not {row.get('method')!r}")
-        model = ref.spec.name if ref.variant in (None, default) else f"{ref.spec.name}:{ref.variant}"
+        model = _table_model(ref, typed, row, where)
         if (model, dataset) in seen:  # `silc-b16` and `silc-b16:teacher` are one model
             raise UserError(f"{where}: duplicate row for {model} on {dataset}")
         seen.add((model, dataset))
-        sha = str(row["checkpoint_sha256"]).strip().lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise UserError(f"{where}: checkpoint_sha256 must be 64 hex digits")
-        results.append(
-            Result(
-                model=model,
-                variant=ref.variant,
-                checkpoint_sha256=sha,
-                task=task,
-                task_version=1,
-                dataset=dataset,
-                dataset_fingerprint="imported",
-                protocol={
-                    "source": "imported",
-                    "method": str(row.get("method") or "CAT-Seg"),
-                    "file": str(path),
-                    "file_sha256": file_sha,
-                    "row": i,
-                },
-                metrics={"mIoU": _number(row["mIoU"], where)},
-                precision="unknown",
-                notes=[f"imported from {path.name}: measured outside silc-bench"],
-                env={"source": "imported", **environment("none")},
-                created=now_iso(),
-            )
-        )
+        sha = _checkpoint_sha(row, where)
+        results.append(_result(task, path, file_sha, i, row, model, ref.variant, dataset, sha, where))
     targets = [ResultKey(r.model, task, r.dataset).to_path(out) for r in results]
+    _check_targets(targets)
+    for target, r in zip(targets, results):
+        write_result(target, r)
+    return targets
+
+
+def _names(row: dict[str, Any], task: str, where: str) -> tuple[str, str]:
+    """A row needs every key, and a dataset the task knows; returns (model as typed, dataset)."""
+    lacking = [k for k in _KEYS if not str(row.get(k) or "").strip()]
+    if lacking:
+        raise UserError(f"{where}: missing {lacking}")
+    typed, dataset = str(row["model"]).strip(), str(row["dataset"]).strip()
+    if dataset not in IMPORT_TASKS[task]:
+        raise did_you_mean(f"{task} dataset ({where})", dataset, IMPORT_TASKS[task])
+    return typed, dataset
+
+
+def _table_model(ref: ModelRef, typed: str, row: dict[str, Any], where: str) -> str:
+    """Only a registry model Table 3 can show is importable; returns the name results are kept under."""
+    default = ref.spec.default_variant or next(iter(ref.spec.variants), None)
+    if not ref.spec.paper_row:
+        raise UserError(
+            f"{where}: model {typed!r} has no paper_row in the registry, so no table could show it"
+        )
+    if ref.variant not in (None, default):
+        raise UserError(f"{where}: Table 3 holds the paper's {default} models, not {typed!r}")
+    if not isinstance(row.get("method") or "", str):
+        raise UserError(f"{where}: method must be text, not {row.get('method')!r}")
+    return ref.spec.name if ref.variant in (None, default) else f"{ref.spec.name}:{ref.variant}"
+
+
+def _checkpoint_sha(row: dict[str, Any], where: str) -> str:
+    """The checkpoint's sha256 identifies the weights measured; it must be a full hex digest."""
+    sha = str(row["checkpoint_sha256"]).strip().lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise UserError(f"{where}: checkpoint_sha256 must be 64 hex digits")
+    return sha
+
+
+def _result(
+    task: str,
+    path: Path,
+    file_sha: str,
+    i: int,
+    row: dict[str, Any],
+    model: str,
+    variant: str | None,
+    dataset: str,
+    sha: str,
+    where: str,
+) -> Result:
+    """One validated row as an ordinary result, marked imported and traced to its file and row."""
+    return Result(
+        model=model,
+        variant=variant,
+        checkpoint_sha256=sha,
+        task=task,
+        task_version=1,
+        dataset=dataset,
+        dataset_fingerprint="imported",
+        protocol={
+            "source": "imported",
+            "method": str(row.get("method") or "CAT-Seg"),
+            "file": str(path),
+            "file_sha256": file_sha,
+            "row": i,
+        },
+        metrics={"mIoU": _number(row["mIoU"], where)},
+        precision="unknown",
+        notes=[f"imported from {path.name}: measured outside silc-bench"],
+        env={"source": "imported", **environment("none")},
+        created=now_iso(),
+    )
+
+
+def _check_targets(targets: list[Path]) -> None:
+    """All or nothing: every target must be writable before the first result is written."""
     for target in targets:
         if target.exists() and not target.is_file():
             raise UserError(f"--out: {target} exists and is not a file")
     for folder in dict.fromkeys(t.parent for t in targets):  # all or nothing: check before writing
         if not writable_dir(folder):
             raise UserError(f"--out: cannot write results into {folder} (not a writable folder)")
-    for target, r in zip(targets, results):
-        write_result(target, r)
-    return targets

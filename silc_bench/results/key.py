@@ -9,11 +9,13 @@ from here, so no other module parses a file name to learn what a result contains
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from silc_bench.config import DEFAULT_PROFILE
+from silc_bench.core.errors import UserError
 
 if TYPE_CHECKING:
     from silc_bench.results.schema import Result
@@ -35,6 +37,21 @@ def option_tags(options: dict[str, Any]) -> tuple[str, ...]:
     return tuple(tags)
 
 
+_SAFE = re.compile(r"[A-Za-z0-9._@+-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def safe_component(name: str, what: str) -> str:
+    """The one gate where a name becomes a path component: only `[A-Za-z0-9._@+-]`, never
+    `.`, `..` or a hidden name, so no model, task or dataset name writes outside `--out`."""
+    if not _SAFE.fullmatch(name) or name.startswith("."):
+        raise UserError(
+            f"{what} {name!r} cannot name a results file: use letters, digits and . _ @ + - only "
+            "(and no leading '.')"
+        )
+    return name
+
+
 def model_dirname(model_ref: str) -> str:
     """`--model` as typed, with ':' as '@' (so `silc-tiny@student` is its own folder). A name
     with '/' (hf-hub:ORG/NAME, local-dir:PATH) also carries 8 hex digits of itself, so
@@ -42,7 +59,7 @@ def model_dirname(model_ref: str) -> str:
     ref = model_ref.replace(":", "@")
     if "/" not in ref:
         return ref
-    return f"{ref.replace('/', '_')}-{hashlib.sha256(model_ref.encode()).hexdigest()[:8]}"
+    return f"{_UNSAFE.sub('_', ref)}-{hashlib.sha256(model_ref.encode()).hexdigest()[:8]}"
 
 
 def dataset_filename(dataset: str, profile: str = DEFAULT_PROFILE, default: str = DEFAULT_PROFILE) -> str:
@@ -61,7 +78,7 @@ def dataset_stem(dataset: str, data_root: Path, profile: str, default: str = DEF
         return dataset_filename(dataset, profile, default)
     where = Path(arg).expanduser()
     where = (where if where.is_absolute() else Path(data_root) / where).resolve()
-    name = f"{base}-{where.name}-{hashlib.sha256(str(where).encode()).hexdigest()[:8]}"
+    name = f"{base}-{_UNSAFE.sub('_', where.name)}-{hashlib.sha256(str(where).encode()).hexdigest()[:8]}"
     return name if profile == default else f"{name}@{profile}"
 
 
@@ -74,8 +91,9 @@ def result_path(
     default_profile: str = DEFAULT_PROFILE,
     data_root: Path = Path("."),
 ) -> Path:
-    fname = dataset_stem(dataset, data_root, profile, default_profile)
-    return Path(out) / model_dirname(model_ref) / task / f"{fname}.json"
+    fname = safe_component(dataset_stem(dataset, data_root, profile, default_profile), "dataset")
+    model = safe_component(model_dirname(model_ref), "model")
+    return Path(out) / model / safe_component(task, "task") / f"{fname}.json"
 
 
 def limit_tags(limit: int | None) -> tuple[str, ...]:
@@ -137,4 +155,5 @@ class ResultKey:
         path = result_path(
             out, self.model, self.task, self.dataset, self.profile, self.default_profile, data_root
         )
-        return path.with_name(f"{path.stem}{''.join('+' + t for t in self.tags)}.json")
+        stem = safe_component(f"{path.stem}{''.join('+' + t for t in self.tags)}", "result")
+        return path.with_name(f"{stem}.json")

@@ -42,12 +42,11 @@ def _expect_dir(path: Path, what: str) -> None:
 
 def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: list[str] | None):  # noqa: ANN201
     """The mmseg dataset object, test pipeline included."""
-    from silc_bench.data.generated import resolve_root
-    from silc_bench.segmentation.mmcv_ops import install
-
-    install()  # the mmcv.ops stand-in must be in place before mmseg is imported
+    # (this package's __init__ has put the mmcv.ops stand-in in place before mmseg is imported)
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
+
+    from silc_bench.data.generated import resolve_root
 
     data, data_root = resolve_root(data, data_root)
     unknown = set(data) - _DATA_KEYS
