@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 # CLIP_benchmark is a parity peer in the tests only. Its pinned deps would pull in
-# unrelated packages, so it is installed without them (PROTOCOLS.md §6).
+# unrelated packages, so it is installed without them (docs/protocols.md).
 $(TSTAMP): $(STAMP)
 	$(BIN)/pip install -q --no-deps clip-benchmark==1.6.2
 	touch $@

@@ -110,7 +110,7 @@ def decode_rate(n: int = 40) -> float:
         torch.set_num_threads(threads)
 
 
-# One checkpoint, Table 1 + Table 2 (PROTOCOLS.md §1-4; default profiles)
+# One checkpoint, Table 1 + Table 2 (docs/protocols.md; default profiles)
 SUITE_IMAGES = {  # name: (images, windows per image or 0 for whole images, mean JPEG bytes)
     "ImageNet val (zs-cls)": (50_000, 0, 130_000),
     "ImageNet few-shot pool (65/class)": (65_000, 0, 110_000),

@@ -27,7 +27,7 @@ from silc_bench.core.paths import REPO_ROOT
 
 
 def _accuracy_numpy2(output, target, topk=(1,)):  # noqa: ANN001, ANN202
-    """CLIP_benchmark 1.6.2's `accuracy` with its numpy-2 `float()` bug fixed (PROTOCOLS.md §6)."""
+    """CLIP_benchmark 1.6.2's `accuracy` with its numpy-2 `float()` bug fixed (docs/protocols.md)."""
     pred = output.topk(max(topk), 1, True, True)[1].t()
     correct = pred.eq(target.view(1, -1).expand_as(pred))
     return [float(correct[:k].reshape(-1).float().sum().item()) / len(target) for k in topk]

@@ -9,7 +9,7 @@ between runs in one process.
 | variable | default | holds |
 |---|---|---|
 | SILC_BENCH_CACHE | ~/.cache/silc-bench | features, generated datasets, the content-hash memo |
-| SILC_BENCH_WEIGHTS | $SILC_BENCH_CACHE/weights | registry checkpoints, tokenizers |
+| SILC_BENCH_WEIGHTS | ~/.cache/silc-bench/weights | registry checkpoints, tokenizers |
 | SILC_BENCH_DATA | ./data | the datasets, in their standard layouts |
 | SILC_BENCH_TASKS | <data home>/tasks | the task YAML folder |
 | SILC_BENCH_TASK_PATH | (none) | more task folders, `:`-separated |

@@ -2,7 +2,7 @@
 
 A task never touches open_clip (or TCL, PACL, timm towers) directly: it asks a `VLModel`
 for image features, text embeddings, the tokenizer and the preprocessing. What differs
-between towers lives in the `VLBackend` object (models/backend.py), so the tasks and the
+between towers lives in the `VLBackend` object (models/backends/), so the tasks and the
 cache stay unchanged when a backend is added.
 """
 

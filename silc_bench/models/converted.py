@@ -33,7 +33,7 @@ def _metadata(path: Path) -> dict[str, Any] | None:
 
 def with_converted_metadata(spec: ModelSpec, path: Path) -> ModelSpec:
     """A file written by `silc-bench convert` carries its preprocessing and tokenizer; they
-    become this run's defaults (PROTOCOLS.md §6: a checkpoint's own preprocessing, always)."""
+    become this run's defaults (docs/protocols.md: a checkpoint's own preprocessing, always)."""
     meta = _metadata(path) if path.is_file() else None
     if meta is None:
         return spec

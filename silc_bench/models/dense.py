@@ -1,7 +1,7 @@
 """Dense (per-patch) text-comparable features: the five modes, for open_clip and timm ViTs.
 
 Every mode runs blocks 0..L-2 unchanged and changes only what the last block does
-(PROTOCOLS.md §4; the sources are SCLIP, ClearCLIP, NACLIP and MaskCLIP):
+(docs/protocols.md; the sources are SCLIP, ClearCLIP, NACLIP and MaskCLIP):
 
 | mode       | last block                                                         |
 |------------|--------------------------------------------------------------------|

@@ -1,4 +1,4 @@
-"""Few-shot linear probe: big_vision's closed-form ridge regression (PROTOCOLS.md §2).
+"""Few-shot linear probe: big_vision's closed-form ridge regression (docs/protocols.md).
 
 Features are `pre_logits` from the same cached pass as zs-cls (checkpoint preprocessing).
 """

@@ -1,4 +1,4 @@
-"""Image–text retrieval on Karpathy test splits (PROTOCOLS.md §3).
+"""Image–text retrieval on Karpathy test splits (docs/protocols.md).
 
 Equal to CLIP_benchmark's `zeroshot_retrieval.evaluate`, with its swapped names undone:
 its `image_retrieval_recall@k` is our `t2i_recall@k`, its `text_retrieval` our `i2t`.

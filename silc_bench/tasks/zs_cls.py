@@ -1,4 +1,4 @@
-"""Zero-shot classification (PROTOCOLS.md §1): CLIP prompts, cosine logits, top-k.
+"""Zero-shot classification (docs/protocols.md): CLIP prompts, cosine logits, top-k.
 
 Equal to CLIP_benchmark's `zeroshot_classification.evaluate` (amp off) on the same model,
 data and templates, except that exact ties break towards the lower class index.

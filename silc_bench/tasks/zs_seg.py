@@ -1,4 +1,4 @@
-"""Zero-shot semantic segmentation on MMSeg (PROTOCOLS.md §4).
+"""Zero-shot semantic segmentation on MMSeg (docs/protocols.md).
 
 mmseg's dataset classes, pipeline and IoUMetric, fed by our BaseSegmentor with the
 batched sliding window. Protocol profiles (`tcl`, the default for the SILC tables, and

@@ -1,7 +1,7 @@
 """PACL (Mukhoti et al., CVPR 2023): a vision embedder on the patch tokens of a frozen CLIP.
 
 PACL has no official code; the SILC authors reproduced it from the PACL authors'
-instructions, and so do we (PROTOCOLS.md §4): the embedder is Linear + a residual
+instructions, and so do we (docs/protocols.md): the embedder is Linear + a residual
 Linear→ReLU→Linear, applied to the frozen CLIP's patch tokens (after `ln_post`, before
 `proj`). Segmentation is the per-patch cosine to each class, upsampled, argmax. The PACL
 paper's test-time thresholding with labels is not zero-shot and is not done.
