@@ -28,7 +28,7 @@ from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.execution import Execution, ExecutionRecord
 from silc_bench.models.execution import apply as apply_execution
 from silc_bench.models.resolve import model_identity
-from silc_bench.results.key import ResultKey, execution_tags, limit_tags, option_tags
+from silc_bench.results.key import ResultKey, execution_tags, limit_tags, option_tags, weights_tags
 from silc_bench.results.schema import (
     Result,
     environment,
@@ -197,7 +197,8 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
         model = LazyModel(model, opts)
     precision = model.precision if isinstance(model, VLModel) else opts.precision
     ex_tags = execution_tags(precision, execution_of(opts).key())
-    tags = option_tags(opts.task_options) + limit_tags(opts.limit) + ex_tags
+    identity = _identity(model)
+    tags = option_tags(opts.task_options) + limit_tags(opts.limit) + ex_tags + weights_tags(identity)
     rkey = ResultKey(model_ref, task, dataset, spec.profile, spec.default_profile, tags)
     path = rkey.to_path(opts.out, Path(opts.data_root))
     token = VERIFY_DATA.set(opts.verify_data)
@@ -205,7 +206,7 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
         fingerprint = plugin_cls.fingerprint(spec, protocol, Path(opts.data_root))
     finally:
         VERIFY_DATA.reset(token)
-    key = run_key(spec, _identity(model), fingerprint, opts, precision)
+    key = run_key(spec, identity, fingerprint, opts, precision)
     reuse, why = None, None
     if path.exists() and not opts.force:
         try:

@@ -620,3 +620,26 @@ def test_a_full_disk_costs_neither_the_evaluation_nor_a_traceback(
     lines = [ln for ln in err.splitlines() if ln.startswith("silc-bench: error")]
     assert code == 2 and len(lines) == 1 and "No space left" in lines[0] and "top1" in lines[0]
     assert "Traceback" not in err
+
+
+def test_runs_with_other_weights_get_files_of_their_own(folder, cache, tmp_path, capsys):
+    """Two `--weights` files into one `--out` (or one beside the registry's own result) never
+    overwrite each other: each file is named by its weights, and never stands for the entry."""
+    from silc_bench.core.hashing import file_sha256
+    from silc_bench.results.audit import load_results, not_the_registry_run
+
+    out = tmp_path / "o"
+    files = [_model_file(tmp_path / f"w{seed}.safetensors", seed) for seed in (1, 2)]
+    for w in files:
+        args = zs(f"imagefolder:{folder}", out, "--weights", str(w), model="open_clip:ViT-Tiny-P8")
+        assert cli(args, capsys)[0] == 0
+    written = sorted(p.name for p in out.rglob("*.json"))
+    assert len(written) == 2, written
+    for w in files:
+        assert any(f"+weights-{file_sha256(w)[:8]}.json" in name for name in written)
+    results, bad = load_results(out)
+    assert not bad and all(not_the_registry_run(r, None) == "weights other than the registry's (--weights)"
+                           for _, r in results)  # fmt: skip
+    again = zs(f"imagefolder:{folder}", out, "--weights", str(files[0]), model="open_clip:ViT-Tiny-P8")
+    code, _, err = cli(again, capsys)
+    assert code == 0 and "skipped" in err  # its own file answers it

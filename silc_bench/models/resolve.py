@@ -197,6 +197,8 @@ def model_identity(ref: ModelRef) -> dict[str, Any]:
     }
     if files:
         ident["weights_sha256"] = [_verified_sha256(spec, p, sha) for p, sha in files]
+    if ref.weights is not None:  # --weights: a result of its own (results/key.py weights_tags)
+        ident["weights_override"] = True
     if spec.tokenizer.get("type") == "sentencepiece":  # its vocabulary decides every text embedding
         from silc_bench.models.sp_tokenizer import tokenizer_file
 

@@ -78,6 +78,9 @@ def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
         return f"precision {r.precision} (registry numbers are fp32)"
     if r.run_key.get("execution"):
         return "fast-path options " + ", ".join(f"{k}={v}" for k, v in sorted(r.run_key["execution"].items()))
+    model = r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else {}
+    if model.get("weights_override"):
+        return "weights other than the registry's (--weights)"
     want = (spec.weights.get("sha256") if spec is not None else None) or []
     want = want if isinstance(want, list) else [want]
     model = r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else {}

@@ -102,6 +102,17 @@ def limit_tags(limit: int | None) -> tuple[str, ...]:
     return () if limit is None else (f"limit-{int(limit)}",)
 
 
+def weights_tags(identity: dict[str, Any] | None) -> tuple[str, ...]:
+    """A run with `--weights` gets a file of its own, named by its weights
+    (`+weights-<first 8 hex of the sha256>`): it never replaces the registry's own result,
+    and two runs with other files into one `--out` never overwrite each other."""
+    ident = identity or {}
+    shas = ident.get("weights_sha256") or []
+    if not ident.get("weights_override") or not shas:
+        return ()
+    return (f"weights-{(shas[0] if len(shas) == 1 else hashlib.sha256(''.join(shas).encode()).hexdigest())[:8]}",)
+
+
 _EXECUTION_TAGS = {"compile": "compile", "channels_last": "channels-last", "decode": "decode"}
 
 
@@ -134,6 +145,7 @@ class ResultKey:
             option_tags(r.options)
             + limit_tags(r.protocol.get("limit"))
             + execution_tags(r.precision, r.run_key.get("execution"))
+            + weights_tags(r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else None)
         )
         return cls(r.model, r.task, r.dataset, r.profile, default_profile, tags)
 
