@@ -268,3 +268,29 @@ def test_image_batches_give_the_same_numbers(trained_weights, seg_root, tmp_path
         many = json.loads((folder / f"{name}-batched@sclip{tag}.json").read_text())
         assert many["protocol"]["image_batch_used"] == 3 and one["protocol"]["image_batch_used"] == 1
         assert many["metrics"] == one["metrics"] and many["per_class"] == one["per_class"]
+
+
+def test_the_sclip_profile_keeps_the_checkpoints_own_normalisation(tmp_path, monkeypatch):
+    """SCLIP's mean/std constant is OpenAI CLIP's own: a mean = std = 0.5 checkpoint (SigLIP,
+    big_vision) must be fed its own normalisation under `--protocol sclip`, not CLIP's."""
+    import yaml
+
+    entry = {
+        "arch": {"open_clip": "ShapesTiny-P8"},
+        "weights": {"path": "package:weights/clip-tiny.safetensors"},
+        "preprocess": {"size": 64, "resize": "shortest", "interpolation": "bicubic",
+                       "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        "tokenizer": {"type": "open_clip", "context_length": 40},
+    }  # fmt: skip
+    reg = tmp_path / "half.yaml"
+    reg.write_text(yaml.safe_dump({"models": {"half-norm": entry}}))
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    out = tmp_path / "o"
+    args = ["run", "--task", "zs-seg", "--model", "half-norm", "--dataset", "shapes-seg",
+            "--protocol", "sclip", "--limit", "1", "--out", str(out), "--device", "cpu", "--quiet",
+            "--workers", "0"]  # fmt: skip
+    assert main(args) == 0
+    (path,) = out.rglob("*.json")
+    protocol = json.loads(path.read_text())["protocol"]
+    assert protocol["mean_255"] == [127.5] * 3 and protocol["std_255"] == [127.5] * 3
+    assert protocol["normalisation_source"] == "checkpoint"
