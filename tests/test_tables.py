@@ -149,3 +149,15 @@ def test_table_4_is_built_from_results_and_marks_refined_rows(tmp_path, capsys):
     md = capsys.readouterr().out
     assert "| TCL                              | 51.20" in md
     assert "| TCL + PAMR †                     | –        | –       | –        | 55.00" in md
+
+
+def test_table_4_marks_cells_that_rest_on_our_own_background_rule(tmp_path, capsys):
+    res = tmp_path / "r"
+    ours = {"background_rule_origin": "silc-bench"}
+    _result(res, "silc-b16", "zs-seg", "voc21", {"mIoU": 40.0}, profile="tcl", protocol=ours)
+    _result(res, "silc-b16", "zs-seg", "voc20", {"mIoU": 70.0}, profile="tcl")
+    assert main(["table", "4", "--results", str(res)]) == 0
+    md = capsys.readouterr().out
+    row = next(line for line in md.splitlines() if line.startswith("| SILC"))
+    assert "40.00 §" in row and "70.00 §" not in row and "70.00" in row
+    assert "§ background by silc-bench's own rule" in md

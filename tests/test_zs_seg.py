@@ -294,3 +294,14 @@ def test_the_sclip_profile_keeps_the_checkpoints_own_normalisation(tmp_path, mon
     protocol = json.loads(path.read_text())["protocol"]
     assert protocol["mean_255"] == [127.5] * 3 and protocol["std_255"] == [127.5] * 3
     assert protocol["normalisation_source"] == "checkpoint"
+
+
+@pytest.mark.parametrize("profile, origin", [("tcl", "silc-bench"), ("sclip", "sclip")])
+def test_the_background_rule_records_whose_rule_it_is(profile, origin, tmp_path):
+    out = tmp_path / "o"
+    args = ["run", "--task", "zs-seg", "--model", "clip-tiny", "--dataset", "shapes-seg",
+            "--protocol", profile, "--limit", "1", "--out", str(out), "--device", "cpu", "--quiet",
+            "--workers", "0"]  # fmt: skip
+    assert main(args) == 0
+    (path,) = out.rglob("*.json")
+    assert json.loads(path.read_text())["protocol"]["background_rule_origin"] == origin

@@ -63,6 +63,8 @@ def build_segmentor(ctx, p, opts: dict, lines: list[str], n_cls: int, class_file
         "normalisation_source": "profile" if p.mean else "checkpoint",
         "background_rule": _background_rule(kind, background, p.background_query),
     }
+    if background and kind != "sigmoid":
+        info["background_rule_origin"] = p.cosine_background_origin
     return seg, info
 
 

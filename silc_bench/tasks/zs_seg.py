@@ -28,6 +28,10 @@ class ZsSegProtocol:
     logit_scale: float = 50.0  # background rule for cosine models
     prob_thd: float = 0.1
     background_query: bool = True  # false: class 0 is never queried, only thresholded (prob_thd)
+    # Whose rule decides background for cosine-scored models: "sclip" (SCLIP's published
+    # one) or "silc-bench" (ours: the tcl profile's, as neither TCL's code nor the SILC paper
+    # gives one); recorded, and Table 4 marks the cells that rest on ours.
+    cosine_background_origin: str = "sclip"
     area_thd: float | None = None
     bg_thresh: float = 0.5  # background rule for sigmoid masks (TCL)
     bg_thresh_pamr: float = 0.4

@@ -14,6 +14,8 @@ from silc_bench.results.key import option_tags
 from silc_bench.results.schema import Result
 from silc_bench.results.tables.build import COLUMNS, newest_registry_runs
 
+OUR_RULE = "background by silc-bench's own rule"
+
 # (row label, registry entry, task options, raw zero-shot?)
 ROWS = (
     ("TCL", "tcl-b16", {}, True),
@@ -52,6 +54,8 @@ def frame(results: list[tuple[Path, Result]], left_out: list[str] | None = None)
         for ds, _ in DATASETS:
             path, r = idx.get((model, ds, option_tags(options)), (None, None))
             note = "" if raw else "not raw zero-shot"
+            if r is not None and r.protocol.get("background_rule_origin") == "silc-bench":
+                note = "; ".join(n for n in (note, OUR_RULE) if n)
             m = None if r is None else r.metrics.get("mIoU")
             rows.append(
                 ["4", label, "B/16", "", "zs-seg", ds, "mIoU", None, m, None, None, str(path or ""), note]
@@ -65,7 +69,10 @@ def markdown(results: list[tuple[Path, Result]]) -> str:
     table = []
     for label, _, _, raw in ROWS:
         cells = df[df.model == label]
-        shown = ["–" if pd.isna(v) else f"{v:.2f}" for v in cells.measured]
+        shown = [
+            "–" if pd.isna(v) else f"{v:.2f}" + (" §" if OUR_RULE in note else "")
+            for v, note in zip(cells.measured, cells.note)
+        ]
         table.append([label + ("" if raw else " †"), *shown])
     parts = [
         "### Table 4: zero-shot segmentation against TCL and PACL (tcl profile, mIoU)",
@@ -78,6 +85,8 @@ def markdown(results: list[tuple[Path, Result]]) -> str:
         "",
         "† not raw zero-shot: PAMR refines the prediction, and the MaskCLIP mixing factor was tuned on "
         "segmentation labels.",
+        f"§ {OUR_RULE}: softmax(50·cos) with prob_thd 0.1 decides background for cosine-scored models "
+        "(neither TCL's code nor the SILC paper gives a rule).",
     ]
     if left_out:
         parts += ["", "Left out:", "", *(f"- {w}" for w in left_out)]
