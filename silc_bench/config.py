@@ -157,6 +157,15 @@ def task_default_profile(task: str) -> str:
     return _default_profile(found.parent)
 
 
+def task_version(task: str) -> int | None:
+    """The version a result of `task` must record to stand for today's protocol (None: a
+    task the suite does not run itself)."""
+    found = _find(task, "_task.yaml")
+    if found is None:
+        return None
+    return build(_TaskFile, read_yaml(found), str(found)).version
+
+
 def _dataset_raw(folder: Path, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = _find(folder.name, f"{name}.yaml")
     if path is None or name.startswith("_"):

@@ -148,3 +148,18 @@ def run_args(task: str, model: str, dataset: str, out: Path, data_root: Path, *e
         "0",
     ]
     return ["run", "--task", task, "--model", model, "--dataset", dataset, *common, *extra]
+
+
+def registry_sha(name: str) -> str:
+    """The checkpoint sha256 a result must record to stand for registry entry `name` ("0"*64
+    for an entry that pins none)."""
+    from silc_bench.config import load_models
+    from silc_bench.core.hashing import hash_obj
+
+    spec = load_models().get(name.partition(":")[0])
+    want = (spec.weights.get("sha256") if spec is not None else None) or []
+    want = want if isinstance(want, list) else [want]
+    return "0" * 64 if not want else want[0] if len(want) == 1 else hash_obj(want)
+
+
+MINIMAL_RUN_KEY = {"model": {}}  # hand-made results: a run key, as every result silc-bench writes has

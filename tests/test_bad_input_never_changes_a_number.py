@@ -100,7 +100,8 @@ def _result(out: Path, name: str, metrics: dict, **kw) -> Path:
     r = Result(
         model="silc-tiny",
         variant=kw.pop("variant", "teacher"),
-        checkpoint_sha256="0" * 64,
+        checkpoint_sha256=kw.pop("checkpoint_sha256", fixtures.registry_sha("silc-tiny")),
+        run_key=kw.pop("run_key", fixtures.MINIMAL_RUN_KEY),
         task="zs-cls",
         task_version=1,
         dataset="shapes-cls",
@@ -296,6 +297,7 @@ def test_table_ranks_shown_values_and_table_4_reads_variants(tmp_path, capsys):
     res = tmp_path / "r"
     common = {
         "checkpoint_sha256": "0" * 64,
+        "run_key": fixtures.MINIMAL_RUN_KEY,
         "task_version": 1,
         "dataset_fingerprint": "f",
         "precision": "fp32",

@@ -9,6 +9,7 @@ import yaml
 
 from silc_bench.cli import main
 from silc_bench.results.schema import Result, write_result
+from tests import fixtures
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def _result(
         model="reg-tiny",
         variant=variant,
         checkpoint_sha256="0" * 64,
+        run_key=fixtures.MINIMAL_RUN_KEY,
         task=task,
         task_version=1,
         dataset=dataset,
@@ -128,3 +130,31 @@ def test_run_measures_missing_keys_and_a_tampered_value_fails(data_root, tmp_pat
     captured = capsys.readouterr()
     assert "reg-run top1" in captured.err and f"expected {measured + 5:.2f}" in captured.err
     assert "FAIL" in captured.out
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"checkpoint_sha256": "1" * 64}, "is not the registry entry's"),
+        ({"run_key": {}}, "records no run key"),
+        ({"task_version": 0}, "task version 0"),
+        ({"variant": "student"}, "does not have"),
+        ({"dataset": "cifar100", "protocol": {"num_images": 10}}, "fewer images than the published split"),
+        ({"run_key": {"model": {}, "limit": 5}}, "--limit 5"),
+    ],
+)
+def test_a_result_stands_for_its_entry_only_by_its_own_fields(change, why):
+    """One rule, from the result's own fields: each of these once stood in for clip-tiny's
+    expected numbers (its checkpoint sha256 is pinned; it has no variants)."""
+    from silc_bench.config import load_models
+    from silc_bench.results.audit import not_the_registry_run
+
+    fields = {
+        "model": "clip-tiny", "variant": None, "checkpoint_sha256": fixtures.registry_sha("clip-tiny"),
+        "task": "zs-cls", "task_version": 1, "dataset": "shapes-cls", "dataset_fingerprint": "f",
+        "protocol": {"num_images": 1280}, "metrics": {"top1": 19.72}, "precision": "fp32",
+        "run_key": fixtures.MINIMAL_RUN_KEY,
+    }  # fmt: skip
+    spec = load_models()["clip-tiny"]
+    assert not_the_registry_run(Result(**fields), spec) is None
+    assert why in (not_the_registry_run(Result(**{**fields, **change}), spec) or "")

@@ -12,6 +12,7 @@ from silc_bench.core.paths import REPO_ROOT
 from silc_bench.results.schema import Result, write_result
 from silc_bench.results.tables.build import COLUMNS, delta_audit
 from silc_bench.results.tables.paper import load_paper_table
+from tests import fixtures
 
 
 def test_every_printed_cell_is_transcribed():
@@ -45,7 +46,8 @@ def _result(out: Path, model: str, task: str, dataset: str, metrics: dict, **kw)
     r = Result(
         model=model,
         variant=kw.pop("variant", "teacher"),
-        checkpoint_sha256="0" * 64,
+        checkpoint_sha256=kw.pop("checkpoint_sha256", fixtures.registry_sha(model)),
+        run_key=kw.pop("run_key", fixtures.MINIMAL_RUN_KEY),
         task=task,
         task_version=1,
         dataset=dataset,

@@ -9,10 +9,12 @@ its registry entry, which regression checks (regression.py) and tables share.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from silc_bench.config import ModelSpec
+from silc_bench.config import ModelSpec, load_task, task_version
 from silc_bench.core.errors import UserError
+from silc_bench.core.hashing import hash_obj
 from silc_bench.results.schema import Result, read_result
 
 
@@ -63,31 +65,76 @@ def partial_split(r: Result) -> str | None:
 
 
 def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
-    """Why a result cannot stand for its registry entry's number, or None.
+    """Why a result cannot stand for its registry entry's number, or None: the one rule
+    `check --regression` and every table share, decided from the result's own fields.
 
-    A `--limit` smoke run, a run on fewer images than the published split, a run at bf16 or
-    fp16 or with a fast-path option that may round differently (`--compile`,
-    `--channels-last`, `--decode gpu`), and a registry name run with `--weights` (its files'
-    sha256 are not the entry's) measure something else.
+    It must record how it was asked for (a run key; imported numbers excepted), be a full
+    run (no `--limit`, anywhere it is recorded; the published split's image count), at the
+    task's current version, at fp32 with no fast-path option that may round differently,
+    of a variant the entry has, and of the entry's own checkpoint: its `checkpoint_sha256`
+    and every weight file's sha256 must be the entry's where the entry pins them, and a run
+    with `--weights` never stands for it.
     """
-    if r.protocol.get("limit") is not None:
-        return f"--limit {r.protocol['limit']} (partial)"
-    if partial_split(r) is not None:
+    imported = r.env.get("source") == "imported"
+    if not r.run_key and not imported:
+        return "it records no run key (written by an older silc-bench)"
+    limit = r.protocol.get("limit") if r.protocol.get("limit") is not None else r.run_key.get("limit")
+    if limit is not None:
+        return f"--limit {limit} (partial)"
+    if partial_split(r) is not None or _short_of_the_split(r):
         return "fewer images than the published split"
+    current = _task_version(r.task)
+    if current is not None and r.task_version != current:
+        return f"task version {r.task_version} (the task is at version {current})"
     if r.precision != "fp32":
         return f"precision {r.precision} (registry numbers are fp32)"
     if r.run_key.get("execution"):
         return "fast-path options " + ", ".join(f"{k}={v}" for k, v in sorted(r.run_key["execution"].items()))
+    if spec is not None and r.variant and r.variant not in spec.variants:
+        return f"variant {r.variant!r}, which registry entry {spec.name!r} does not have"
     model = r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else {}
     if model.get("weights_override"):
         return "weights other than the registry's (--weights)"
+    return _other_checkpoint(r, spec, model)
+
+
+def _other_checkpoint(r: Result, spec: ModelSpec | None, model: dict) -> str | None:
+    """The entry's pinned sha256 against both the result's checkpoint and its weight files."""
     want = (spec.weights.get("sha256") if spec is not None else None) or []
     want = want if isinstance(want, list) else [want]
-    model = r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else {}
+    if not want:
+        return None
     got = model.get("weights_sha256") or []
-    if want and got and list(got)[: len(want)] != list(want):
+    if got and list(got)[: len(want)] != list(want):
         return "weights other than the registry's (--weights)"
+    combined = want[0] if len(want) == 1 else hash_obj(want)
+    if r.checkpoint_sha256 != combined and r.env.get("source") != "imported":
+        return f"checkpoint {r.checkpoint_sha256[:12]}… is not the registry entry's ({combined[:12]}…)"
     return None
+
+
+@functools.cache
+def _task_spec(task: str, dataset: str):  # noqa: ANN202
+    try:
+        return load_task(task, dataset)
+    except UserError:  # a task or dataset this suite does not run (ov-seg, imported)
+        return None
+
+
+@functools.cache
+def _task_version(task: str) -> int | None:
+    try:
+        return task_version(task)
+    except UserError:
+        return None
+
+
+def _short_of_the_split(r: Result) -> bool:
+    """A full run that scored other than the published split's image count, whether or not
+    the result says so (a hand-made or old file may not)."""
+    spec = _task_spec(r.task, r.dataset)
+    n = r.protocol.get("num_images")
+    return spec is not None and bool(spec.standard_images) and n is not None and n != spec.standard_images
 
 
 def zero_shot_problems(results: list[tuple[Path, Result]]) -> list[str]:

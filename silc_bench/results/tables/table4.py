@@ -85,9 +85,12 @@ def markdown(results: list[tuple[Path, Result]]) -> str:
         "",
         "† not raw zero-shot: PAMR refines the prediction, and the MaskCLIP mixing factor was tuned on "
         "segmentation labels.",
-        f"§ {OUR_RULE}: softmax(50·cos) with prob_thd 0.1 decides background for cosine-scored models "
-        "(neither TCL's code nor the SILC paper gives a rule).",
     ]
+    if df.note.str.contains(OUR_RULE, regex=False).any():
+        parts.append(
+            f"§ {OUR_RULE}: softmax(50·cos) with prob_thd 0.1 decides background for cosine-scored models "
+            "(neither TCL's code nor the SILC paper gives a rule)."
+        )
     if left_out:
         parts += ["", "Left out:", "", *(f"- {w}" for w in left_out)]
     return "\n".join(parts) + "\n"
