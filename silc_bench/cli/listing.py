@@ -46,12 +46,12 @@ def list_command(what: str) -> str:
             headers=["dataset", "task", "format", "path (under --data-root)", "about"],
             tablefmt="github",
         )
-    from silc_bench.models import list_models
-    from silc_bench.models.resolve import _weight_files
+    from silc_bench.config import load_models
+    from silc_bench.models.weight_paths import weight_files
 
     rows = []
-    for name, spec in list_models().items():
-        files = _weight_files(spec, None)
+    for name, spec in load_models().items():
+        files = weight_files(spec, None)
         status = (
             "random init"
             if not files

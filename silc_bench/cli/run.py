@@ -100,13 +100,13 @@ def run(a: argparse.Namespace) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
+    datasets = _datasets(a)  # names and numbers first: a typo answers before torch is imported
+    _check_numbers(a)
     from silc_bench.api import LazyModel, agree_on_reuse, execute, prepare
     from silc_bench.core import dist
     from silc_bench.data.images import image_pixel_limit
     from silc_bench.results.summary import markdown_table
 
-    datasets = _datasets(a)
-    _check_numbers(a)
     opts = _options(a)
     model = LazyModel(a.model, opts)
     outcomes = []

@@ -18,12 +18,14 @@ import torch
 from silc_bench.config import ModelSpec, load_models
 from silc_bench.core.errors import UserError, did_you_mean
 from silc_bench.core.hashing import file_sha256, hash_obj
-from silc_bench.core.paths import PACKAGE_DIR, weights_dir
+from silc_bench.core.paths import weights_dir
 from silc_bench.models.adapter import PRECISIONS, VLModel
 from silc_bench.models.arch import open_clip_config, open_clip_names, register_configs
 from silc_bench.models.backends import backend_class, backend_for
 from silc_bench.models.converted import check_text_fit, spec_from_converted, with_converted_metadata
 from silc_bench.models.preprocess import Preprocess
+from silc_bench.models.weight_paths import resolve_path as _resolve_path
+from silc_bench.models.weight_paths import weight_files as _weight_files
 from silc_bench.models.weights import SUFFIXES, load_into, read_state_dict, select_variant
 
 # Our own small architectures (tiny test/demo models) become ordinary open_clip names.
@@ -96,34 +98,6 @@ def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
             raise did_you_mean(f"open_clip architecture (model {spec.name})", name, open_clip_names())
         return build_named(name), name
     return build_from_config(arch["config"]), None
-
-
-def _weight_files(spec: ModelSpec, override: Path | None) -> list[tuple[Path, str | None]]:
-    """(path, expected sha256) for each file of the checkpoint."""
-    if override is not None:
-        return [(override, None)]
-    w = spec.weights
-    paths = w.get("path")
-    if paths is None:
-        return []
-    paths = paths if isinstance(paths, list) else [paths]
-    shas = w.get("sha256")
-    if shas is None:
-        shas = [None] * len(paths)
-    shas = shas if isinstance(shas, list) else [shas]
-    if len(shas) != len(paths):  # zip would drop the files without a sha256, silently
-        raise UserError(
-            f"model {spec.name!r}: weights.path names {len(paths)} file(s) but weights.sha256 "
-            f"gives {len(shas)}; give one sha256 per file, in the same order"
-        )
-    return [_resolve_path(str(p), sha) for p, sha in zip(paths, shas)]
-
-
-def _resolve_path(p: str, sha: str | None) -> tuple[Path, str | None]:
-    if p.startswith("package:"):
-        return PACKAGE_DIR / p.split(":", 1)[1], sha
-    path = Path(p).expanduser()
-    return (path if path.is_absolute() else weights_dir() / path), sha
 
 
 def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> str:

@@ -75,14 +75,13 @@ def _number(value: Any, where: str) -> float:
 
 def import_results(task: str, path: Path, out: Path) -> list[Path]:
     """Validate every row, then write one result per row; the paths written."""
-    from silc_bench.models.resolve import parse_model_ref
-
     if task not in IMPORT_TASKS:
         raise did_you_mean("import task", task, IMPORT_TASKS)
     path = Path(path)
     rows = _rows(path)
     if not rows:
         raise UserError(f"{path}: no rows")
+    from silc_bench.models.resolve import parse_model_ref  # torch: only once the file is good
     file_sha = hashlib.sha256(path.read_bytes()).hexdigest()
     seen: set[tuple[str, str]] = set()
     results = []

@@ -1,0 +1,77 @@
+"""Trimmed text encoding is the full-length computation up to float rounding, on every text
+tower the suite ships or builds, and is used only where that can be proven."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from silc_bench.models import load_model, parse_model_ref
+from silc_bench.models.arch import build_from_config, build_named
+from silc_bench.models.text_encoding import encode_by_length, normalised_gap, trimmable, used_length
+
+PROMPTS = [
+    "a photo of a {}.", "a bad photo of the {}.", "a origami {}.", "itap of my {}.",
+    "a black and white photo of a {}, a type of small furry animal that lives in the garden.",
+    "{}!", "a photo of a {} !!! wow", "a " + "very " * 40 + "long prompt about a {}",
+]  # fmt: skip
+TEXTS = [p.format(c) for p in PROMPTS for c in ("red circle", "dog", "tench", "great white shark")]
+
+
+def _full(module: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return module.encode_text(tokens)
+
+
+def _trimmed(module: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return encode_by_length(module, tokens)
+
+
+@pytest.mark.parametrize("ref", ["silc-tiny:teacher", "silc-tiny:student", "clip-tiny", "pacl-tiny"])
+def test_trimmed_equals_full_on_the_shipped_towers(ref):
+    model = load_model(parse_model_ref(ref))
+    assert trimmable(model.module)
+    tokens = model.tokenize(TEXTS)
+    assert used_length(tokens) < tokens.shape[1] or tokens.shape[1] <= 40
+    assert normalised_gap(_trimmed(model.module, tokens), _full(model.module, tokens)) <= 1e-6
+
+
+@pytest.mark.parametrize("arch", ["ViT-Tiny-P8", "ViT-B-32"])
+def test_trimmed_equals_full_on_random_towers_at_clips_context_length(arch):
+    import open_clip
+
+    torch.manual_seed(0)
+    module = build_named(arch).eval()
+    tokens = open_clip.get_tokenizer(arch)(TEXTS)
+    assert tokens.shape[1] == 77 and used_length(tokens) < 77
+    assert normalised_gap(_trimmed(module, tokens), _full(module, tokens)) <= 1e-6
+
+
+def test_rows_come_back_in_input_order():
+    torch.manual_seed(1)
+    module = build_named("ViT-Tiny-P8").eval()
+    import open_clip
+
+    tokens = open_clip.get_tokenizer("ViT-Tiny-P8")(TEXTS[::-1] + TEXTS)
+    full, trimmed = _full(module, tokens), _trimmed(module, tokens)
+    assert normalised_gap(trimmed, full) <= 1e-6  # row by row: every row is back in its place
+    assert not torch.allclose(trimmed[: len(TEXTS)], full[len(TEXTS) :], atol=1e-3)  # and the rows differ
+
+
+def test_towers_that_attend_to_padding_are_not_trimmed():
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1},
+    }
+    assert trimmable(build_from_config(cfg))
+    no_mask = {**cfg, "text_cfg": {**cfg["text_cfg"], "no_causal_mask": True}}
+    assert not trimmable(build_from_config(no_mask))  # padding is attended: cutting it changes the number
+    last = {**cfg, "text_cfg": {**cfg["text_cfg"], "pool_type": "last"}}
+    assert not trimmable(build_from_config(last))  # the pooled position is fixed
+
+
+def test_used_length_keeps_a_zero_inside_a_prompt():
+    tokens = torch.tensor([[5, 0, 7, 9, 0, 0], [5, 9, 0, 0, 0, 0]])
+    assert used_length(tokens) == 4
