@@ -28,7 +28,15 @@ from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.execution import Execution, ExecutionRecord
 from silc_bench.models.execution import apply as apply_execution
 from silc_bench.models.resolve import model_identity
-from silc_bench.results.key import ResultKey, execution_tags, limit_tags, option_tags, weights_tags
+from silc_bench.models.text_encoding import MODES as TEXT_ENCODINGS
+from silc_bench.results.key import (
+    ResultKey,
+    execution_tags,
+    limit_tags,
+    option_tags,
+    text_tags,
+    weights_tags,
+)
 from silc_bench.results.schema import (
     Result,
     environment,
@@ -59,6 +67,7 @@ class EvalOptions:
     channels_last: bool = False
     decode: str = "cpu"  # or "gpu": JPEGs decoded on the model's device
     verify_data: bool = False  # re-hash every data file, ignoring the fingerprint memo
+    text_encoding: str = "trimmed"  # or "full": every prompt at the full context length
 
 
 @dataclass
@@ -115,6 +124,7 @@ def run_key(
         "assets_sha256": assets_sha256(),  # class-name and template files
         "precision": precision,
         "limit": opts.limit,
+        "text_encoding": opts.text_encoding,
         **({"execution": ex} if (ex := execution_of(opts).key()) else {}),
     }
 
@@ -180,6 +190,9 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be a positive number of images, not {opts.limit}")
     dist.resolve_device(opts.device)  # a bad --device is an error even when the result exists
+    if opts.text_encoding not in TEXT_ENCODINGS:
+        modes = ", ".join(TEXT_ENCODINGS)
+        raise UserError(f"--text-encoding must be one of {modes}, not {opts.text_encoding!r}")
     foreign = sorted(k for k, v in opts.task_options.items() if v and k not in plugin_cls.options)
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
@@ -199,6 +212,7 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     ex_tags = execution_tags(precision, execution_of(opts).key())
     identity = _identity(model)
     tags = option_tags(opts.task_options) + limit_tags(opts.limit) + ex_tags + weights_tags(identity)
+    tags += text_tags(opts.text_encoding)
     rkey = ResultKey(model_ref, task, dataset, spec.profile, spec.default_profile, tags)
     path = rkey.to_path(opts.out, Path(opts.data_root))
     token = VERIFY_DATA.set(opts.verify_data)
@@ -255,6 +269,7 @@ def execute(plan: Plan, opts: EvalOptions) -> Outcome:
     cache = FeatureCache(enabled=opts.cache)
     cache.check_writable()
     model = plan.model.get() if isinstance(plan.model, LazyModel) else plan.model
+    model.text_encoding = opts.text_encoding
     token = VERIFY_DATA.set(opts.verify_data)
     try:
         return _run(model, plan.plugin_cls, plan.spec, plan.protocol, plan.path, plan.key, cache, opts)
@@ -304,6 +319,7 @@ def _run(
         out.notes.append(note)
         out.protocol["partial_split"] = {"scored": n, "published": standard}
         warn(note)
+    out.protocol["text_encoding"] = model.text_encoding_used  # as the text was encoded
     if dist.current().size > 1:  # what every rank did, not rank 0's share alone
         model.execution = ExecutionRecord.merge(dist.all_gather(model.execution))
     c = model.execution.compile

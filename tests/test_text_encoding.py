@@ -75,3 +75,19 @@ def test_towers_that_attend_to_padding_are_not_trimmed():
 def test_used_length_keeps_a_zero_inside_a_prompt():
     tokens = torch.tensor([[5, 0, 7, 9, 0, 0], [5, 9, 0, 0, 0, 0]])
     assert used_length(tokens) == 4
+
+
+def test_trimmed_is_the_default_recorded_and_full_gets_its_own_file(tmp_path):
+    import json
+
+    from silc_bench.cli import main
+
+    out = tmp_path / "o"
+    base = ["run", "--task", "zs-cls", "--model", "clip-tiny", "--dataset", "shapes-cls", "--out", str(out),
+            "--device", "cpu", "--quiet", "--workers", "0"]  # fmt: skip
+    assert main(base) == 0 and main([*base, "--text-encoding", "full"]) == 0
+    trimmed = json.loads((out / "clip-tiny" / "zs-cls" / "shapes-cls.json").read_text())
+    full = json.loads((out / "clip-tiny" / "zs-cls" / "shapes-cls+text-full.json").read_text())
+    assert trimmed["protocol"]["text_encoding"] == "trimmed" and full["protocol"]["text_encoding"] == "full"
+    assert trimmed["run_key"]["text_encoding"] == "trimmed" and full["run_key"]["text_encoding"] == "full"
+    assert abs(trimmed["metrics"]["top1"] - full["metrics"]["top1"]) < 1e-9  # the same number here

@@ -40,6 +40,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
     r.add_argument(
         "--decode", choices=["cpu", "gpu"], default="cpu", help="gpu: JPEGs decoded on the model's device"
     )
+    r.add_argument(
+        "--text-encoding",
+        choices=["trimmed", "full"],
+        default="trimmed",
+        help="trimmed: each batch of prompts cut to its longest text, where the tower provably allows it "
+        "(same numbers up to float rounding; recorded); full: every prompt at the full context length",
+    )
     r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding workers")
     r.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     r.add_argument("--force", action="store_true", help="recompute even if the result exists")
@@ -192,6 +199,7 @@ def _options(a: argparse.Namespace):  # noqa: ANN202
         compile=a.compile,
         channels_last=a.channels_last,
         decode=a.decode,
+        text_encoding=a.text_encoding,
         task_options={
             k: v
             for k, v in (

@@ -196,6 +196,8 @@ def text_embeddings(
     """Text embeddings (T, D), float32, in input order; L2-normalised unless asked not to."""
     # no fast-path key: --compile, --channels-last and --decode gpu touch the image tower only
     parts = {**_model_key(model), "texts": hash_obj(texts), "tokenizer": model.info.get("tokenizer")}
+    if model.text_encoding_used != "full":  # full-length entries keep the keys they always had
+        parts["text_encoding"] = model.text_encoding_used
     emb = cache.get_or_compute(
         "text",
         parts,

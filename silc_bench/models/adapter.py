@@ -41,6 +41,7 @@ class VLModel:
     identity: dict[str, Any] = field(default_factory=dict)  # weights sha256 + registry settings
     execution: ExecutionRecord = field(default_factory=ExecutionRecord)  # how it ran, for the result
     execution_options: Any = None  # models.execution.Execution, when set
+    text_encoding: str = "trimmed"  # asked for: trimmed where the tower allows it (text_encoding.py), or full
 
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]
@@ -51,11 +52,24 @@ class VLModel:
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts)
 
+    @property
+    def text_encoding_used(self) -> str:
+        """`trimmed` only where it was asked for and the tower provably allows it."""
+        from silc_bench.models.text_encoding import trimmable
+
+        return "trimmed" if self.text_encoding == "trimmed" and trimmable(self.module) else "full"
+
     @torch.no_grad()
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Unnormalised text embeddings, float32."""
+        """Unnormalised text embeddings, float32 (each batch cut to its longest text where the
+        tower allows it: the same numbers up to float rounding, several times faster)."""
         with self.autocast():
-            return self.module.encode_text(tokens.to(self.device)).float()
+            tokens = tokens.to(self.device)
+            if self.text_encoding_used == "trimmed":
+                from silc_bench.models.text_encoding import encode_by_length
+
+                return encode_by_length(self.module, tokens).float()
+            return self.module.encode_text(tokens).float()
 
     @property
     def extras(self) -> dict[str, torch.nn.Module]:

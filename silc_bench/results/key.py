@@ -113,6 +113,12 @@ def weights_tags(identity: dict[str, Any] | None) -> tuple[str, ...]:
     return (f"weights-{(shas[0] if len(shas) == 1 else hashlib.sha256(''.join(shas).encode()).hexdigest())[:8]}",)
 
 
+def text_tags(text_encoding: str | None) -> tuple[str, ...]:
+    """`--text-encoding full` (the old full-context path) gets a file of its own, `+text-full`:
+    the default, trimmed, keeps the names results always had."""
+    return ("text-full",) if text_encoding == "full" else ()
+
+
 _EXECUTION_TAGS = {"compile": "compile", "channels_last": "channels-last", "decode": "decode"}
 
 
@@ -146,6 +152,7 @@ class ResultKey:
             + limit_tags(r.protocol.get("limit"))
             + execution_tags(r.precision, r.run_key.get("execution"))
             + weights_tags(r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else None)
+            + text_tags(r.run_key.get("text_encoding"))
         )
         return cls(r.model, r.task, r.dataset, r.profile, default_profile, tags)
 
