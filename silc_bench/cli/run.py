@@ -62,6 +62,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
         help="raise PIL's decompression-bomb limit for images you trust (default: PIL's, ~179M pixels)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument(
+        "--offline",
+        action="store_true",
+        help="download nothing: hf-hub: and open_clip:ARCH/TAG read the local cache (as HF_HUB_OFFLINE=1)",
+    )
     _zs_seg_flags(r.add_argument_group("zs-seg"))
 
 
@@ -107,6 +112,20 @@ def run(a: argparse.Namespace) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
+    if not a.offline:
+        return _run_all(a)
+    before = os.environ.get("SILC_BENCH_OFFLINE")
+    os.environ["SILC_BENCH_OFFLINE"] = "1"  # read at call time by models/hub_fetch.py
+    try:
+        return _run_all(a)
+    finally:  # this run's choice, not the next one's (`main` may be called again in-process)
+        if before is None:
+            os.environ.pop("SILC_BENCH_OFFLINE", None)
+        else:
+            os.environ["SILC_BENCH_OFFLINE"] = before
+
+
+def _run_all(a: argparse.Namespace) -> int:
     datasets = _datasets(a)  # names and numbers first: a typo answers before torch is imported
     _check_numbers(a)
     from silc_bench.api import LazyModel, agree_on_reuse, execute, prepare

@@ -1,11 +1,10 @@
 """The names users already type: `open_clip:ARCH/TAG`, `hf-hub:ORG/NAME` and `local-dir:DIR`.
 
-Nothing is downloaded. A pretrained tag resolves through open_clip's own registry
-(`open_clip.list_pretrained()`) to a Hugging Face repository or a URL, and the file is
-read from the local Hugging Face cache ($HF_HUB_CACHE / $HF_HOME, as `HF_HUB_OFFLINE=1`
-would) or open_clip's download folder. When it is not there, the error names the
-repository and file to fetch. The resolved file, the repository and its revision go into
-the result (env.model.source).
+A pretrained tag resolves through open_clip's own registry (`open_clip.list_pretrained()`)
+to a Hugging Face repository or a URL. Files are downloaded on first use into the standard
+Hugging Face cache (`models/hub_fetch.py`) or open_clip's download folder, and read from
+there only when offline; `hf-hub:ORG/NAME@REV` pins a revision. The resolved file, the
+repository and the commit it resolved to go into the result (env.model.source).
 """
 
 from __future__ import annotations
@@ -18,33 +17,32 @@ from typing import Any
 import open_clip
 
 from silc_bench.config import ModelSpec
-from silc_bench.core.errors import UserError, did_you_mean
+from silc_bench.core.errors import UserError, did_you_mean, first_line
 from silc_bench.core.paths import hub_cache, open_clip_cache
 from silc_bench.models.arch import open_clip_names
+from silc_bench.models.hub_fetch import fetch, offline, revision_of, split_revision
 
 WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 CONFIG_NAME = "open_clip_config.json"
 
 
-def _cached(repo: str, filename: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    hit = try_to_load_from_cache(repo, filename, cache_dir=str(hub_cache()))
-    return Path(hit) if isinstance(hit, str) and Path(hit).is_file() else None
-
-
-def _revision(path: Path) -> str | None:
-    """The snapshot folder of a Hub cache path is its commit: .../snapshots/<rev>/<file>."""
-    parts = path.parts
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+def _not_found(repo: str, names: tuple[str, ...] | list[str], what: str) -> UserError:
+    if offline():
+        return UserError(
+            f"{what}: not in the local Hugging Face cache ({hub_cache()}), and offline nothing is "
+            f"downloaded: fetch {' or '.join(names)} from {repo} (hf download {repo} {names[0]}), "
+            "or run without --offline / HF_HUB_OFFLINE"
+        )
+    wanted = " or ".join(names)
+    return UserError(f"{what}: the Hub repository {repo} has no {wanted} (not an open_clip model?)")
 
 
-def _not_cached(repo: str, names: tuple[str, ...] | list[str], what: str) -> UserError:
-    return UserError(
-        f"{what}: not in the local Hugging Face cache and nothing is downloaded here; fetch "
-        f"{' or '.join(names)} from the Hub repository {repo} where there is a network "
-        f"(huggingface-cli download {repo} {names[0]}), then point $HF_HUB_CACHE at that cache"
-    )
+def _first(repo: str, names: tuple[str, ...] | list[str], revision: str | None, what: str) -> Path:
+    for name in names:
+        hit = fetch(repo, name, revision, what)
+        if hit is not None:
+            return hit
+    raise _not_found(repo, names, what)
 
 
 def local_dir_spec(text: str, folder: Path) -> tuple[ModelSpec, Path]:
@@ -73,13 +71,12 @@ def hub_ref(text: str) -> tuple[ModelSpec, Path, dict[str, Any]] | None:
         spec, weights = local_dir_spec(text, folder)
         return spec, weights, source
     if text.startswith("hf-hub:"):
-        repo = text.split(":", 1)[1].strip("/")
-        config = _cached(repo, CONFIG_NAME)
-        if config is None:
-            raise _not_cached(repo, (CONFIG_NAME,), text)
-        if not any(_cached(repo, n) for n in WEIGHT_NAMES):
-            raise _not_cached(repo, WEIGHT_NAMES, text)
-        source = {"form": "hf-hub", "repo": repo, "revision": _revision(config)}
+        repo, revision = split_revision(text.split(":", 1)[1].strip("/"))
+        config = _first(repo, (CONFIG_NAME,), revision, text)
+        _first(repo, WEIGHT_NAMES, revision_of(config) or revision, text)  # into the same snapshot
+        source = {"form": "hf-hub", "repo": repo, "revision": revision_of(config)}
+        if revision is not None:
+            source["pinned"] = revision
         spec, weights = local_dir_spec(text, config.parent)
         return spec, weights, source
     if text.startswith("open_clip:") and "/" in text:
@@ -114,22 +111,26 @@ def _pretrained_file(arch: str, tag: str, cfg: dict[str, Any]) -> tuple[Path, di
     if hub:
         repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
         names = [filename] if filename else list(WEIGHT_NAMES)
-        for n in names:
-            hit = _cached(repo, n)
-            if hit is not None:
-                return hit, {
-                    "form": "open_clip-tag",
-                    "arch": arch,
-                    "tag": tag,
-                    "repo": repo,
-                    "revision": _revision(hit),
-                }
-        raise _not_cached(repo, names, f"open_clip:{arch}/{tag}")
+        hit = _first(repo, names, None, f"open_clip:{arch}/{tag}")
+        where = {"repo": repo, "revision": revision_of(hit)}
+        return hit, {"form": "open_clip-tag", "arch": arch, "tag": tag, **where}
     url = cfg.get("url", "")
     target = open_clip_cache() / os.path.basename(url)
     if not target.is_file():
-        raise UserError(
-            f"open_clip:{arch}/{tag}: {target} is not on this machine and nothing is downloaded here; "
-            f"fetch {url} where there is a network and put it there"
-        )
+        if offline():
+            raise UserError(
+                f"open_clip:{arch}/{tag}: {target} is not on this machine, and offline nothing is "
+                f"downloaded: fetch {url} and put it there, or run without --offline"
+            )
+        target = _download_url(url, arch, tag)
     return target, {"form": "open_clip-tag", "arch": arch, "tag": tag, "url": url}
+
+
+def _download_url(url: str, arch: str, tag: str) -> Path:
+    """open_clip's own downloader (its progress bar, and its sha256 check where the URL names one)."""
+    from open_clip.pretrained import download_pretrained_from_url
+
+    try:
+        return Path(download_pretrained_from_url(url, cache_dir=str(open_clip_cache())))
+    except Exception as e:  # noqa: BLE001 - a network failure, a checksum mismatch, a full disk
+        raise UserError(f"open_clip:{arch}/{tag}: downloading {url} failed ({first_line(e)[:200]})") from None
