@@ -202,7 +202,7 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
         flags = ", ".join("--" + k.replace("_", "-") + (" gpu" if k == "decode" else "") for k in unused)
         raise UserError(f"{flags}: --task {task} does not use it (only the whole-image tasks do)")
     protocol = build(plugin_cls.protocol_cls, spec.protocol, f"tasks/{task} protocol ({dataset})")
-    needs_root = not dataset.startswith("imagefolder:") and "generated" not in spec.data
+    needs_root = not dataset.startswith(("imagefolder:", "wds:")) and "generated" not in spec.data
     if needs_root and not Path(opts.data_root).is_dir():
         raise UserError(f"--data-root: folder not found: {opts.data_root}")
     model_ref = model if isinstance(model, str) else model.ref

@@ -202,11 +202,12 @@ def load_task(task: str, dataset: str, profile: str | None = None) -> TaskSpec:
     raw = _dataset_raw(folder, base_name)
     data = dict(raw["data"])
     if arg:
-        if data.get("format") != "imagefolder":
-            raise UserError(f"dataset {dataset!r}: only 'imagefolder:PATH' takes a path")
+        if data.get("format") not in ("imagefolder", "wds"):
+            raise UserError(f"dataset {dataset!r}: only 'imagefolder:PATH' and 'wds:PATH' take a path")
         data["path"] = arg
-    elif data.get("format") == "imagefolder" and "path" not in data:
-        raise UserError("dataset 'imagefolder' needs a path: use --dataset imagefolder:PATH")
+    elif data.get("format") in ("imagefolder", "wds") and "path" not in data:
+        fmt = data["format"]
+        raise UserError(f"dataset {fmt!r} needs a path: use --dataset {fmt}:PATH")
     protocol = merge(tf.protocol, raw["protocol"])
     version = tf.version
     profile_version = None

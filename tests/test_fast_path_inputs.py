@@ -38,6 +38,7 @@ def test_other_precision_gets_its_own_file_and_never_stands_for_fp32(tmp_path, c
     bf16 = read_result(next(out.rglob("*+bf16.json")))
     assert fp32.precision == "fp32" and bf16.precision == "bf16"  # the fp32 file was not replaced
     bf16.protocol.pop("limit", None)  # as if a full run: precision alone must disqualify it
+    bf16.run_key.pop("limit", None)
     assert "precision bf16" in (not_the_registry_run(bf16, None) or "")
 
 
@@ -91,14 +92,18 @@ def test_cache_commands_survive_odd_entries_and_refuse_an_empty_model(tmp_path, 
     shard.mkdir(parents=True)
     (shard / "dir.safetensors").mkdir()  # a folder with an entry's name
     os.symlink(tmp_path / "gone", shard / "dangling.safetensors")  # a broken link
-    (shard / "junk.safetensors").write_bytes(b"not safetensors")  # damaged: listed, cleared
-    assert [e["path"].name for e in entries()] == ["junk.safetensors"]
+    (shard / "junk.safetensors").write_bytes(b"not safetensors")  # not named by our key: not ours
+    ours = shard.with_name("ab") / ("ab" + "0" * 62 + ".safetensors")
+    ours.parent.mkdir()
+    ours.write_bytes(b"damaged")  # named by our key but damaged: listed, cleared
+    assert [e["path"].name for e in entries()] == [ours.name]
     assert main(["cache", "list"]) == 0
     capsys.readouterr()
     _one_line_exit_2(["cache", "clear", "--model", ""], capsys, "--model")
-    assert (shard / "junk.safetensors").exists()  # an empty name never means "everything"
+    assert ours.exists()  # an empty name never means "everything"
     assert main(["cache", "clear"]) == 0
-    assert not (shard / "junk.safetensors").exists() and (shard / "dir.safetensors").is_dir()
+    assert not ours.exists() and (shard / "dir.safetensors").is_dir()
+    assert (shard / "junk.safetensors").read_bytes() == b"not safetensors"  # a file of someone else's
     capsys.readouterr()
 
 

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from silc_bench.cli import main
+from silc_bench.core.hashing import file_sha256
 from tests import fixtures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -177,19 +178,22 @@ def test_result_reused_only_on_a_full_key_match(folder, cache, tmp_path, capsys)
 
     assert run()[0] == 0
     assert run()[1].count("skipped") == 1  # same key: reused
-    code, err = run(weights=b)
-    assert code == 0 and "replacing" in err and "weights_sha256" in err
-    assert metrics_of(out) == truth(weights=b)
+    code, err = run(weights=b)  # other weights: never the first file's number, a file of their own
+    assert code == 0 and "skipped" not in err and "replacing" not in err
+    b_file = next(out.rglob(f"*+weights-{file_sha256(b)[:8]}.json"))
+    assert json.loads(b_file.read_text())["metrics"] == truth(weights=b)
+    for p in out.rglob(f"*+weights-{file_sha256(a)[:8]}.json"):
+        p.unlink()  # from here on, b's results only
     code, err = run("--precision", "bf16", weights=b)  # a file of its own, beside the fp32 one
     assert code == 0 and "replacing" not in err
-    (other,) = out.rglob("*+bf16.json")
+    (other,) = out.rglob("*+bf16+*.json")
     assert json.loads(other.read_text())["precision"] == "bf16"
     other.unlink()
     code, err = run(weights=b)
     assert "skipped" in err and metrics_of(out) == truth(weights=b)
     code, err = run("--limit", "3", weights=b)  # a smoke run gets a file of its own
     assert code == 0 and "replacing" not in err
-    (smoke,) = out.rglob("*+limit-3.json")
+    (smoke,) = out.rglob("*+limit-3+*.json")
     assert json.loads(smoke.read_text())["protocol"]["num_images"] == 3
     smoke.unlink()
     code, err = run(weights=b)
@@ -286,18 +290,20 @@ def test_checkpoint_swapped_in_place(folder, cache, tmp_path, monkeypatch, capsy
     _swap_in_place(b, live)
     code, _, err = cli(zs(ds, out, model="swap-me"), capsys)
     assert code == 2 and "sha256 mismatch" in err and err.count("\n") == 1
-    # --weights has no registry sha256: the swapped file is re-hashed and the result replaced
+    # --weights has no registry sha256: the swapped file is re-hashed, and its number is the
+    # new bytes' own (a file named by them), never the old result reused
     shutil.copy2(a, live)
     w = ["--weights", str(live)]
     assert cli(zs(ds, out, *w, model="open_clip:ViT-Tiny-P8"), capsys)[0] == 0
     _swap_in_place(b, live)
     code, _, err = cli(zs(ds, out, *w, model="open_clip:ViT-Tiny-P8"), capsys)
-    assert code == 0 and "weights_sha256" in err
+    assert code == 0 and "skipped" not in err
     fresh = tmp_path / "fresh"
     assert (
         cli(zs(ds, fresh, "--weights", str(b), "--no-cache", model="open_clip:ViT-Tiny-P8"), capsys)[0] == 0
     )
-    assert metrics_of(out / "open_clip@ViT-Tiny-P8") == metrics_of(fresh)
+    swapped = next((out / "open_clip@ViT-Tiny-P8").rglob(f"*+weights-{file_sha256(live)[:8]}.json"))
+    assert json.loads(swapped.read_text())["metrics"] == metrics_of(fresh)
 
 
 # ------------------------------------------------------------------ 5. 16-bit and odd pixel modes
@@ -381,7 +387,8 @@ def test_regression_counts_nan_as_a_failure():
     r = Result(
         model="silc-tiny",
         variant="teacher",
-        checkpoint_sha256="x",
+        checkpoint_sha256=fixtures.registry_sha("silc-tiny"),
+        run_key=fixtures.MINIMAL_RUN_KEY,
         task="zs-cls",
         task_version=1,
         dataset="shapes-cls",
@@ -512,7 +519,7 @@ def test_a_partial_split_is_read_from_the_field_and_from_old_notes():
     def result(protocol, notes):
         return Result(model="m", variant=None, checkpoint_sha256="0" * 64, task="zs-cls", task_version=1,
                       dataset="cifar100", dataset_fingerprint="x", protocol=protocol, metrics={"top1": 1.0},
-                      precision="fp32", notes=notes)  # fmt: skip
+                      precision="fp32", notes=notes, run_key=fixtures.MINIMAL_RUN_KEY)  # fmt: skip
 
     new = result({"partial_split": {"scored": 9, "published": 10_000}}, [])
     old = result({}, ["cifar100: scored 9 images, the published split has 10,000: not comparable with "

@@ -242,6 +242,7 @@ def test_cache_is_keyed_by_content(trained_weights, data_root, tmp_path, capsys)
     sd["visual.proj"] = sd["visual.proj"].flip(0)
     save_file(sd, str(w))
     assert main(args) == 0
-    second = json.loads(res.read_text())
+    (again,) = [p for p in (tmp_path / "r" / "open_clip@ViT-Tiny-P8" / "zs-cls").glob("*.json") if p != res]
+    second = json.loads(again.read_text())  # other bytes: a file of their own (+weights-<sha>)
     assert second["checkpoint_sha256"] != first["checkpoint_sha256"]
     assert second["env"]["cache"]["misses"] == 2

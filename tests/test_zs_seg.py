@@ -23,6 +23,13 @@ def seg_root(tmp_path_factory) -> Path:
     return seg_fixtures.make_all(tmp_path_factory.mktemp("seg"))
 
 
+def _tag(weights: Path) -> str:
+    """The file-name tag of a run with `--weights` (results/key.py weights_tags)."""
+    from silc_bench.core.hashing import file_sha256
+
+    return f"+weights-{file_sha256(weights)[:8]}"
+
+
 def _args(root: Path, out: Path, *extra: str) -> list[str]:
     return [
         "run",
@@ -97,7 +104,7 @@ def test_every_layout_scores_like_numpy(dataset, trained_weights, seg_root, tmp_
         )
     )
     assert code == 0, capsys.readouterr().err
-    res_path = tmp_path / "open_clip@ViT-Tiny-P8" / "zs-seg" / f"{dataset}@sclip.json"
+    res_path = tmp_path / "open_clip@ViT-Tiny-P8" / "zs-seg" / f"{dataset}@sclip{_tag(trained_weights)}.json"
     res = json.loads(res_path.read_text())
     n = res["protocol"]["num_classes"]
     pred_dir = res_path.with_suffix("") / "pred"
@@ -126,12 +133,14 @@ def test_default_profile_path_and_dense_mode_override(trained_weights, seg_root,
     assert main(base) == 0, capsys.readouterr().err
     assert main([*base, "--dense-mode", "sclip"]) == 0, capsys.readouterr().err
     folder = tmp_path / "open_clip@ViT-Tiny-P8" / "zs-seg"
-    assert sorted(p.name for p in folder.glob("*.json")) == ["voc20+dense-sclip.json", "voc20.json"]
-    default = json.loads((folder / "voc20.json").read_text())
+    w = _tag(trained_weights)
+    assert sorted(p.name for p in folder.glob("*.json")) == [f"voc20+dense-sclip{w}.json", f"voc20{w}.json"]
+    default = json.loads((folder / f"voc20{w}.json").read_text())
     assert default["profile"] == "tcl" and default["protocol"]["templates"] == "tcl"
     assert default["protocol"]["profile_version"] == 3
     assert default["protocol"]["crop"] == 448
-    assert json.loads((folder / "voc20+dense-sclip.json").read_text())["protocol"]["dense_mode"] == "sclip"
+    dense = json.loads((folder / f"voc20+dense-sclip{w}.json").read_text())
+    assert dense["protocol"]["dense_mode"] == "sclip"
 
 
 def _fails(args, capsys, *needles):
@@ -264,6 +273,7 @@ def test_image_batches_give_the_same_numbers(trained_weights, seg_root, tmp_path
             )
         folder = tmp_path / "r" / "open_clip@ViT-Tiny-P8" / "zs-seg"
         tag = "+limit-6" if extra else ""
+        tag += _tag(trained_weights)
         one = json.loads((folder / f"{name}-single@sclip{tag}.json").read_text())
         many = json.loads((folder / f"{name}-batched@sclip{tag}.json").read_text())
         assert many["protocol"]["image_batch_used"] == 3 and one["protocol"]["image_batch_used"] == 1

@@ -94,7 +94,8 @@ def main() -> int:
         cls_name = f"imagefolder:{_imagenet_shaped(tmp)}"
     cls_spec = load_task("zs-cls", cls_name)
     cls = read_classification(cls_spec.data, tmp)
-    templates = cls.templates or read_asset("templates", cls_spec.protocol["templates"])
+    asked = cls_spec.protocol["templates"]
+    templates = cls.templates or read_asset("templates", "imagenet" if asked == "dataset" else asked)
     split = cls.splits["eval"]
     tf = model.preprocess.transform()
 

@@ -30,11 +30,12 @@ def list_command(what: str) -> str:
         rows = []
         for t in list_tasks():
             for d in list_datasets(t):
-                spec = load_task(t, d if d != "imagefolder" else "imagefolder:PATH")
+                form = {"imagefolder": "imagefolder:PATH", "wds": "wds:PATH"}.get(d, d)
+                spec = load_task(t, form)
                 where = spec.data.get("path") or spec.data.get("data_root", "")
                 rows.append(
                     [
-                        d if d != "imagefolder" else "imagefolder:PATH",
+                        form,
                         t,
                         spec.data.get("format"),
                         where,

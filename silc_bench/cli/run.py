@@ -12,6 +12,7 @@ from pathlib import Path
 from silc_bench.core import paths
 from silc_bench.core.errors import UserError
 
+PATH_FORMS = ("imagefolder:", "wds:")  # dataset forms that take a path (never comma-split)
 MAX_BATCH = 2**20  # images or prompts per forward; beyond it a number is a typo, not a batch
 
 
@@ -21,7 +22,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
     r.add_argument(
         "--model", required=True, help="NAME, NAME:teacher|student, or open_clip:ARCH with --weights"
     )
-    r.add_argument("--dataset", help="NAME[,NAME] or imagefolder:PATH (default: all of the task's)")
+    r.add_argument(
+        "--dataset", help="NAME[,NAME], imagefolder:PATH or wds:PATH|ORG/NAME (default: all of the task's)"
+    )
     r.add_argument(
         "--data-root",
         default=paths.data_root(),
@@ -158,15 +161,15 @@ def _datasets(a: argparse.Namespace) -> list[str]:
     from silc_bench.core import dist
 
     if a.dataset is not None:
-        named = [a.dataset] if a.dataset.startswith("imagefolder:") else a.dataset.split(",")
+        named = [a.dataset] if a.dataset.startswith(PATH_FORMS) else a.dataset.split(",")
         named = [d.strip() for d in named]
         if not all(named):
             raise UserError(
-                f"--dataset {a.dataset!r}: empty dataset name; use NAME[,NAME] or imagefolder:PATH"
+                f"--dataset {a.dataset!r}: empty dataset name; use NAME[,NAME], imagefolder:PATH or wds:PATH"
             )
         datasets = list(dict.fromkeys(named))  # a dataset named twice runs once
     else:
-        datasets = [d for d in list_datasets(a.task) if d != "imagefolder"]
+        datasets = [d for d in list_datasets(a.task) if f"{d}:" not in PATH_FORMS]
     specs = [load_task(a.task, ds, a.protocol) for ds in datasets]  # validate every name first
     if a.dataset is None and not Path(a.data_root).is_dir():
         # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)

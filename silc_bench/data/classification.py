@@ -226,6 +226,38 @@ def _pick_split(base: Path, names: Any, what: str) -> str:
     raise UserError(f"{what}: expected {want} (with <class>/<images> inside), found {_listing(base)}")
 
 
+@FORMATS.register("wds")
+def webdataset(root: Path, path: str, splits: dict[str, Any], **_: Any) -> ClassificationData:
+    """CLIP_benchmark's WebDataset layout (data/wds.py): `cls` labels, classnames.txt and
+    zeroshot_classification_templates.txt at the root."""
+    from silc_bench.data import wds
+
+    roles = {role: (names if isinstance(names, str) else list(names)[0]) for role, names in splits.items()}
+    base = wds.locate(path, root, list(roles.values()))
+    if wds.dataset_type(base) == "retrieval":
+        raise UserError(f"wds {base}: dataset_type.txt says retrieval; run it with --task retrieval")
+    classes = wds.lines(base / "classnames.txt")
+    if not classes:
+        raise UserError(f"wds {base}: classification needs classnames.txt (one class name a line)")
+    tmpl = base / "zeroshot_classification_templates.txt"
+    meta = [p for p in (base / "classnames.txt", tmpl) if p.is_file()]
+    out = ClassificationData(classes=classes, classnames=classes, templates=wds.lines(tmpl))
+    out.meta_files = meta
+    for role, split in roles.items():
+        shard_files = wds.shards(base, split)
+        found = wds.samples(shard_files)
+        if not found or any("cls" not in s for s in found):
+            raise UserError(f"wds {base}/{split}: every sample needs a `cls` label (classification)")
+        labels = wds.labels([s["cls"] for s in found])
+        if labels.min() < 0 or labels.max() >= len(classes):
+            raise UserError(f"wds {base}/{split}: labels run {labels.min()}..{labels.max()}, "
+                            f"but classnames.txt names {len(classes)} classes")  # fmt: skip
+        images = [wds.image_of(s, f"wds {base}/{split}") for s in found]
+        fingerprint = files_fingerprint(base, shard_files, full=meta)
+        out.splits[role] = ImageSplit(split, images, labels, wds.read_image, fingerprint, str)
+    return out
+
+
 _WNID = re.compile(r"^n\d{8}$")
 
 

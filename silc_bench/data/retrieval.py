@@ -44,8 +44,11 @@ def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
     from silc_bench.data.generated import resolve_root
 
     cfg, data_root = resolve_root(data_cfg, data_root)
-    if cfg.pop("format") != "karpathy":
-        raise UserError("retrieval datasets use `format: karpathy`")
+    fmt = cfg.pop("format")
+    if fmt == "wds":
+        return _read_wds(cfg, Path(data_root))
+    if fmt != "karpathy":
+        raise UserError("retrieval datasets use `format: karpathy` or `format: wds`")
     base = Path(data_root) / cfg["path"]
     split_file = base / cfg["split_file"]
     image_dir = cfg["image_dir"]
@@ -88,3 +91,29 @@ def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
     fp = files_fingerprint(base, paths, full=[split_file], digests=digests)
     images = ImageSplit(split, paths, np.arange(len(paths)), open_image, fp, str, digests)
     return CaptionData(images, captions, np.asarray(owner, dtype=np.int64))
+
+
+def _read_wds(cfg: dict[str, Any], root: Path) -> CaptionData:
+    """CLIP_benchmark's WebDataset retrieval layout: each sample's `txt` holds its captions,
+    one a line (`str.splitlines`, as CLIP_benchmark reads them)."""
+    from silc_bench.data import wds
+
+    split = cfg.get("split", "test")
+    base = wds.locate(cfg["path"], root, [split])
+    shard_files = wds.shards(base, split)
+    found = wds.samples(shard_files)
+    if not found or any("txt" not in s for s in found):
+        raise UserError(f"wds {base}/{split}: every sample needs a `txt` member (captions, one a line)")
+    images = [wds.image_of(s, f"wds {base}/{split}") for s in found]
+    captions: list[str] = []
+    owner: list[int] = []
+    for i, s in enumerate(found):
+        sents = s["txt"].read_bytes().decode("utf-8").splitlines()
+        if not sents:
+            raise UserError(f"wds {base}/{split}: sample {s['txt'].name} has no captions")
+        captions += sents
+        owner += [i] * len(sents)
+    meta = [p for p in (base / "dataset_type.txt",) if p.is_file()]
+    fp = files_fingerprint(base, shard_files, full=meta)
+    split_obj = ImageSplit(split, images, np.arange(len(images)), wds.read_image, fp, str)
+    return CaptionData(split_obj, captions, np.asarray(owner, dtype=np.int64))
