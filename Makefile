@@ -20,9 +20,11 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 # CLIP_benchmark is a parity peer in the tests only. Its pinned deps would pull in
-# unrelated packages, so it is installed without them (docs/protocols.md).
+# unrelated packages, so it is installed without them (docs/protocols.md); its WebDataset
+# reader (build_wds_dataset) needs webdataset and requests, the parity test of wds: shards.
 $(TSTAMP): $(STAMP)
 	$(BIN)/pip install -q --no-deps clip-benchmark==1.6.2
+	$(BIN)/pip install -q webdataset==1.0.2 requests
 	touch $@
 
 demo: install
@@ -37,6 +39,7 @@ bench: install
 	$(BIN)/python -m silc_bench.bench.slide
 	$(BIN)/python -m silc_bench.bench.fingerprint
 	$(BIN)/python -m silc_bench.bench.suite
+	$(BIN)/python -m silc_bench.bench.cli_latency
 
 lint: install
 	$(BIN)/ruff check silc_bench tests
