@@ -1,6 +1,8 @@
 """A small stand-in for the Hugging Face Hub's file endpoints, on 127.0.0.1, for the real
-`huggingface_hub` client: `HEAD`/`GET /{repo}/resolve/{revision}/{file}` with the headers the
-client reads (X-Repo-Commit, ETag, Content-Length) and byte ranges for resumed downloads.
+`huggingface_hub` client: `HEAD`/`GET /[datasets/]{repo}/resolve/{revision}/{file}` with the
+headers the client reads (X-Repo-Commit, ETag, Content-Length) and byte ranges for resumed
+downloads; and, for `snapshot_download`, `/api/{models,datasets}/{repo}/revision/{rev}` and
+`/api/.../tree/{rev}` (the repository's commit and file list).
 
 Faults on demand: `corrupt` serves other bytes than the ETag names; `drop_first` closes the
 connection half-way through the first GET of a file (an interrupted download).
@@ -9,6 +11,7 @@ connection half-way through the first GET of a file (an interrupted download).
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,7 +49,7 @@ class Hub:
                 pass
 
             def _lookup(self) -> tuple[str, str, bytes] | None:
-                path = self.path.split("?")[0].lstrip("/")
+                path = self.path.split("?")[0].lstrip("/").removeprefix("datasets/")
                 if "/resolve/" not in path:
                     return None
                 repo, _, rest = path.partition("/resolve/")
@@ -74,7 +77,46 @@ class Hub:
                 repo, _, data = found
                 self._headers(repo, data, len(data))
 
+            def _api(self) -> bool:
+                """repo_info and list_repo_tree, for snapshot_download."""
+                path = self.path.split("?")[0]
+                for kind in ("/api/models/", "/api/datasets/"):
+                    if not path.startswith(kind):
+                        continue
+                    rest = path[len(kind) :]
+                    for verb in ("/revision/", "/tree/"):
+                        if verb in rest:
+                            repo = rest.split(verb)[0]
+                            names = sorted(f for r, f in hub.files if r == repo)
+                            if not names:
+                                self.send_response(404)
+                                self.send_header("X-Error-Code", "RepoNotFound")
+                                self.end_headers()
+                                return True
+                            if verb == "/revision/":
+                                body = {"id": repo, "sha": hub.commit[repo],
+                                        "siblings": [{"rfilename": n} for n in names]}  # fmt: skip
+                            else:
+                                body = [self._entry(repo, n) for n in names]
+                            data = json.dumps(body).encode()
+                            self.send_response(200)
+                            self.send_header("Content-Type", "application/json")
+                            self.send_header("Content-Length", str(len(data)))
+                            self.end_headers()
+                            self.wfile.write(data)
+                            return True
+                return False
+
+            def _entry(self, repo: str, name: str) -> dict:
+                data = hub.files[(repo, name)]
+                sha = hashlib.sha256(data).hexdigest()
+                blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+                return {"type": "file", "path": name, "size": len(data), "oid": blob,
+                        "lfs": {"oid": sha, "size": len(data), "pointerSize": 130}}  # fmt: skip
+
             def do_GET(self) -> None:  # noqa: N802
+                if self._api():
+                    return
                 found = self._lookup()
                 if found is None:
                     self.send_response(404)

@@ -156,3 +156,35 @@ def _write_over(folder: Path, rows: list[dict]) -> None:
 
     shutil.rmtree(folder / "test")
     _write(folder, "test", rows)
+
+
+def test_a_hub_dataset_repository_is_fetched_one_split_at_a_time(
+    trained_model, wds_cls, tmp_path, monkeypatch
+):
+    """`wds:ORG/NAME` through the real huggingface_hub client, from a Hub stand-in on
+    127.0.0.1: the split the task reads and the .txt files only; offline, the cache."""
+    from silc_bench.core.errors import UserError
+    from tests.hub_server import Hub
+
+    with Hub() as hub:
+        for f in sorted(wds_cls.rglob("*")):
+            if f.is_file():
+                hub.add(
+                    "clip-benchmark/wds_tiny", f.relative_to(wds_cls).as_posix(), f.read_bytes(), "d" * 40
+                )
+        for var in ("HF_HUB_OFFLINE", "SILC_BENCH_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        remote = evaluate(
+            trained_model, "zs-cls", "wds:clip-benchmark/wds_tiny", _opts(tmp_path / "a", tmp_path)
+        )
+        assert not any(name.startswith("train/") for name in hub.gets)  # zs-cls reads test only
+        assert hub.gets["test/0.tar"] == 1
+        local = evaluate(trained_model, "zs-cls", f"wds:{wds_cls}", _opts(tmp_path / "b", tmp_path))
+        assert remote.result.metrics == local.result.metrics
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cold"))
+        with pytest.raises(UserError, match="wds:clip-benchmark/wds_tiny"):
+            evaluate(trained_model, "zs-cls", "wds:clip-benchmark/wds_tiny", _opts(tmp_path / "c", tmp_path))
