@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from silc_bench.cli import main
 from silc_bench.core.paths import REPO_ROOT
@@ -163,3 +164,25 @@ def test_table_4_marks_cells_that_rest_on_our_own_background_rule(tmp_path, caps
     row = next(line for line in md.splitlines() if line.startswith("| SILC"))
     assert "40.00 §" in row and "70.00 §" not in row and "70.00" in row
     assert "§ background by silc-bench's own rule" in md
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["shapes", "--format", "latex"], "markdown and csv forms only"), (["4", "--paper"], "no paper numbers"),
+     (["shapes", "--paper"], "no paper numbers")],
+)  # fmt: skip
+def test_a_table_never_ignores_a_format_or_paper_it_cannot_honour(args, needle, tmp_path, capsys):
+    assert main(["table", *args, "--results", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+
+
+def test_table_all_in_latex_says_table_4_is_left_out(tmp_path, capsys):
+    assert main(["table", "all", "--format", "latex", "--results", str(tmp_path / "none")]) == 0
+    assert "table 4 has no LaTeX form" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from silc_bench import __version__
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"silc-bench {__version__}"

@@ -16,6 +16,7 @@ import os
 import sys
 import warnings
 
+from silc_bench import __version__
 from silc_bench.core.errors import UserError, first_line
 
 # subcommand → its module in this package, in the order `--help` lists them
@@ -41,6 +42,7 @@ def _module(command: str):  # noqa: ANN202
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="silc-bench", description="Evaluate CLIP-like models the way the SILC paper did.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"silc-bench {__version__}")
     # --debug works before or after the subcommand; SUPPRESS keeps a subparser from
     # resetting a --debug given before it
     common = Parser(add_help=False)

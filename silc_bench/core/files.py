@@ -26,6 +26,7 @@ def atomic_write_all(writers: dict[Path, Callable[[Path], object]]) -> None:
     try:
         for path, write in writers.items():
             write(tmps[Path(path)])
+            os.chmod(tmps[Path(path)], umask_mode())  # as any file the user writes (save_file: 0600)
         for path, tmp in tmps.items():
             os.replace(tmp, path)
     finally:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import stat
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from safetensors.numpy import save_file
 
 from silc_bench.core.console import warn
 from silc_bench.core.errors import first_line
-from silc_bench.core.files import atomic_write, umask_mode, writable_dir
+from silc_bench.core.files import atomic_write, writable_dir
 from silc_bench.core.hashing import canonical_json, hash_obj
 from silc_bench.core.paths import cache_root
 
@@ -111,7 +110,6 @@ class FeatureCache:
 
         def write(tmp: Path) -> None:
             save_file(arrays, str(tmp), metadata=meta)
-            os.chmod(tmp, umask_mode())
 
         try:
             p.parent.mkdir(parents=True, exist_ok=True)

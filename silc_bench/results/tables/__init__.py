@@ -16,7 +16,14 @@ FORMATS = ("markdown", "csv", "latex")
 
 
 def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: str) -> str:
-    """`silc-bench table WHICH`: a missing or empty results folder shows the paper or "–"."""
+    """`silc-bench table WHICH`: a missing or empty results folder shows the paper or "–".
+
+    A format or `--paper` a table cannot honour is refused in one line, never ignored: the
+    ShapesWorld report and Table 4 have no paper numbers, and no LaTeX form."""
+    if with_paper and which in ("4", "shapes"):
+        raise UserError(f"--paper: table {which} has no paper numbers to compare with")
+    if fmt == "latex" and which in ("4", "shapes"):
+        raise UserError(f"table {which} has markdown and csv forms only")
     from silc_bench.results.audit import load_results
     from silc_bench.config import load_models
 
@@ -40,8 +47,8 @@ def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: s
     if fmt == "csv":
         return csv(pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS))
     if fmt == "latex":
-        if which == "4":
-            raise UserError("table 4 has markdown and csv forms only")
+        if "4" in numbers:
+            warn("table 4 has no LaTeX form: left out of `table all --format latex` (use markdown or csv)")
         return "\n".join(latex(load_paper_table(n), frames[n], with_paper) for n in numbers if n != "4")
     out = [
         table4.markdown(results) if n == "4" else markdown(load_paper_table(n), frames[n], with_paper)
