@@ -42,9 +42,35 @@ def _names(task: str, pattern: str) -> list[str]:
     return sorted(found)
 
 
+MAX_YAML_NODES = 200_000  # after alias expansion; the whole registry is a few thousand
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes the document holds once every alias is expanded, counted without expanding it
+    (a shared node is counted from the memo): nested aliases (a "billion laughs" file) would
+    otherwise hang every command that walks the data."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a cycle counts once
+        if isinstance(node, yaml.MappingNode):
+            memo[key] = 1 + sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            memo[key] = 1 + sum(_expanded_nodes(v, memo) for v in node.value)
+        else:
+            memo[key] = 1
+    return memo[key]
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and _expanded_nodes(root, {}) > MAX_YAML_NODES:
+            raise UserError(
+                f"{path}: its aliases expand to more than {MAX_YAML_NODES:,} nodes; "
+                "not a configuration file (a YAML alias bomb?)"
+            )
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
     except yaml.YAMLError as e:

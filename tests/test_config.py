@@ -115,3 +115,41 @@ def test_your_own_task_folders_extend_the_built_in_ones(tmp_path, monkeypatch):
     (extra / "zs-cls" / "cifar100.yaml").write_text("data: {format: cifar100}\n")
     with pytest.raises(UserError, match="defined twice"):
         load_task("zs-cls", "cifar100")
+
+
+def test_a_yaml_alias_bomb_is_refused_before_anything_walks_it(tmp_path, monkeypatch, capsys):
+    from silc_bench.cli import main
+
+    rows = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefg", "bcdefgh"):
+        rows.append(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]")
+    rows.append("models: {x: *h}")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(bomb))
+    assert main(["list", "models"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "alias" in err and str(bomb) in err
+
+
+def test_registry_anchors_are_still_fine():
+    from silc_bench.config import load_models
+
+    assert load_models()["clip-tiny"].preprocess["size"] == 64  # checkpoints.yaml uses &tiny_pp
+
+
+@pytest.mark.parametrize("topk", ["[0]", "[]", "[true]"])
+def test_a_zs_cls_topk_that_is_not_a_rank_is_refused(topk, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from silc_bench.cli import main
+    from silc_bench.core.paths import REPO_ROOT
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(REPO_ROOT / "tasks", tasks)
+    (tasks / "zs-cls" / "shapes-odd.yaml").write_text(f"include: shapes-cls\nprotocol: {{topk: {topk}}}\n")
+    monkeypatch.setenv("SILC_BENCH_TASKS", str(tasks))
+    args = ["run", "--task", "zs-cls", "--model", "tiny-random", "--dataset", "shapes-odd", "--limit", "2",
+            "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet", "--workers", "0"]  # fmt: skip
+    assert main(args) == 2
+    assert "topk" in capsys.readouterr().err and not (tmp_path / "o").exists()

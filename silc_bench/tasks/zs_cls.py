@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from silc_bench.core.errors import UserError
 from silc_bench.data.classification import read_classification
 from silc_bench.features.extract import image_features
 from silc_bench.features.prompts import classifier_weights, resolve_prompts
@@ -59,6 +60,9 @@ class ZeroShotClassification(TaskPlugin):
     def run(self, ctx: TaskContext, protocol: ZsClsProtocol) -> TaskOutput:
         logits, split, prompts, data = zero_shot_logits(ctx, protocol)
         n_cls = len(data.classes)
+        bad = [k for k in protocol.topk if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1)]
+        if bad or not protocol.topk:
+            raise UserError(f"zs-cls protocol topk must list whole numbers >= 1, not {protocol.topk!r}")
         ks = tuple(k for k in protocol.topk if k <= n_cls)
         acc = topk_accuracy(logits, split.labels, ks)
         pred = argmax_low(logits)
