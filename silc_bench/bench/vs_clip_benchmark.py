@@ -50,7 +50,7 @@ def _imagenet_shaped(tmp: Path, n_classes: int = 100) -> Path:
     for i, item in enumerate(split.items):
         folder = root / "test" / f"c{i % n_classes:03d}"
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(item, folder / Path(item).name)
+        shutil.copy(item, folder / f"{i:05d}{Path(item).suffix}")  # names differ across classes
     (root / "classnames.txt").write_text("\n".join(read_asset("classnames", "imagenet")[:n_classes]) + "\n")
     return root
 
