@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -180,7 +181,11 @@ def scaling(fl: dict[str, int], decode: float) -> str:
 
 
 def main() -> int:
-    out = REPO_ROOT / "reports" / "perf.md"
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO_ROOT / "reports" / "perf.md"))
+    out = Path(ap.parse_args().out)  # --help prints the usage and measures nothing
     fl = count()
     cpu = cpu_rates(fl["image_224"])
     decode = decode_rate()
