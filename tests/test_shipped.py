@@ -13,7 +13,7 @@ import pytest
 
 from silc_bench.cli import main
 from silc_bench.config import load_models
-from silc_bench.models.resolve import PACKAGE_DIR
+from silc_bench.core.paths import PACKAGE_DIR
 from silc_bench.segmentation.references import dataset_references
 
 SHIPPED = ("silc-tiny", "clip-tiny", "pacl-tiny")
