@@ -152,9 +152,40 @@ def test_a_result_stands_for_its_entry_only_by_its_own_fields(change, why):
     fields = {
         "model": "clip-tiny", "variant": None, "checkpoint_sha256": fixtures.registry_sha("clip-tiny"),
         "task": "zs-cls", "task_version": 1, "dataset": "shapes-cls", "dataset_fingerprint": "f",
-        "protocol": {"num_images": 1280}, "metrics": {"top1": 19.72}, "precision": "fp32",
+        "protocol": {"num_images": 360}, "metrics": {"top1": 19.72}, "precision": "fp32",
         "run_key": fixtures.MINIMAL_RUN_KEY,
     }  # fmt: skip
     spec = load_models()["clip-tiny"]
     assert not_the_registry_run(Result(**fields), spec) is None
     assert why in (not_the_registry_run(Result(**{**fields, **change}), spec) or "")
+
+
+SHAPES_CLS_DATA = {
+    "format": "imagefolder", "generated": "shapesworld", "path": "cls", "splits": {"eval": ["test"]}
+}  # fmt: skip
+CLIP_TINY = fixtures.registry_sha("clip-tiny")
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"protocol": {"num_images": 6}}, "fewer images than the published split"),  # limit erased
+        ({"run_key": {"model": {}, "precision": "bf16"}}, "run key says 'bf16'"),
+        ({"run_key": {"model": {}, "task_version": 0}}, "run key says 0"),
+        ({"run_key": {"model": {"variant": "student"}}}, "run key says 'student'"),
+        ({"run_key": {"model": {}, "data": {**SHAPES_CLS_DATA, "generated_seed": 1}}}, "not the dataset"),
+        ({"run_key": {"model": {"weights_sha256": [CLIP_TINY, "2" * 64]}}}, "--weights"),
+    ],
+)  # fmt: skip
+def test_a_result_whose_fields_contradict_its_run_key_stands_for_nothing(change, why):
+    from silc_bench.config import load_models
+    from silc_bench.results.audit import not_the_registry_run
+
+    fields = {
+        "model": "clip-tiny", "variant": None, "checkpoint_sha256": fixtures.registry_sha("clip-tiny"),
+        "task": "zs-cls", "task_version": 1, "dataset": "shapes-cls", "dataset_fingerprint": "f",
+        "protocol": {"num_images": 360}, "metrics": {"top1": 19.72}, "precision": "fp32",
+        "run_key": fixtures.MINIMAL_RUN_KEY,
+    }  # fmt: skip
+    spec = load_models()["clip-tiny"]
+    assert why in (not_the_registry_run(Result(**{**fields, **change}), spec) or ""), change

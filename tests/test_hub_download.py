@@ -99,3 +99,12 @@ def test_a_repository_without_an_open_clip_config_is_one_line(hub, data_root, tm
     assert _run("hf-hub:org/empty", tmp_path / "a", data_root) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "open_clip_config.json" in err
+
+
+@pytest.mark.parametrize("name", ["hf-hub:a/b/c", "hf-hub:../../x", "hf-hub:", "hf-hub:/", "hf-hub:a"])
+def test_a_malformed_hub_name_is_one_line_even_offline(name, data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert _run(name, tmp_path / "o", data_root) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ORG/NAME" in err and "Traceback" not in err

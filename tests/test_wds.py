@@ -121,10 +121,17 @@ def test_few_shot_draws_from_train_and_scores_test(trained_model, wds_cls, tmp_p
 
 @pytest.mark.parametrize(
     "damage, needle",
-    [("nshards", "nshards.txt"), ("label", "labels run"), ("no-image", "no webp/png/jpg/jpeg image")],
-)
+    [("nshards", "nshards.txt"), ("label", "labels run"), ("no-image", "no webp/png/jpg/jpeg image"),
+     ("truncated", "truncated"), ("gzip", "compressed"), ("not-tar", "not a readable tar shard"),
+     ("duplicate", "two 'cls' members"), ("no-c", "needs '{c}'"), ("empty-templates", None)],
+)  # fmt: skip
 def test_a_damaged_shard_folder_is_one_line(damage, needle, wds_cls, tmp_path, capsys):
+    """Each of these once ran with exit 0 and another number (a shard cut at a member
+    boundary lost samples; a duplicate label silently won; a template without {c} gave every
+    class one prompt) or ended in a traceback (an empty templates file)."""
+    import gzip
     import shutil
+    import tarfile
 
     from silc_bench.cli import main
 
@@ -136,10 +143,34 @@ def test_a_damaged_shard_folder_is_one_line(damage, needle, wds_cls, tmp_path, c
         _write_over(
             bad, [{"__key__": "x", "png": (bad / "test" / "0.tar").read_bytes()[:0] or _tiny(), "cls": 999}]
         )
-    else:
+    elif damage == "no-image":
         _write_over(bad, [{"__key__": "x", "cls": 0}])
+    elif damage == "truncated":  # cut at a member boundary: tarfile alone reads a shorter, valid tar
+        shard = bad / "test" / "0.tar"
+        with tarfile.open(shard) as tar:
+            members = tar.getmembers()
+        shard.write_bytes(shard.read_bytes()[: members[2].offset])
+    elif damage == "gzip":
+        shard = bad / "test" / "0.tar"
+        shard.write_bytes(gzip.compress(shard.read_bytes()))
+    elif damage == "not-tar":
+        (bad / "test" / "0.tar").write_bytes(b"<html>not found</html>" * 100)
+    elif damage == "duplicate":
+        shard = bad / "test" / "0.tar"
+        with tarfile.open(shard, "w") as tar:
+            for name, data in (("s0.png", _tiny()), ("s0.cls", b"0"), ("s0.cls", b"1")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    elif damage == "no-c":
+        (bad / "zeroshot_classification_templates.txt").write_text("a photo of a thing.\n")
+    else:  # an empty templates file: the dataset ships none, so the default ImageNet ones are used
+        (bad / "zeroshot_classification_templates.txt").write_text("")
     args = ["run", "--task", "zs-cls", "--model", "tiny-random", "--dataset", f"wds:{bad}", "--out",
             str(tmp_path / "o"), "--device", "cpu", "--quiet", "--workers", "0"]  # fmt: skip
+    if needle is None:
+        assert main(args) == 0
+        return
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err and not (tmp_path / "o").exists()

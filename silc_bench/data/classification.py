@@ -241,7 +241,7 @@ def webdataset(root: Path, path: str, splits: dict[str, Any], **_: Any) -> Class
         raise UserError(f"wds {base}: classification needs classnames.txt (one class name a line)")
     tmpl = base / "zeroshot_classification_templates.txt"
     meta = [p for p in (base / "classnames.txt", tmpl) if p.is_file()]
-    out = ClassificationData(classes=classes, classnames=classes, templates=wds.lines(tmpl))
+    out = ClassificationData(classes=classes, classnames=classes, templates=wds.templates(base))
     out.meta_files = meta
     for role, split in roles.items():
         shard_files = wds.shards(base, split)

@@ -108,7 +108,10 @@ def _read_wds(cfg: dict[str, Any], root: Path) -> CaptionData:
     captions: list[str] = []
     owner: list[int] = []
     for i, s in enumerate(found):
-        sents = s["txt"].read_bytes().decode("utf-8").splitlines()
+        try:
+            sents = s["txt"].read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UserError(f"wds {base}/{split}: captions {s['txt'].name} are not UTF-8 text") from None
         if not sents:
             raise UserError(f"wds {base}/{split}: sample {s['txt'].name} has no captions")
         captions += sents

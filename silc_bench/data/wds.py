@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from silc_bench.core.errors import UserError
+from silc_bench.core.errors import UserError, first_line
 
 IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")
+ROOT_FILES = ("classnames.txt", "zeroshot_classification_templates.txt", "dataset_type.txt")
 _KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext
 
 
@@ -67,11 +68,14 @@ def shards(base: Path, split: str) -> list[Path]:
 
 
 def samples(paths: list[Path]) -> list[dict[str, Member]]:
-    """Every sample of the shards, in order: {extension: member}."""
+    """Every sample of the shards, in order: {extension: member}. A shard must be a plain
+    (uncompressed) tar that ends with its end-of-archive blocks: one cut at a member
+    boundary would otherwise read as a shorter, valid shard and lose samples silently."""
     out: list[dict[str, Member]] = []
     for shard in paths:
+        _check_plain(shard)
         try:
-            with tarfile.open(shard) as tar:
+            with tarfile.open(shard, mode="r:") as tar:
                 key = None
                 for m in tar:
                     if not m.isfile():
@@ -83,10 +87,29 @@ def samples(paths: list[Path]) -> list[dict[str, Member]]:
                     if k != key:
                         out.append({})
                         key = k
+                    if ext in out[-1]:  # webdataset refuses it too ("duplicate file name in tar file")
+                        raise UserError(f"{shard}: sample {k} holds two {ext!r} members")
                     out[-1][ext] = Member(shard, m.offset_data, m.size, m.name)
         except (tarfile.TarError, OSError) as e:
-            raise UserError(f"{shard}: not a readable tar shard ({e})") from None
+            raise UserError(f"{shard}: not a readable tar shard ({first_line(e)})") from None
+        _check_whole(shard)
     return out
+
+
+def _check_plain(shard: Path) -> None:
+    with open(shard, "rb") as f:
+        head = f.read(6)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        raise UserError(f"{shard}: a compressed shard; CLIP_benchmark's layout uses plain .tar files")
+
+
+def _check_whole(shard: Path) -> None:
+    with open(shard, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - 1024))
+        tail = f.read(1024)
+    if size < 1024 or size % 512 or tail.strip(b"\0"):
+        raise UserError(f"{shard}: truncated (no end-of-archive blocks); download or write it again")
 
 
 def image_of(sample: dict[str, Member], shard_note: str) -> Member:
@@ -109,7 +132,26 @@ def dataset_type(base: Path) -> str:
 
 
 def lines(path: Path) -> list[str] | None:
-    return [ln.strip() for ln in path.read_text().splitlines()] if path.is_file() else None
+    """The non-blank lines of a metadata file, stripped (None: no such file)."""
+    if not path.is_file():
+        return None
+    try:
+        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+
+
+def templates(base: Path) -> list[str] | None:
+    """zeroshot_classification_templates.txt: every template names the class with `{c}`
+    (one without it gives every class the same prompt); absent or empty: None."""
+    found = lines(base / "zeroshot_classification_templates.txt")
+    if not found:
+        return None
+    bad = [t for t in found if "{c}" not in t]
+    if bad:
+        where = base / "zeroshot_classification_templates.txt"
+        raise UserError(f"{where}: every template needs '{{c}}' for the class name, not {bad[0]!r}")
+    return found
 
 
 def read_image(member: Member):  # noqa: ANN201 - a PIL image
@@ -145,7 +187,7 @@ def _from_hub(repo: str, splits: list[str]) -> Path:
     from silc_bench.core.paths import hub_cache
     from silc_bench.models.hub_fetch import offline
 
-    patterns = ["*.txt", *(f"{s}/*" for s in splits)]
+    patterns = [*ROOT_FILES, *(f"{s}/*" for s in splits)]  # "*.txt" would match train/nshards.txt too
     try:
         folder = snapshot_download(
             repo, repo_type="dataset", allow_patterns=patterns, cache_dir=str(hub_cache()),

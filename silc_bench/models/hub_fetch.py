@@ -30,11 +30,16 @@ def offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in OFFLINE_VARS)
 
 
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
 def split_revision(repo: str) -> tuple[str, str | None]:
     """`ORG/NAME@REV` → (ORG/NAME, REV); no `@`: the revision is whatever `main` is now."""
     name, at, rev = repo.partition("@")
     if at and not rev:
         raise UserError(f"hf-hub:{repo}: empty revision after '@'")
+    if not _REPO_ID.match(name) or ".." in name:
+        raise UserError(f"hf-hub:{repo}: a Hub repository is ORG/NAME (letters, digits, - _ .), not {name!r}")
     return name, (rev or None)
 
 
@@ -47,6 +52,7 @@ def fetch(repo: str, filename: str, revision: str | None, what: str) -> Path | N
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
+        LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -61,6 +67,12 @@ def fetch(repo: str, filename: str, revision: str | None, what: str) -> Path | N
         raise UserError(f"{what}: no Hub repository {repo} (if it is private: hf auth login)") from None
     except RevisionNotFoundError:
         raise UserError(f"{what}: {repo} has no revision {revision!r}") from None
+    except LocalEntryNotFoundError:  # the Hub could not be reached (a subclass of the next one)
+        endpoint = os.environ.get("HF_ENDPOINT") or "the Hugging Face Hub"
+        raise UserError(
+            f"{what}: cannot reach {endpoint} to download {filename} from {repo}, and it is not in the "
+            "local cache; check the network, or --offline to use the cache only"
+        ) from None
     except EntryNotFoundError:
         return None
     except Exception as e:  # noqa: BLE001 - a network failure, a truncated transfer, a full disk

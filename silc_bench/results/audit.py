@@ -83,6 +83,9 @@ def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
         return f"--limit {limit} (partial)"
     if partial_split(r) is not None or _short_of_the_split(r):
         return "fewer images than the published split"
+    contradiction = _contradicts_its_run_key(r)
+    if contradiction:
+        return contradiction
     current = _task_version(r.task)
     if current is not None and r.task_version != current:
         return f"task version {r.task_version} (the task is at version {current})"
@@ -98,6 +101,26 @@ def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
     return _other_checkpoint(r, spec, model)
 
 
+def _contradicts_its_run_key(r: Result) -> str | None:
+    """The run key says how the result was asked for; a file whose fields say otherwise
+    (edited, or stitched from two runs) stands for nothing."""
+    key = r.run_key
+    model = key.get("model") if isinstance(key.get("model"), dict) else {}
+    pairs = (
+        ("precision", r.precision, key.get("precision")),
+        ("task_version", r.task_version, key.get("task_version")),
+        ("variant", r.variant, model.get("variant", r.variant)),
+    )
+    for name, field_value, keyed in pairs:
+        if name in key or name == "variant":
+            if keyed != field_value:
+                return f"its {name} is {field_value!r} but its run key says {keyed!r}"
+    spec = _task_spec(r.task, r.dataset)
+    if spec is not None and "data" in key and key["data"] != spec.data:
+        return f"its data {key['data']} are not the dataset's ({spec.data})"
+    return None
+
+
 def _other_checkpoint(r: Result, spec: ModelSpec | None, model: dict) -> str | None:
     """The entry's pinned sha256 against both the result's checkpoint and its weight files."""
     want = (spec.weights.get("sha256") if spec is not None else None) or []
@@ -105,7 +128,8 @@ def _other_checkpoint(r: Result, spec: ModelSpec | None, model: dict) -> str | N
     if not want:
         return None
     got = model.get("weights_sha256") or []
-    if got and list(got)[: len(want)] != list(want):
+    extra = 1 if spec is not None and spec.weights.get("masker") else 0  # TCL's masker file, listed after
+    if got and (list(got)[: len(want)] != list(want) or len(got) != len(want) + extra):
         return "weights other than the registry's (--weights)"
     combined = want[0] if len(want) == 1 else hash_obj(want)
     if r.checkpoint_sha256 != combined and r.env.get("source") != "imported":

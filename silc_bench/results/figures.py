@@ -9,13 +9,11 @@ from confusion matrices over the whole dataset.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from silc_bench.core.errors import UserError
 from silc_bench.results.key import model_dirname
 
 IGNORE = 255
@@ -52,8 +50,8 @@ def colourise(label: np.ndarray, pal: np.ndarray) -> np.ndarray:
 def samples(task_dataset: str, data_root: Path, n: int | None) -> tuple[list[dict], list[str]]:
     """[(image path, ground truth in the metric's label space)], class names: via mmseg."""
     from silc_bench.config import load_task
-    from silc_bench.segmentation.dataset import build_dataset
     from silc_bench.features.prompts import read_asset
+    from silc_bench.segmentation.dataset import build_dataset
 
     spec = load_task("zs-seg", task_dataset)
     classes = [c.strip() for c in read_asset("classnames", f"mmseg-{spec.data['classes']}")]

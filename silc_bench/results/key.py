@@ -110,7 +110,8 @@ def weights_tags(identity: dict[str, Any] | None) -> tuple[str, ...]:
     shas = ident.get("weights_sha256") or []
     if not ident.get("weights_override") or not shas:
         return ()
-    return (f"weights-{(shas[0] if len(shas) == 1 else hashlib.sha256(''.join(shas).encode()).hexdigest())[:8]}",)
+    combined = shas[0] if len(shas) == 1 else hashlib.sha256("".join(shas).encode()).hexdigest()
+    return (f"weights-{combined[:8]}",)
 
 
 def text_tags(text_encoding: str | None) -> tuple[str, ...]:

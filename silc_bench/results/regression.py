@@ -11,7 +11,6 @@ for an expected number, and every duplicate is compared (none hides another).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import re
 import subprocess
@@ -21,9 +20,9 @@ from typing import Any
 
 from silc_bench import __version__
 from silc_bench.config import DEFAULT_PROFILE
-from silc_bench.core.paths import REPO_ROOT
 from silc_bench.core.errors import UserError
 from silc_bench.core.files import atomic_write_text, remove_stale_tmp
+from silc_bench.core.paths import REPO_ROOT
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema 1 had no run_key: such a result is read, never reused

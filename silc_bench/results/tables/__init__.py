@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from silc_bench.core.errors import UserError
 from silc_bench.core.console import warn
+from silc_bench.core.errors import UserError
 from silc_bench.results.tables.build import COLUMNS, frame
 from silc_bench.results.tables.paper import PAPER_TABLES, load_paper_table
 from silc_bench.results.tables.render import csv, latex, markdown
@@ -24,8 +24,8 @@ def render_tables(which: str, results_dir: Path | None, with_paper: bool, fmt: s
         raise UserError(f"--paper: table {which} has no paper numbers to compare with")
     if fmt == "latex" and which in ("4", "shapes"):
         raise UserError(f"table {which} has markdown and csv forms only")
-    from silc_bench.results.audit import load_results
     from silc_bench.config import load_models
+    from silc_bench.results.audit import load_results
 
     results, bad = [], []
     where = Path(results_dir) if results_dir is not None else None

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from silc_bench.results.audit import is_raw_zero_shot, not_the_registry_run
 from silc_bench.config import ModelSpec, task_default_profile
+from silc_bench.results.audit import is_raw_zero_shot, not_the_registry_run
 from silc_bench.results.key import ResultKey, option_tags
 from silc_bench.results.schema import Result
 from silc_bench.results.tables.paper import Cell

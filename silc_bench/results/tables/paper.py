@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from silc_bench.config import ModelSpec, build, read_yaml
-from silc_bench.core.paths import DATA_HOME
 from silc_bench.core.errors import UserError
+from silc_bench.core.paths import DATA_HOME
 
 PAPER_DIR = DATA_HOME / "reports" / "paper"
 PAPER_TABLES = ("1", "2", "3")

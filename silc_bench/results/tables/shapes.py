@@ -15,8 +15,8 @@ import pandas as pd
 from silc_bench.core.paths import REPO_ROOT
 from silc_bench.results.key import option_tags
 from silc_bench.results.schema import Result
-from silc_bench.segmentation.references import dataset_references
 from silc_bench.results.tables.build import COLUMNS, newest_registry_runs
+from silc_bench.segmentation.references import dataset_references
 
 TASKS = (
     ("zs-cls", "shapes-cls", "top1"),
