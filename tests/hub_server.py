@@ -67,12 +67,15 @@ class Hub:
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
 
+            def _missing(self, code: str) -> None:
+                self.send_response(404)
+                self.send_header("X-Error-Code", code)
+                self.end_headers()
+
             def do_HEAD(self) -> None:  # noqa: N802
                 found = self._lookup()
                 if found is None:
-                    self.send_response(404)
-                    self.send_header("X-Error-Code", "EntryNotFound")
-                    self.end_headers()
+                    self._missing("EntryNotFound")
                     return
                 repo, _, data = found
                 self._headers(repo, data, len(data))
@@ -89,9 +92,7 @@ class Hub:
                             repo = rest.split(verb)[0]
                             names = sorted(f for r, f in hub.files if r == repo)
                             if not names:
-                                self.send_response(404)
-                                self.send_header("X-Error-Code", "RepoNotFound")
-                                self.end_headers()
+                                self._missing("RepoNotFound")
                                 return True
                             if verb == "/revision/":
                                 body = {"id": repo, "sha": hub.commit[repo],
@@ -119,9 +120,7 @@ class Hub:
                     return
                 found = self._lookup()
                 if found is None:
-                    self.send_response(404)
-                    self.send_header("X-Error-Code", "EntryNotFound")
-                    self.end_headers()
+                    self._missing("EntryNotFound")
                     return
                 repo, filename, data = found
                 hub.gets[filename] += 1

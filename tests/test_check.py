@@ -149,12 +149,7 @@ def test_a_result_stands_for_its_entry_only_by_its_own_fields(change, why):
     from silc_bench.config import load_models
     from silc_bench.results.audit import not_the_registry_run
 
-    fields = {
-        "model": "clip-tiny", "variant": None, "checkpoint_sha256": fixtures.registry_sha("clip-tiny"),
-        "task": "zs-cls", "task_version": 1, "dataset": "shapes-cls", "dataset_fingerprint": "f",
-        "protocol": {"num_images": 360}, "metrics": {"top1": 19.72}, "precision": "fp32",
-        "run_key": fixtures.MINIMAL_RUN_KEY,
-    }  # fmt: skip
+    fields = _clip_tiny_fields()
     spec = load_models()["clip-tiny"]
     assert not_the_registry_run(Result(**fields), spec) is None
     assert why in (not_the_registry_run(Result(**{**fields, **change}), spec) or "")
@@ -181,11 +176,16 @@ def test_a_result_whose_fields_contradict_its_run_key_stands_for_nothing(change,
     from silc_bench.config import load_models
     from silc_bench.results.audit import not_the_registry_run
 
-    fields = {
+    fields = _clip_tiny_fields()
+    spec = load_models()["clip-tiny"]
+    assert why in (not_the_registry_run(Result(**{**fields, **change}), spec) or ""), change
+
+
+def _clip_tiny_fields() -> dict:
+    """A result that stands for clip-tiny's zs-cls/shapes-cls number (what the cases above edit)."""
+    return {
         "model": "clip-tiny", "variant": None, "checkpoint_sha256": fixtures.registry_sha("clip-tiny"),
         "task": "zs-cls", "task_version": 1, "dataset": "shapes-cls", "dataset_fingerprint": "f",
         "protocol": {"num_images": 360}, "metrics": {"top1": 19.72}, "precision": "fp32",
         "run_key": fixtures.MINIMAL_RUN_KEY,
     }  # fmt: skip
-    spec = load_models()["clip-tiny"]
-    assert why in (not_the_registry_run(Result(**{**fields, **change}), spec) or ""), change
