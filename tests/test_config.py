@@ -17,7 +17,7 @@ def test_discovery():
     assert list_tasks() == ["fs-cls", "retrieval", "zs-cls", "zs-seg"]
     assert list_profiles("zs-seg") == ["sclip", "tcl"]
     assert {"imagenet", "cifar100", "imagefolder"} <= set(list_datasets("zs-cls"))
-    assert list_datasets("retrieval") == ["coco", "flickr30k", "shapes-retrieval"]
+    assert list_datasets("retrieval") == ["coco", "flickr30k", "shapes-retrieval", "wds"]
     assert "big_vision" in list_profiles("zs-cls")
 
 
