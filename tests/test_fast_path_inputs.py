@@ -39,6 +39,7 @@ def test_other_precision_gets_its_own_file_and_never_stands_for_fp32(tmp_path, c
     assert fp32.precision == "fp32" and bf16.precision == "bf16"  # the fp32 file was not replaced
     bf16.protocol.pop("limit", None)  # as if a full run: precision alone must disqualify it
     bf16.run_key.pop("limit", None)
+    bf16.protocol["num_images"] = 360  # the whole generated split
     assert "precision bf16" in (not_the_registry_run(bf16, None) or "")
 
 
