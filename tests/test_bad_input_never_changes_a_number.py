@@ -83,7 +83,7 @@ def test_import_rejects_shifted_fields_duplicate_columns_booleans_and_spellings(
         json.dumps([{"model": "silc-b16", "checkpoint_sha256": sha, "dataset": "ade20k", "mIoU": True}])
     )
     one_line_error(
-        capsys, main(["import", "--task", "ov-seg", str(j), "--out", str(tmp_path / "o")]), "not a number"
+        capsys, main(["import", "--task", "ov-seg", str(j), "--out", str(tmp_path / "o")]), "mIoU: expected a number"
     )
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / "clip-webli-b16").write_text("")  # a file where a folder must go
@@ -140,7 +140,7 @@ def test_impossible_metrics_and_bad_flags_are_refused(tmp_path, capsys):
     d["metrics"] = {"top1": 16.39}
     d["model"] = None
     path.write_text(json.dumps(d))
-    one_line_error(capsys, main(["check", str(out)]), "model is NoneType")
+    one_line_error(capsys, main(["check", str(out)]), "model: expected a string, found None")
     for tol in ("nan", "-1", "inf"):
         one_line_error(capsys, main(["check", str(out), "--regression", "--tolerance", tol]), "--tolerance")
     one_line_error(

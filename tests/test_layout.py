@@ -24,7 +24,7 @@ FLOORS = {
 }  # fmt: skip
 EVALUATION = ("core", "config", "metrics", "data", "models", "features", "segmentation", "convert",
               "tasks", "results", "api")  # fmt: skip
-TOP_LEVEL_MODULES = {"__init__", "__main__", "api", "config"}
+TOP_LEVEL_MODULES = {"__init__", "__main__", "api"}
 
 
 def _module_name(root: Path, path: Path) -> str:

@@ -148,7 +148,7 @@ def test_a_weights_list_longer_than_its_sha256_list_is_refused(trained_weights, 
     entry = {"arch": {"open_clip": "ViT-Tiny-P8"}, "weights": weights}
     reg.write_text(yaml.safe_dump({"models": {"two-files": entry}}))
     monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
-    with pytest.raises(UserError, match="names 2 file.s. but weights.sha256 gives 1"):
+    with pytest.raises(UserError, match="2 weight files but 1 sha256"):
         load_model(parse_model_ref("two-files"))
 
 

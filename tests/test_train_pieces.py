@@ -242,11 +242,11 @@ MIN_CFG = "model: {open_clip: ViT-Tiny-P8}\ndata: {manifest: m.csv}\n"
 def test_config_unknown_and_mistyped_keys(tmp_path):
     with pytest.raises(UserError, match=r"objective\.studnt_temp.*valid keys in objective: \[.*student_temp"):
         load_config(_write(tmp_path / "a.yaml", MIN_CFG + "objective: {studnt_temp: 0.1}\n"))
-    with pytest.raises(UserError, match=r"optim\.lr must be a number, found 'fast'"):
+    with pytest.raises(UserError, match=r"optim\.lr: expected a number, found 'fast'"):
         load_config(_write(tmp_path / "b.yaml", MIN_CFG + "optim: {lr: fast}\n"))
-    with pytest.raises(UserError, match=r"objective\.distill must be true or false"):
+    with pytest.raises(UserError, match=r"objective\.distill: expected true or false"):
         load_config(_write(tmp_path / "c.yaml", MIN_CFG + "objective: {distill: 1}\n"))
-    with pytest.raises(UserError, match=r"objective\.contrastive must be 'softmax' or 'sigmoid'"):
+    with pytest.raises(UserError, match=r"objective\.contrastive: expected one of 'softmax', 'sigmoid'"):
         load_config(_write(tmp_path / "d.yaml", MIN_CFG + "objective: {contrastive: hinge}\n"))
     assert (
         load_config(_write(tmp_path / "g.yaml", MIN_CFG + "optim: {lr: 1e-4}\n")).optim.lr == 1e-4

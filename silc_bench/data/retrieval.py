@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
 from silc_bench.core.errors import UserError
 from silc_bench.core.hashing import files_fingerprint, hash_obj
+from silc_bench.core.typed import Check, validate
 from silc_bench.data.classification import ImageSplit
 from silc_bench.data.images import open_image
 
@@ -71,12 +72,10 @@ def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
     captions: list[str] = []
     owner: list[int] = []
     for i, e in enumerate(entries):
-        try:
-            folder = e.get("filepath") or image_dir
-            paths.append(base / folder / e["filename"])
-            sents = [s["raw"].strip() for s in e["sentences"]]
-        except (KeyError, TypeError) as err:
-            raise UserError(f"{split_file}: image entry {i} lacks {err}") from None
+        validate(e, KarpathyImage, f"{split_file}: images[{i}] ({split})")
+        folder = e.get("filepath") or image_dir
+        paths.append(base / folder / e["filename"])
+        sents = [s["raw"].strip() for s in e["sentences"]]
         if not sents:
             raise UserError(f"{split_file}: image {e['filename']} has no captions")
         captions += sents
@@ -91,6 +90,30 @@ def read_karpathy(data_cfg: dict[str, Any], data_root: Path) -> CaptionData:
     fp = files_fingerprint(base, paths, full=[split_file], digests=digests)
     images = ImageSplit(split, paths, np.arange(len(paths)), open_image, fp, str, digests)
     return CaptionData(images, captions, np.asarray(owner, dtype=np.int64))
+
+
+@dataclass
+class KarpathySentence:
+    """A caption of the Karpathy split file; only `raw` is read (the tokens are the split
+    authors', not the tokenizer's). Other keys are the publisher's and are left alone."""
+
+    OPEN: ClassVar[bool] = True
+    raw: str
+    tokens: list[str] | None = None
+    imgid: int | None = None
+    sentid: int | None = None
+
+
+@dataclass
+class KarpathyImage:
+    OPEN: ClassVar[bool] = True
+    filename: Annotated[str, Check(min_length=1)]
+    sentences: list[KarpathySentence]
+    split: str
+    filepath: str | None = None
+    imgid: int | None = None
+    sentids: list[int] | None = None
+    cocoid: int | None = None
 
 
 def _read_wds(cfg: dict[str, Any], root: Path) -> CaptionData:

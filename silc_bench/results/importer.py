@@ -9,16 +9,19 @@ Every row is validated before anything is written: bad input writes nothing.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from silc_bench.core.errors import UserError, did_you_mean
 from silc_bench.core.files import writable_dir
+from silc_bench.core.typed import validate
 from silc_bench.results.key import ResultKey
 from silc_bench.results.schema import Result, environment, now_iso, write_result
 
@@ -30,11 +33,33 @@ IMPORT_TASKS = {"ov-seg": OV_SEG_DATASETS}
 _KEYS = ("model", "checkpoint_sha256", "dataset", "mIoU")
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
+@dataclass
+class ImportRow:
+    """One row of an import file (a JSON object; a CSV row's fields are all text)."""
+
+    model: str
+    checkpoint_sha256: str
+    dataset: str
+    mIoU: float | str  # noqa: N815 - the column is named as the metric
+    method: str | None = None
+
+
+def _text(path: Path) -> str:
+    """UTF-8 (a spreadsheet's BOM dropped) or UTF-16 with its BOM (Excel's "Unicode text")."""
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from a spreadsheet is not part of the header
+        raw = path.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
+    encoding = "utf-16" if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        why = f"not UTF-8 or UTF-16 text (byte {e.start})"
+        raise UserError(f"{path}: {why}; save it as UTF-8 CSV or JSON") from None
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    text = _text(path)
     if path.suffix.lower() == ".json":
         try:
             rows = json.loads(text)
@@ -42,6 +67,8 @@ def _rows(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}: invalid JSON ({e})") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise UserError(f"{path}: expected a JSON list of objects with {', '.join(_KEYS)}")
+        for i, row in enumerate(rows, 1):
+            validate(row, ImportRow, f"{path} row {i}")
         return rows
     lines = list(csv.reader(io.StringIO(text)))
     header = [h.strip() for h in (lines[0] if lines else [])]
@@ -82,6 +109,7 @@ def import_results(task: str, path: Path, out: Path) -> list[Path]:
     if not rows:
         raise UserError(f"{path}: no rows")
     from silc_bench.models.resolve import parse_model_ref  # torch: only once the file is good
+
     file_sha = hashlib.sha256(path.read_bytes()).hexdigest()
     seen: set[tuple[str, str]] = set()
     results = []

@@ -13,16 +13,17 @@ import math
 import platform
 import re
 import subprocess
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from silc_bench import __version__
 from silc_bench.config import DEFAULT_PROFILE
 from silc_bench.core.errors import UserError
 from silc_bench.core.files import atomic_write_text, remove_stale_tmp
 from silc_bench.core.paths import REPO_ROOT
+from silc_bench.core.typed import Check, SchemaError, check_mapping
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema 1 had no run_key: such a result is read, never reused
@@ -34,7 +35,7 @@ class Result:
     variant: str | None
     checkpoint_sha256: str
     task: str
-    task_version: int
+    task_version: Annotated[int, Check(min=0)]  # 0: a hand-made file; attribution refuses it
     dataset: str
     dataset_fingerprint: str
     protocol: dict[str, Any]
@@ -105,27 +106,6 @@ def _metrics_problem(metrics: Any) -> str | None:
     return None
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,),
-    "task": (str,),
-    "dataset": (str,),
-    "variant": (str, type(None)),
-    "profile": (str,),
-    "checkpoint_sha256": (str,),
-    "dataset_fingerprint": (str,),
-    "precision": (str,),
-    "task_version": (int,),
-    "notes": (list,),
-    "seeds": (list,),
-    "per_class": (dict, type(None)),
-    "created": (str,),
-}
-
-
-_FIELDS = {f.name: f for f in fields(Result)}
-_REQUIRED = {n for n, f in _FIELDS.items() if f.default is MISSING and f.default_factory is MISSING}
-
-
 def read_result(path: Path) -> Result:
     """A validated Result. Anything else (not JSON, not an object, a foreign schema, a
     missing or unknown field, a NaN or infinite metric) is a UserError naming the file."""
@@ -145,19 +125,13 @@ def read_result(path: Path) -> Result:
         raise bad(f"a JSON {type(d).__name__}, expected an object")
     if d.get("schema_version") not in READABLE_SCHEMAS:
         raise bad(f"schema_version {d.get('schema_version')!r}, readable: {list(READABLE_SCHEMAS)}")
-    missing = sorted(_REQUIRED - set(d))
-    unknown = sorted(set(d) - set(_FIELDS))
-    if missing or unknown:
-        raise bad(f"missing fields {missing}" if missing else f"unknown fields {unknown}")
+    try:  # every field of its type, none missing, none unknown (core/typed.py)
+        check_mapping(d, Result, "")
+    except SchemaError as e:
+        raise bad(str(e)) from None
     problem = _metrics_problem(d["metrics"])
     if problem:
         raise bad(problem)
-    for name in ("protocol", "env", "run_key", "options"):
-        if name in d and not isinstance(d[name], dict):
-            raise bad(f"{name} must be an object")
-    for name, types in _TYPES.items():
-        if name in d and (not isinstance(d[name], types) or isinstance(d[name], bool)):
-            raise bad(f"{name} is {type(d[name]).__name__}, not {' or '.join(t.__name__ for t in types)}")
     if d["schema_version"] == 1:  # no `options` field: recover what the protocol recorded
         p = d["protocol"]
         d["options"] = {

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from silc_bench.config import merge, read_yaml
 from silc_bench.core.errors import UserError
+from silc_bench.core.typed import conform
 
 
 @dataclass(frozen=True)
@@ -127,88 +126,6 @@ class TrainConfig:
 # ---------------------------------------------------------------- building from raw YAML
 
 
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple:
-        return f"a list of {len(typing.get_args(tp))} numbers"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, "a mapping" if typing.get_origin(tp) is dict else str(tp)
-    )
-
-
-def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
-    """Check `value` against the annotation `tp`; return it in the dataclass's own form."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _coerce(inner, value, key, where)
-    bad = UserError(f"{where}: {key} must be {_type_name(tp)}, found {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, where)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise bad
-        return value
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise bad
-        return tuple(_coerce(a, v, key, where) for a, v in zip(args, value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as text: accept it as the number
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    raise TypeError(f"unsupported config annotation {tp}")  # a bug in this module, not user input
-
-
-def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
-    section = prefix or "the top level"
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: {section} must be a mapping, found {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        dotted = [f"{prefix}.{k}" if prefix else k for k in unknown]
-        raise UserError(f"{where}: unknown key(s) {dotted}; valid keys in {section}: {names}")
-    missing = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise UserError(f"{where}: {section} needs the key(s) {missing}")
-    kwargs = {k: _coerce(hints[k], v, f"{prefix}.{k}" if prefix else k, where) for k, v in raw.items()}
-    return cls(**kwargs)
-
-
 def _read_with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
@@ -224,7 +141,7 @@ def _read_with_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, An
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "train config") -> TrainConfig:
-    cfg = _build(TrainConfig, raw, "", where)
+    cfg = conform(TrainConfig, raw, where)
     validate(cfg, where)
     return cfg
 
