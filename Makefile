@@ -11,20 +11,23 @@ install: $(STAMP)
 
 # torch/torchvision are large and resolve from the machine's local files: install them
 # once per venv, then the package in editable mode. Re-running does nothing unless the
-# package metadata changed.
-$(STAMP): setup.cfg pyproject.toml
+# package metadata or the pins changed. setup.cfg declares ranges; the exact versions CI
+# tests with are pinned in constraints.txt, passed to every install here (-c).
+PIP_C   := $(BIN)/pip install -q -c constraints.txt
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || \
-	  $(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test]'
+	  $(PIP_C) torch torchvision
+	$(PIP_C) -e '.[test]'
 	touch $@
 
 # CLIP_benchmark is a parity peer in the tests only. Its pinned deps would pull in
 # unrelated packages, so it is installed without them (docs/protocols.md); its WebDataset
 # reader (build_wds_dataset) needs webdataset and requests, the parity test of wds: shards.
 $(TSTAMP): $(STAMP)
-	$(BIN)/pip install -q --no-deps clip-benchmark==1.6.2
-	$(BIN)/pip install -q webdataset==1.0.2 requests
+	$(PIP_C) --no-deps clip-benchmark
+	$(PIP_C) webdataset requests
 	touch $@
 
 demo: install
