@@ -7,14 +7,19 @@ import math
 import sys
 from pathlib import Path
 
+from silc_bench.cli.flags import add_device, add_list
 from silc_bench.core import paths
 from silc_bench.core.errors import UserError
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
     ck = sub.add_parser("check", parents=[common], help="check result files (protocol audit)")
-    ck.add_argument("results", nargs="?", default=None, help="a results folder or file (default: results/)")
-    ck.add_argument("--results", dest="results_opt", default=None, help="the same, as an option")
+    ck.add_argument(
+        "results", nargs="?", default=None, help="a results folder or file (results/ if not given)"
+    )
+    ck.add_argument(
+        "--results", dest="results_opt", default=None, metavar="DIR", help="the same, as an option"
+    )
     ck.add_argument(
         "--zero-shot-only",
         action="store_true",
@@ -29,9 +34,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
         "--tolerance",
         type=float,
         default=1.0,
-        help="allowed |result - expected|, in points, where the registry names no `tolerance:` (1.0)",
+        help="allowed |result - expected|, in points, where the registry names no `tolerance:`",
     )
-    ck.add_argument("--models", nargs="+", help="only these registry entries; a missing result fails")
+    add_list(ck, "--models", help="only these registry entries (commas or repeats); a missing result fails")
     ck.add_argument("--run", action="store_true", help="first evaluate every expected key that has no result")
     ck.add_argument(
         "--data-root",
@@ -39,7 +44,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
         help="for --run: folder holding the datasets (generated ShapesWorld sets need none)",
     )
     ck.add_argument("--quiet", action="store_true", help="no progress bars (--run)")
-    ck.add_argument("--device", default="cpu", help="for --run: cpu (default), cuda or auto")
+    add_device(ck, "for --run: ")
 
 
 def run(a: argparse.Namespace) -> int:

@@ -12,19 +12,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from silc_bench.cli.flags import add_results
+
 DEMO_MODEL = "silc-tiny"
 DEMO_RUNS = (("zs-seg", "shapes-seg"), ("zs-cls", "shapes-cls"))
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
     d = sub.add_parser("demo", parents=[common], help="the main job on the embedded default (generated data)")
-    d.add_argument("--out", default="results")
-    d.add_argument("--model", default=None, help=f"default: {DEMO_MODEL} (shipped in the package)")
+    add_results(d)
+    d.add_argument("--model", default=DEMO_MODEL, help="the model (the default is shipped in the package)")
     d.add_argument("--quiet", action="store_true")
 
 
 def run(a: argparse.Namespace) -> int:
-    return run_demo(Path(a.out), progress=not a.quiet, model=a.model or DEMO_MODEL)
+    return run_demo(Path(a.results), progress=not a.quiet, model=a.model or DEMO_MODEL)
 
 
 def run_demo(out: Path, progress: bool = True, model: str = DEMO_MODEL) -> int:

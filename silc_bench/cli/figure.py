@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from silc_bench.cli.flags import add_list
 from silc_bench.core import paths
 from silc_bench.core.errors import UserError
 
@@ -14,9 +15,9 @@ from silc_bench.core.errors import UserError
 def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
     fg = sub.add_parser("figure", parents=[common], help="qualitative zs-seg grid (the paper's Figures 1-4)")
     fg.add_argument("--task", default="zs-seg", choices=["zs-seg"])
-    fg.add_argument("--models", required=True, help="A,B[,...]: one prediction column per model")
+    add_list(fg, "--models", required=True, help="one prediction column per model (commas or repeats)")
     fg.add_argument("--dataset", required=True, help="a zs-seg dataset (e.g. shapes-seg)")
-    fg.add_argument("--n", type=int, default=6, help="images (rows), first in dataset order (default 6)")
+    fg.add_argument("--n", type=int, default=6, help="images (rows), first in dataset order")
     fg.add_argument("--out", default="figures", help="folder that receives only the figure PNGs")
     fg.add_argument("--results", default="results", help="where predictions are saved or found")
     fg.add_argument("--data-root", default=paths.data_root())
@@ -26,7 +27,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
 def run(a: argparse.Namespace) -> int:
     if a.n < 1:
         raise UserError("--n must be positive")
-    models = [m for m in a.models.split(",") if m]
+    models = [m for m in a.models if m]
     return run_figure(models, a.dataset, a.n, Path(a.out), Path(a.results), Path(a.data_root), a.confusions)
 
 

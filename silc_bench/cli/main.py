@@ -28,7 +28,24 @@ COMMANDS = {
 DISTRIBUTED = ("run", "train")  # the commands torchrun may launch (train as DDP)
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Shows a flag's default when it has one worth showing (not None, not a switch's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, [], argparse.SUPPRESS) and "%(default)" not in text
+        if shown and action.option_strings and "(default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class Parser(argparse.ArgumentParser):
+    """One-line usage errors; every --help shows each flag's default."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("formatter_class", _Defaults)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         command = self.prog.removeprefix("silc-bench").strip()
         where = f"{command}: " if command else ""

@@ -9,35 +9,42 @@ import os
 import sys
 from pathlib import Path
 
+from silc_bench.cli.flags import PATH_FORMS, add_device, add_list, add_results
 from silc_bench.core import paths
-from silc_bench.core.errors import UserError
+from silc_bench.core.errors import UserError, did_you_mean
 
-PATH_FORMS = ("imagefolder:", "wds:")  # dataset forms that take a path (never comma-split)
 MAX_BATCH = 2**20  # images or prompts per forward; beyond it a number is a typo, not a batch
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
     r = sub.add_parser("run", parents=[common], help="evaluate a model on a task")
-    r.add_argument("--task", required=True, help="zs-cls, fs-cls, retrieval, zs-seg (see `list tasks`)")
-    r.add_argument(
-        "--model", required=True, help="NAME, NAME:teacher|student, or open_clip:ARCH with --weights"
+    add_list(
+        r,
+        "--task",
+        required=True,
+        help="zs-cls, fs-cls, retrieval, zs-seg (see `list tasks`); several: a sweep",
     )
-    r.add_argument(
-        "--dataset", help="NAME[,NAME], imagefolder:PATH or wds:PATH|ORG/NAME (default: all of the task's)"
-    )
+    add_list(
+        r, "--model", required=True,
+        help="NAME, NAME:teacher|student, hf-hub:ORG/NAME, open_clip:ARCH[/TAG]; several: each loaded once",
+    )  # fmt: skip
+    add_list(
+        r, "--dataset", keep_whole=PATH_FORMS,
+        help="NAME, imagefolder:PATH or wds:PATH|ORG/NAME (default: all of each task's)",
+    )  # fmt: skip
     r.add_argument(
         "--data-root",
         default=paths.data_root(),
-        help="folder holding the datasets (default: $SILC_BENCH_DATA or ./data)",
+        help="folder holding the datasets ($SILC_BENCH_DATA or ./data)",
     )
-    r.add_argument("--out", default="results", help="results folder (default: results/)")
+    add_results(r)
     r.add_argument("--weights", help="checkpoint file (for open_clip:ARCH, or to override a registry path)")
     r.add_argument(
         "--protocol", default=None, help="protocol profile (default: the task's; see `list tasks`)"
     )
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    r.add_argument("--batch-size", type=int, default=64)
+    add_device(r)
+    r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="numeric precision")
+    r.add_argument("--batch-size", type=int, default=64, help="images or prompts per forward")
     r.add_argument("--compile", action="store_true", help="torch.compile the image tower (recorded)")
     r.add_argument("--channels-last", action="store_true", help="channels-last image tensors (recorded)")
     r.add_argument(
@@ -129,7 +136,14 @@ def _run(a: argparse.Namespace) -> int:
 
 
 def _run_all(a: argparse.Namespace) -> int:
-    datasets = _datasets(a)  # names and numbers first: a typo answers before torch is imported
+    """Every (model, task, dataset) of the sweep: names and numbers checked first (a typo
+    answers before torch is imported), every evaluation prepared before any runs, each
+    model loaded once, one table at the end."""
+    if not a.model or not all(a.model):
+        raise UserError("--model: empty model name; use NAME[,NAME]")
+    if a.weights and len(a.model) > 1:
+        raise UserError("--weights goes with one --model, not a sweep of several")
+    jobs = _jobs(a)
     _check_numbers(a)
     from silc_bench.api import LazyModel, agree_on_reuse, execute, prepare
     from silc_bench.core import dist
@@ -137,13 +151,15 @@ def _run_all(a: argparse.Namespace) -> int:
     from silc_bench.results.summary import markdown_table
 
     opts = _options(a)
-    model = LazyModel(a.model, opts)
+    models = {name: LazyModel(name, opts) for name in a.model}  # loaded on first use, once
     outcomes = []
     with image_pixel_limit(a.max_image_pixels):
         # every check before any work; under torchrun a failure on any rank stops all of them
         # alike, and every rank follows rank 0's reading of the stored results
-        plans = agree_on_reuse(dist.agreed(lambda: [prepare(model, a.task, ds, opts) for ds in datasets]))
-        for plan in plans:
+        def plan_all():  # noqa: ANN202
+            return [prepare(models[m], task, ds, opts) for m in a.model for task, ds in jobs]
+
+        for plan in agree_on_reuse(dist.agreed(plan_all)):
             out = execute(plan, opts)
             state = "skipped (exists; --force to recompute)" if out.skipped else f"{out.result.wall_s:.1f}s"
             if dist.current().main:
@@ -154,24 +170,42 @@ def _run_all(a: argparse.Namespace) -> int:
     return 0
 
 
-def _datasets(a: argparse.Namespace) -> list[str]:
-    """The datasets to run, every name validated first; with no --dataset and no data
-    folder, the task's generated ones (ShapesWorld) only."""
+def _jobs(a: argparse.Namespace) -> list[tuple[str, str]]:
+    """(task, dataset) pairs. With several tasks, a named dataset runs under each task that
+    has it, and a name no task has is an error (a typo is never skipped)."""
+    from silc_bench.config import list_datasets, list_tasks
+
+    if not all(a.task):
+        raise UserError("--task: empty task name; use NAME[,NAME]")
+    for task in a.task:
+        if task not in list_tasks():
+            raise did_you_mean("task", task, list_tasks())
+    if len(a.task) == 1 or a.dataset is None:
+        return [(task, ds) for task in a.task for ds in _datasets(a, task, a.dataset)]
+    jobs = []
+    for name in a.dataset:
+        owners = [t for t in a.task if name.startswith(PATH_FORMS) or name in list_datasets(t)]
+        if not owners:
+            known = sorted({d for t in a.task for d in list_datasets(t)})
+            raise did_you_mean(f"dataset of {', '.join(a.task)}", name, known)
+        jobs += [(task, ds) for task in owners for ds in _datasets(a, task, [name])]
+    return jobs
+
+
+def _datasets(a: argparse.Namespace, task: str, named: list[str] | None) -> list[str]:
+    """The datasets of `task` to run, every name validated first; with no --dataset and no
+    data folder, the task's generated ones (ShapesWorld) only."""
     from silc_bench.config import list_datasets, load_task
     from silc_bench.core import dist
 
-    if a.dataset is not None:
-        named = [a.dataset] if a.dataset.startswith(PATH_FORMS) else a.dataset.split(",")
-        named = [d.strip() for d in named]
+    if named is not None:
         if not all(named):
-            raise UserError(
-                f"--dataset {a.dataset!r}: empty dataset name; use NAME[,NAME], imagefolder:PATH or wds:PATH"
-            )
-        datasets = list(dict.fromkeys(named))  # a dataset named twice runs once
+            raise UserError("--dataset: empty dataset name; use NAME[,NAME], imagefolder:PATH or wds:PATH")
+        datasets = list(named)
     else:
-        datasets = [d for d in list_datasets(a.task) if f"{d}:" not in PATH_FORMS]
-    specs = [load_task(a.task, ds, a.protocol) for ds in datasets]  # validate every name first
-    if a.dataset is None and not Path(a.data_root).is_dir():
+        datasets = [d for d in list_datasets(task) if f"{d}:" not in PATH_FORMS]
+    specs = [load_task(task, ds, a.protocol) for ds in datasets]  # validate every name first
+    if named is None and not Path(a.data_root).is_dir():
         # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)
         missing = [s.dataset for s in specs if "generated" not in s.data]
         datasets = [s.dataset for s in specs if "generated" in s.data]
@@ -206,7 +240,7 @@ def _options(a: argparse.Namespace):  # noqa: ANN202
 
     return EvalOptions(
         data_root=Path(a.data_root),
-        out=Path(a.out),
+        out=Path(a.results),
         device=a.device,
         precision=a.precision,
         batch_size=a.batch_size,
