@@ -104,6 +104,7 @@ def resolve_device(device: str) -> str:
             )
     return device
 
+
 def init(device: str) -> World:
     """Join the process group torchrun set up (NCCL on CUDA, gloo on the CPU)."""
     global _WORLD

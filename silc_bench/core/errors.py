@@ -34,4 +34,3 @@ def did_you_mean(kind: str, name: str, valid: Iterable[str]) -> UserError:
         close = [squash[h] for h in hit]
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return UserError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}")
-

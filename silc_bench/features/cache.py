@@ -35,7 +35,6 @@ from silc_bench.core.paths import cache_root
 CACHE_VERSION = 2
 
 
-
 def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
     """sha256 over every array's name, dtype, shape and bytes, in name order."""
     h = hashlib.sha256()
@@ -106,7 +105,6 @@ class FeatureCache:
         p = self.path(kind, parts)
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         meta = {"key": canonical_json(self._key(kind, parts)), "sha256": arrays_checksum(arrays)}
-
 
         def write(tmp: Path) -> None:
             save_file(arrays, str(tmp), metadata=meta)

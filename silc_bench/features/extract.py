@@ -133,7 +133,6 @@ def _check_bytes_read(split: ImageSplit, rows: range, read: list[str]) -> None:
         raise UserError(f"split {split.name}: {len(read)} images read, {len(expected)} expected; run again")
 
 
-
 def _pil_batches(
     items: list, split: ImageSplit, model: VLModel, opts: RunOptions, digests: list[str] | None = None
 ) -> Iterator[tuple]:
