@@ -544,11 +544,20 @@ def test_cache_list_and_clear(folder, cache, tmp_path, capsys):
     assert cli(zs(f"imagefolder:{folder}", tmp_path / "o"), capsys)[0] == 0
     code, out, err = cli(["cache", "list"], capsys)
     assert code == 0 and "2 entries" in err and "| image" in out and "| text" in out
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:5]] for ln in out.splitlines()[2:]}
+    assert rows["image"][0] == "tiny-random" and rows["image"][2] == f"imagefolder:{folder}/test", rows
+    assert rows["text"][0] == "tiny-random" and "texts)" in rows["text"][2], rows
     code, _, err = cli(["cache", "clear", "--model", "silc-tiny"], capsys)  # another model: nothing
     assert code == 0 and "removed 0 entries" in err
     code, _, err = cli(["cache", "clear", "--model", "tiny-random"], capsys)
     assert code == 0 and "removed 2 entries" in err
     assert not list((cache / "features").rglob("*.safetensors"))
+    generated = cache / "datasets" / "shapesworld-v9-seed0"
+    generated.mkdir(parents=True)
+    code, _, err = cli(["cache", "clear"], capsys)
+    assert code == 0 and "generated datasets" in err and "--datasets" in err and generated.is_dir()
+    code, _, err = cli(["cache", "clear", "--datasets"], capsys)
+    assert code == 0 and "removed 1 generated datasets" in err and not generated.exists()
 
 
 def test_an_image_edited_and_restored_while_it_is_read_is_never_cached(

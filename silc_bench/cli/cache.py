@@ -14,6 +14,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
     ca.add_argument("action", choices=["list", "clear"])
     ca.add_argument("--model", help="only the entries of this model (NAME[:VARIANT], or any --model form)")
     ca.add_argument("--weights", help="with --model open_clip:ARCH: its checkpoint file")
+    ca.add_argument(
+        "--datasets", action="store_true", help="clear: also remove the generated datasets (ShapesWorld)"
+    )
 
 
 def run(a: argparse.Namespace) -> int:
@@ -37,11 +40,11 @@ def run(a: argparse.Namespace) -> int:
     where = cache_root() / "features"
     if a.action == "list":
         rows = [
-            [e["kind"], e["checkpoint_sha256"][:12], e["variant"] or "", e["split"][7:19],
+            [e["kind"], e["model"], e["variant"] or "", e["data"], e["checkpoint_sha256"][:12],
              f"{e['bytes'] / 2**20:.2f}", f"{e['age_days']:.1f}"]
             for e in found
         ]  # fmt: skip
-        headers = ["kind", "checkpoint", "variant", "data", "MB", "age (days)"]
+        headers = ["kind", "model", "variant", "dataset/split", "checkpoint", "MB", "age (days)"]
         print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
         print(f"{len(found)} entries, {total:.1f} MB under {where}", file=sys.stderr)
         return 0
@@ -49,4 +52,18 @@ def run(a: argparse.Namespace) -> int:
         with contextlib.suppress(FileNotFoundError):  # cleared by another process meanwhile
             e["path"].unlink()
     print(f"silc-bench cache: removed {len(found)} entries ({total:.1f} MB) from {where}", file=sys.stderr)
+    generated = cache_root() / "datasets"
+    ours = sorted(generated.glob("shapesworld-v*-seed*")) if generated.is_dir() else []
+    if a.datasets and not a.model:
+        import shutil
+
+        for folder in ours:  # regenerated on the next run that needs them
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"silc-bench cache: removed {len(ours)} generated datasets from {generated}", file=sys.stderr)
+    elif ours:
+        print(
+            f"silc-bench cache: the generated datasets (ShapesWorld) under {generated} stay; "
+            "`silc-bench cache clear --datasets` removes them too",
+            file=sys.stderr,
+        )
     return 0

@@ -99,12 +99,22 @@ class FeatureCache:
         with contextlib.suppress(OSError):
             p.unlink()
 
-    def save(self, kind: str, parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    def save(
+        self,
+        kind: str,
+        parts: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        about: dict[str, Any] | None = None,
+    ) -> None:
+        """`about` (model name, dataset, split) is for `cache list` only: it is not part of
+        the key, so an entry is found by content whatever it was called."""
         if not (self.enabled and self.writable):
             return
         p = self.path(kind, parts)
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         meta = {"key": canonical_json(self._key(kind, parts)), "sha256": arrays_checksum(arrays)}
+        if about:
+            meta["about"] = canonical_json(about)
 
         def write(tmp: Path) -> None:
             save_file(arrays, str(tmp), metadata=meta)
@@ -123,6 +133,7 @@ class FeatureCache:
         parts: dict[str, Any],
         compute: Callable[[], dict[str, np.ndarray]],
         rows: dict[str, int] | None = None,
+        about: dict[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         from silc_bench.core import dist
 
@@ -136,7 +147,7 @@ class FeatureCache:
         self.misses += 1
         arrays = compute()  # collective under torchrun: every rank encodes its block
         if world.main:
-            self.save(kind, parts, arrays)
+            self.save(kind, parts, arrays, about)
         return arrays
 
 
@@ -184,9 +195,11 @@ def entries(root: Path | None = None) -> list[dict[str, Any]]:
             continue
         try:
             with safe_open(str(p), framework="numpy") as f:
-                key = json.loads((f.metadata() or {}).get("key", "{}"))
+                meta = f.metadata() or {}
+                key = json.loads(meta.get("key", "{}"))
+                about = json.loads(meta.get("about", "{}"))
         except Exception:  # damaged: listed, and cleared like any other
-            key = {}
+            key, about = {}, {}
         out.append(
             {
                 "path": p,
@@ -194,6 +207,8 @@ def entries(root: Path | None = None) -> list[dict[str, Any]]:
                 "checkpoint_sha256": str(key.get("checkpoint_sha256", "?")),
                 "variant": key.get("variant"),
                 "split": str(key.get("split", "")),
+                "model": str(about.get("model", "?")),  # entries written before 0.x carry no names
+                "data": str(about.get("data", "?")),
                 "bytes": st.st_size,
                 "age_days": (now - st.st_mtime) / 86400,
             }

@@ -81,6 +81,7 @@ def image_features(
             n, lambda rows: _encode_images(model, split, opts, desc, rows, jpeg), align=opts.batch_size
         ),
         rows={"pre_logits": n, "embed": n},
+        about={"model": model.name, "data": desc},
     )
 
 
@@ -206,6 +207,7 @@ def text_embeddings(
             align=_text_batch(opts),
         ),
         rows={"emb": len(texts)},
+        about={"model": model.name, "data": f"{desc} ({len(texts)} texts)"},
     )["emb"]
     if not normalize:
         return emb
