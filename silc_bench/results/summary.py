@@ -17,7 +17,12 @@ def headline_metrics(r: Result) -> dict[str, float]:
 
 
 def chance_note(r: Result) -> str:
+    """The uniform-guess level of the headline accuracy or recall. Segmentation has no
+    such single figure (a uniform guess's mIoU depends on the class frequencies), so its
+    cell stays empty rather than showing 1/C beside an mIoU."""
     p = r.protocol
+    if r.task == "zs-seg":
+        return ""
     if r.task == "retrieval" and p.get("num_images"):
         return f"{100.0 / p['num_images']:.2f}"
     if p.get("num_classes"):
