@@ -10,6 +10,7 @@ its registry entry, which regression checks (regression.py) and tables share.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 from silc_bench.config import ModelSpec, load_task, task_version
@@ -98,7 +99,32 @@ def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
     model = r.run_key.get("model") if isinstance(r.run_key.get("model"), dict) else {}
     if model.get("weights_override"):
         return "weights other than the registry's (--weights)"
+    changed = _entry_changed(spec, model)
+    if changed:
+        return changed
     return _other_checkpoint(r, spec, model)
+
+
+# the entry's settings a run key records (models/resolve.py model_identity)
+_SPEC_KEYS = ("arch", "backend", "preprocess", "tokenizer", "dense_mode")
+
+
+def _entry_changed(spec: ModelSpec | None, model: dict) -> str | None:
+    """A run of the entry as it was then stands only for the entry as it is now: settings
+    that decide the number (preprocessing, tokenizer, architecture, a random init's seed)
+    must still be the registry's."""
+    if spec is None or not model or "converted" in spec.arch:  # converted: the file's own record
+        return None
+    recorded = model.get("spec")
+    if isinstance(recorded, dict):
+        now = json.loads(json.dumps({k: getattr(spec, k) for k in _SPEC_KEYS}))
+        differ = [k for k in _SPEC_KEYS if k in recorded and recorded[k] != now[k]]
+        if differ:
+            return f"registry entry {spec.name!r} changed since this run ({', '.join(differ)})"
+    seed = spec.weights.get("random_init_seed")
+    if "random_init_seed" in model and model["random_init_seed"] != seed:
+        return f"random_init_seed {model['random_init_seed']} (the entry's is {seed})"
+    return None
 
 
 def _contradicts_its_run_key(r: Result) -> str | None:
@@ -115,6 +141,8 @@ def _contradicts_its_run_key(r: Result) -> str | None:
         if name in key or name == "variant":
             if keyed != field_value:
                 return f"its {name} is {field_value!r} but its run key says {keyed!r}"
+    if "dataset_fingerprint" in key and key["dataset_fingerprint"] != r.dataset_fingerprint:
+        return "its dataset_fingerprint is not the one its run key was asked for"
     spec = _task_spec(r.task, r.dataset)
     if spec is not None and "data" in key and key["data"] != spec.data:
         return f"its data {key['data']} are not the dataset's ({spec.data})"
@@ -132,7 +160,7 @@ def _other_checkpoint(r: Result, spec: ModelSpec | None, model: dict) -> str | N
     if got and (list(got)[: len(want)] != list(want) or len(got) != len(want) + extra):
         return "weights other than the registry's (--weights)"
     combined = want[0] if len(want) == 1 else hash_obj(want)
-    if r.checkpoint_sha256 != combined and r.env.get("source") != "imported":
+    if r.checkpoint_sha256 != combined:  # an imported row's sha256 is checked like any other
         return f"checkpoint {r.checkpoint_sha256[:12]}… is not the registry entry's ({combined[:12]}…)"
     return None
 
