@@ -7,6 +7,7 @@ data and templates, except that exact ties break towards the lower class index.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 
@@ -25,6 +26,9 @@ class ZsClsProtocol:
     canonicalize_text: bool = False  # big_vision: lowercase, strip punctuation
     bare_template: bool = False  # big_vision: add a bare "{c}" template
     topk: list[int] = field(default_factory=lambda: [1, 5])
+    # the image geometry instead of the checkpoint's (its normalisation kept): big_vision's
+    # config helper `resize(sz/0.875)|central_crop(sz)` is `squash_crop`
+    resize: Literal["shortest", "squash", "squash_crop"] | None = None
     differences: list[str] = field(default_factory=list)  # from the reference, recorded as they are
 
 
@@ -32,6 +36,14 @@ def zero_shot_logits(ctx: TaskContext, p: ZsClsProtocol, split_role: str = "eval
     """Shared by zs-cls and anything else that needs (logits, labels, prompts, data)."""
     data = read_classification(ctx.spec.data, ctx.data_root)
     split = data.splits[split_role].head(ctx.limit)
+    model = ctx.model
+    if p.resize:  # the profile's geometry, the checkpoint's normalisation
+        from dataclasses import replace
+
+        from silc_bench.models.preprocess import Preprocess
+
+        pp = Preprocess.from_dict({**model.preprocess.to_dict(), "resize": p.resize}, "zs-cls protocol")
+        model = replace(model, preprocess=pp)
     prompts = resolve_prompts(
         p.classnames,
         p.templates,
@@ -41,8 +53,8 @@ def zero_shot_logits(ctx: TaskContext, p: ZsClsProtocol, split_role: str = "eval
         p.canonicalize_text,
         p.bare_template,
     )
-    w = classifier_weights(ctx.model, prompts, ctx.cache, ctx.opts)
-    feats = image_features(ctx.model, split, ctx.cache, ctx.opts, f"{ctx.spec.dataset}/{split.name}")
+    w = classifier_weights(model, prompts, ctx.cache, ctx.opts)
+    feats = image_features(model, split, ctx.cache, ctx.opts, f"{ctx.spec.dataset}/{split.name}")
     img = torch.nn.functional.normalize(torch.from_numpy(feats["embed"]), dim=-1)
     logits = (img @ w).numpy()
     return logits, split, prompts, data
@@ -74,6 +86,11 @@ class ZeroShotClassification(TaskPlugin):
             per_class = {f"{prompts.classnames[c]} ({data.classes[c]})": v for c, v in recalls.items()}
         rec = {
             **asdict(protocol),
+            # the geometry the images went through: the checkpoint's, or the profile's resize
+            "preprocess_applied": {
+                **ctx.model.preprocess.to_dict(),
+                **({"resize": protocol.resize} if protocol.resize else {}),
+            },
             **prompts.record(),
             "num_classes": n_cls,
             "num_images": len(split),
