@@ -66,9 +66,4 @@ def test_the_crop_geometry_is_the_other_published_form_with_the_checkpoints_norm
     assert plain["protocol"]["preprocess_applied"]["resize"] == "shortest"  # clip-tiny's own
     assert crop["protocol"]["preprocess_applied"]["resize"] == "squash_crop"
     assert crop["protocol"]["preprocess_applied"]["mean"] == plain["protocol"]["preprocess_applied"]["mean"]
-    assert (
-        crop["protocol"]["prompts_sha256"] == plain["protocol"]["prompts_sha256"]
-        if "prompts_sha256" in crop["protocol"]
-        else True
-    )
     assert crop["metrics"] != plain["metrics"]  # measured above: top-1 18.61 vs 18.89
