@@ -81,7 +81,7 @@ def image_features(
             n, lambda rows: _encode_images(model, split, opts, desc, rows, jpeg), align=opts.batch_size
         ),
         rows={"pre_logits": n, "embed": n},
-        about={"model": model.name, "data": desc},
+        about={"model": model.name, "data": f"{desc} ({model.preprocess.size}px {model.preprocess.resize})"},
     )
 
 
@@ -207,7 +207,7 @@ def text_embeddings(
             align=_text_batch(opts),
         ),
         rows={"emb": len(texts)},
-        about={"model": model.name, "data": f"{desc} ({len(texts)} texts)"},
+        about={"model": model.name, "data": f"{len(texts)} prompts or captions"},
     )["emb"]
     if not normalize:
         return emb
