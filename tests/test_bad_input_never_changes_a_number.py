@@ -83,7 +83,9 @@ def test_import_rejects_shifted_fields_duplicate_columns_booleans_and_spellings(
         json.dumps([{"model": "silc-b16", "checkpoint_sha256": sha, "dataset": "ade20k", "mIoU": True}])
     )
     one_line_error(
-        capsys, main(["import", "--task", "ov-seg", str(j), "--out", str(tmp_path / "o")]), "mIoU: expected a number"
+        capsys,
+        main(["import", "--task", "ov-seg", str(j), "--out", str(tmp_path / "o")]),
+        "mIoU: expected a number",
     )
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / "clip-webli-b16").write_text("")  # a file where a folder must go

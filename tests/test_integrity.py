@@ -545,7 +545,9 @@ def test_cache_list_and_clear(folder, cache, tmp_path, capsys):
     code, out, err = cli(["cache", "list"], capsys)
     assert code == 0 and "2 entries" in err and "| image" in out and "| text" in out
     rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:5]] for ln in out.splitlines()[2:]}
-    assert rows["image"][0] == "tiny-random" and rows["image"][2].startswith(f"imagefolder:{folder}/test ("), rows
+    assert rows["image"][0] == "tiny-random" and rows["image"][2].startswith(
+        f"imagefolder:{folder}/test ("
+    ), rows
     assert rows["text"][0] == "tiny-random" and "prompts or captions" in rows["text"][2], rows
     code, _, err = cli(["cache", "clear", "--model", "silc-tiny"], capsys)  # another model: nothing
     assert code == 0 and "removed 0 entries" in err
