@@ -395,3 +395,20 @@ def test_the_catalogue_agrees_with_the_task_files():
             if not d.startswith("shapes") and d not in ("imagefolder", "wds")}  # fmt: skip
     assert real <= covered, sorted(real - covered)
     assert catalogue.load("cifar100").archives[0].checksum == ("md5", "eb9058c3a382ffc7106e4002c42a8d85")
+
+
+def test_data_commands_never_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from silc_bench.cli import main; root = sys.argv[1]; "
+        "codes = [main(['data', 'get', 'cifar1000']), "
+        "main(['data', 'check', 'cifar100', '--data-root', root]), "
+        "main(['data', 'get', 'imagenet', '--data-root', root])]; "
+        "print(codes, [m for m in ('torch', 'mmseg', 'torchvision') if m in sys.modules])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[2, 1, 1] []", proc.stdout + proc.stderr
