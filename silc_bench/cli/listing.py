@@ -32,7 +32,7 @@ def list_command(what: str) -> str:
             for d in list_datasets(t):
                 form = {"imagefolder": "imagefolder:PATH", "wds": "wds:PATH"}.get(d, d)
                 spec = load_task(t, form)
-                where = spec.data.get("path") or spec.data.get("data_root", "")
+                where = _location(spec.data)
                 rows.append(
                     [
                         form,
@@ -44,7 +44,7 @@ def list_command(what: str) -> str:
                 )
         return tabulate(
             rows,
-            headers=["dataset", "task", "format", "path (under --data-root)", "about"],
+            headers=["dataset", "task", "format", "path (under --data-root; generated: the cache)", "about"],
             tablefmt="github",
         )
     from silc_bench.config import load_models
@@ -70,3 +70,17 @@ def list_command(what: str) -> str:
             ]
         )
     return tabulate(rows, headers=["model", "arch", "variants", "dense mode", "weights"], tablefmt="github")
+
+
+def _location(data: dict) -> str:
+    """Where a dataset is read from. A generated one (ShapesWorld) never lives under
+    --data-root: it is generated on first use into the cache folder, so the row says that
+    folder, resolved ($SILC_BENCH_CACHE), to find or delete it."""
+    where = str(data.get("path") or data.get("data_root", ""))
+    if "generated" not in data:
+        return where
+    from silc_bench.core.paths import cache_root
+    from silc_bench.data.shapesworld import VERSION
+
+    root = cache_root() / "datasets" / f"shapesworld-v{VERSION}-seed{data.get('generated_seed', 0)}"
+    return f"{root / where} (generated)"

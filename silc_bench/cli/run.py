@@ -230,8 +230,20 @@ def _check_numbers(a: argparse.Namespace) -> None:
             raise UserError(f"{flag} must be {'positive' if least else '0 or more'}, not {n}")
     if a.batch_size > MAX_BATCH:
         raise UserError(f"--batch-size must be at most {MAX_BATCH:,}")
+    if a.workers > max_workers():
+        raise UserError(
+            f"--workers must be at most {max_workers()} on this machine (4 per CPU core), not {a.workers:,}"
+        )
     if a.max_image_pixels is not None and a.max_image_pixels < 1:
         raise UserError("--max-image-pixels must be positive")
+
+
+def max_workers() -> int:
+    """The most DataLoader workers a run may ask for: 4 per usable core (at least 8). Past
+    the cores a worker only adds decode contention; far past them, the forked processes
+    exhaust memory and the run dies by SIGKILL (exit 137) with no message."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(8, 4 * (cores or 1))
 
 
 def _options(a: argparse.Namespace):  # noqa: ANN202

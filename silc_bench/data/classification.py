@@ -20,7 +20,7 @@ from PIL import Image
 from silc_bench.core.errors import UserError
 from silc_bench.core.hashing import files_fingerprint, hash_obj
 from silc_bench.core.registry import Registry
-from silc_bench.data.images import is_image, open_image
+from silc_bench.data.images import IMAGE_SUFFIXES, is_image, open_image
 
 
 @dataclass
@@ -144,7 +144,7 @@ def _folder_split(
         labels += [label] * len(files)
     if not items:
         raise UserError(
-            f"{what}: no images found under {split_dir}/<class>/ (extensions: .jpg, .jpeg, .png, ...)"
+            f"{what}: no images found under {split_dir}/<class>/ (extensions: {', '.join(IMAGE_SUFFIXES)})"
         )
     seen: dict[Path, Path] = {}
     real_dirs: dict[Path, Path] = {}

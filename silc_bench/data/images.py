@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -23,11 +25,31 @@ from PIL import Image, UnidentifiedImageError
 
 from silc_bench.core.errors import first_line
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
+# torchvision's IMG_EXTENSIONS (datasets/folder.py), copied so that listing a folder does not
+# import torchvision: an image folder counts the files torchvision's ImageFolder counts, so
+# the number of images (and the accuracy's denominator) matches the reference. No .gif.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
+
+
+def quiet_opencv() -> None:
+    """OpenCV (MMSeg's image loader, through mmcv) prints its own `[ WARN ]` line on a damaged
+    file before our one-line error names it; keep its log to errors. OPENCV_LOG_LEVEL is read
+    when cv2 is imported (here or in a DataLoader worker, which inherits the environment);
+    if cv2 is already imported, its level is set directly. A level the user chose is kept."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    os.environ["OPENCV_LOG_LEVEL"] = "ERROR"
+    cv2 = sys.modules.get("cv2")
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
+
+
+quiet_opencv()  # every run imports this module before the segmentation readers import cv2
 
 
 # Modes PIL converts to RGB exactly (or with the standard matrix, for CMYK and YCbCr).
@@ -38,6 +60,7 @@ _CONVERTIBLE = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA", 
 def image_pixel_limit(pixels: int | None) -> Iterator[None]:
     """Within the block, PIL refuses images over `pixels` (its decompression-bomb guard)
     and warns from half that; None keeps PIL's default. DataLoader workers inherit it."""
+    quiet_opencv()
     old = Image.MAX_IMAGE_PIXELS
     if pixels is not None:
         Image.MAX_IMAGE_PIXELS = pixels // 2  # PIL raises above twice this, warns above it

@@ -8,6 +8,7 @@ Three forms:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,23 @@ def _build_module(spec: ModelSpec) -> tuple[torch.nn.Module, str | None]:
     return build_from_config(arch["config"]), None
 
 
+# A `how` clause naming image towers ("with teacher./student. image towers"): the layout is
+# said from the entry's own variants instead (_file_layout), so it cannot be wrong.
+_TOWER_CLAUSE = re.compile(r",?\s*with [\w./]+ image towers?")
+
+
+def _file_layout(spec: ModelSpec) -> str:
+    """What the missing file must hold, read from the entry rather than its free-text `how`:
+    checkpoints.yaml shares one `how` between the SILC bundles and the CLIP (WebLI) baselines,
+    and only a bundle (an entry with variants) keeps one image tower per variant."""
+    if spec.variants:
+        prefixes = "/".join(f"{v}." for v in spec.variants)
+        return f"the file holds one image tower per variant, under {prefixes}"
+    return "the file holds one image tower, under open_clip's own key names"
+
+
 def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> str:
-    how = spec.weights.get("how", "")
+    how = _TOWER_CLAUSE.sub("", spec.weights.get("how", "") or "")
     url = spec.weights.get("url")
     parts = [f"weights for {spec.name!r} are not on this machine: expected {path}"]
     if sha:
@@ -110,6 +126,8 @@ def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> st
         parts.append(f"; get them from {url}")
     if how:
         parts.append(f"; {how}")
+        if "open_clip state dict" in how:  # an export recipe: say what the export must contain
+            parts.append(f"; {_file_layout(spec)}")
     parts.append("; put the file there, set $SILC_BENCH_WEIGHTS to its folder, or pass --weights PATH")
     return " ".join(parts).replace(" ;", ";")
 

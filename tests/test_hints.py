@@ -1,0 +1,134 @@
+"""What silc-bench says when something is missing or wrong must be true of this install:
+the hint names what is really expected, and a bad value answers in one line (exit 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from silc_bench.cli import main
+from silc_bench.core.errors import UserError
+from tests import fixtures, seg_fixtures
+
+
+def one_line(capsys: pytest.CaptureFixture, code: int, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("silc-bench: error:"), err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+def _missing_weights(name: str) -> str:
+    from silc_bench.models.resolve import load_model, parse_model_ref
+
+    with pytest.raises(UserError) as e:
+        load_model(parse_model_ref(name))
+    return str(e.value)
+
+
+def test_missing_weights_hint_describes_the_entrys_own_towers():
+    # clip-webli-b16 has no variants: its file is a plain open_clip state dict, one tower.
+    clip = _missing_weights("clip-webli-b16")
+    assert "teacher" not in clip and "student" not in clip, clip
+    assert "one image tower" in clip and "clip-webli-b16.safetensors" in clip, clip
+    # silc-b16 is a teacher/student bundle: its hint still says so.
+    silc = _missing_weights("silc-b16")
+    assert "teacher./student." in silc, silc
+
+
+def test_list_datasets_places_shapesworld_in_the_cache(capsys):
+    from silc_bench.core.paths import cache_root
+
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "generated: the cache" in out[0], out[0]
+    rows = [r for r in out if "ShapesWorld" in r]
+    assert rows, "no ShapesWorld rows"
+    cache = str(cache_root() / "datasets")
+    for row in rows:
+        assert cache in row, row
+    real = [r for r in out if r.startswith("| imagenet ")]
+    assert real and all(cache not in r for r in real)
+
+
+def test_imagefolder_counts_what_torchvision_imagefolder_counts(tmp_path):
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from silc_bench.data.classification import imagefolder
+    from silc_bench.data.images import IMAGE_SUFFIXES
+
+    assert tuple(IMAGE_SUFFIXES) == tuple(IMG_EXTENSIONS)
+    base = tmp_path / "set"
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        d = base / "test" / cls
+        d.mkdir(parents=True)
+        for i, name in enumerate(("a.png", "b.gif", "c.JPG", "d.webp", "e.bmp")):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(d / name)
+            assert (d / name).stat().st_size > 0, i
+    ours = imagefolder(tmp_path, str(base), {"eval": ["test"]}).splits["eval"]
+    ref = ImageFolder(str(base / "test"))
+    assert [str(p) for p in ours.items] == [p for p, _ in ref.samples]
+    assert ours.labels.tolist() == [y for _, y in ref.samples]
+    assert not [p for p in ours.items if p.suffix == ".gif"]
+
+
+def test_workers_beyond_the_machine_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch.utils.data
+
+    def no_loader(self, *a, **kw):  # never fork 100,000 workers, even where the check fails
+        raise AssertionError(f"a DataLoader was built (num_workers={kw.get('num_workers')})")
+
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__init__", no_loader)
+    args = fixtures.run_args("zs-cls", "tiny-random", "shapes-cls", tmp_path / "o", tmp_path)
+    i = args.index("--workers")
+    args[i + 1] = "100000"
+    one_line(capsys, main(args), "--workers", "at most")
+    assert not (tmp_path / "o").exists()
+
+
+def test_truncated_png_in_a_seg_set_prints_only_our_line(tmp_path):
+    root = seg_fixtures.make_all(tmp_path / "seg", n=1)
+    (png,) = sorted((root / "cityscapes" / "leftImg8bit").rglob("*.png"))
+    data = png.read_bytes()
+    png.write_bytes(data[: len(data) // 2])  # OpenCV warns "PNG input buffer is incomplete"
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    args = fixtures.run_args("zs-seg", "tiny-random", "cityscapes", tmp_path / "o", root)
+    args += ["--protocol", "sclip"]
+    done = subprocess.run(
+        [sys.executable, "-m", "silc_bench", *args],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("silc-bench: error:"), done.stderr
+    assert png.name in lines[0], done.stderr
+
+
+def test_table_with_a_results_folder_that_is_not_there(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    one_line(capsys, main(["table", "1", "--results", str(missing)]), "--results", str(missing))
+    (tmp_path / "file").write_text("")
+    one_line(capsys, main(["table", "1", "--results", str(tmp_path / "file")]), "not a folder")
+    # With --paper the paper's numbers alone are a table: a missing folder is fine there.
+    assert main(["table", "1", "--paper", "--results", str(missing)]) == 0
+    assert "76.2" in capsys.readouterr().out
+    assert main(["table", "1", "--results", str(tmp_path)]) == 0  # an empty folder: "–" cells
+
+
+def test_default_variant_typo_names_the_variant_and_the_file(tmp_path, monkeypatch, capsys):
+    reg = tmp_path / "reg.yaml"
+    reg.write_text(
+        "models:\n  my-model:\n    arch: {open_clip: ViT-B-16}\n    weights: {path: x.safetensors}\n"
+        "    variants: {teacher: {}, student: {}}\n    default_variant: teachr\n"
+    )
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", str(reg))
+    one_line(capsys, main(["list", "models"]), "'teachr'", str(reg), "teacher, student")
+
