@@ -16,7 +16,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
         choices=["1", "2", "3", "4", "all", "shapes", "results"],
         help="a supplementary table, all, shapes, or results (every result in --results, models x metrics)",
     )
-    tb.add_argument("--results", default="results", help="results folder (missing or empty: paper or –)")
+    tb.add_argument(
+        "--results", default="results", help="results folder (must exist unless --paper; empty: paper or –)"
+    )
     tb.add_argument("--paper", action="store_true", help="show measured / paper (Δ) in every cell")
     tb.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     tb.add_argument("--out", help="write to this file instead of stdout")
@@ -32,7 +34,9 @@ def run(a: argparse.Namespace) -> int:
     if a.which == "results":
         text = _results_table(a)
     else:
-        text = render_tables(a.which, Path(a.results), a.paper, a.format)
+        _check_results_folder(a, missing_too=False)  # a file would be read, and warned about
+        text = render_tables(a.which, Path(a.results), a.paper, a.format)  # its refusals come first
+        _check_results_folder(a, missing_too=True)
     if (
         a.out is not None and a.format == "markdown" and a.which not in ("shapes", "results")
     ):  # a report names its command
@@ -48,6 +52,22 @@ def run(a: argparse.Namespace) -> int:
     atomic_write_text(out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _check_results_folder(a: argparse.Namespace, missing_too: bool) -> None:
+    """A --results folder that is not there is a typo (or a run that never happened), not an
+    empty sweep: without --paper the table would be all "–" and exit 0 while `check` on the
+    same folder errors. With --paper the paper's numbers alone are the table, so it may be
+    missing. Asked twice: a file before rendering (it would be read and warned about), a
+    missing folder after, so the table's own refusals (a format it has no form for) come first."""
+    root = Path(a.results)
+    if root.is_dir() or a.paper or not (missing_too or root.exists()):
+        return
+    what = "not a folder" if root.exists() else "folder not found"
+    raise UserError(
+        f"--results: {what}: {root} (run `silc-bench run --out {root}` first, "
+        f"or add --paper for the paper's numbers alone)"
+    )
 
 
 def _results_table(a: argparse.Namespace) -> str:
