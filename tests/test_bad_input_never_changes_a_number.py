@@ -265,7 +265,9 @@ def test_import_table_and_figure_guard_their_outputs(tmp_path, capsys):
     one_line_error(
         capsys, main(["import", "--task", "ov-seg", str(f), "--out", str(tmp_path / "k2")]), "paper_row"
     )
-    assert main(["table", "1", "--results", "none", "--out", str(tmp_path / "new" / "dir" / "t.md")]) == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["table", "1", "--results", str(empty), "--out", str(tmp_path / "new" / "dir" / "t.md")]) == 0
     capsys.readouterr()
     args = ["figure", "--models", "silc-tiny,nope", "--dataset", "shapes-seg", "--out", str(tmp_path / "f")]
     one_line_error(capsys, main([*args, "--results", str(tmp_path / "fr")]), "nope")

@@ -150,6 +150,20 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()
 
 
+def _override(args: list[str], extra: list[str]) -> list[str]:
+    """`args` with each flag that `extra` gives replaced: list flags add up when repeated
+    (cli/flags.py), so a case's --dataset or --model must take the clean one's place."""
+    given = {a for a in extra if a.startswith("--")}
+    out, skip = [], False
+    for a in args:
+        if skip and not a.startswith("--"):
+            continue
+        skip = a in given and a in ("--dataset", "--model", "--task")
+        if not skip:
+            out.append(a)
+    return [*out, *extra]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_hostile_input(case, clean, tmp_path, monkeypatch, capsys):
     name, setup, code, needles = case
@@ -163,7 +177,7 @@ def test_hostile_input(case, clean, tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     before, cache_before = _files(out), _files(tmp_path / "cache" / "features")
     (tmp_path / "case").mkdir()
-    got = main([*clean_args, *setup(tmp_path / "case", src)])
+    got = main(_override(clean_args, setup(tmp_path / "case", src)))
     err = capsys.readouterr().err
     assert got == code, err
     assert err.startswith("silc-bench: error: ") and err.count("\n") == 1, err

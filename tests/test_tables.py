@@ -72,8 +72,6 @@ def test_measured_cells_deltas_marks_and_csv(tmp_path, capsys):
     assert main(["table", "1", "--results", str(res), "--paper"]) == 0
     md = capsys.readouterr().out
     assert "75.00 / 76.2 (-1.20)" in md
-    # silc-b16 pins no checkpoint (never released): its cell names the one it holds
-    assert "checkpoint 000000000000, which the registry entry does not pin" in md
     assert "– / 72.3" in md  # no result: the paper value alone, never 0
     assert "--limit 10 (partial)" in md and "| 60.00 / 68.4 (-8.40) [" in md  # marked: never ranked
     assert "junk.json" in md  # left out, and said so
@@ -180,7 +178,7 @@ def test_a_table_never_ignores_a_format_or_paper_it_cannot_honour(args, needle, 
 
 
 def test_table_all_in_latex_says_table_4_is_left_out(tmp_path, capsys):
-    assert main(["table", "all", "--format", "latex", "--results", str(tmp_path / "none")]) == 0
+    assert main(["table", "all", "--format", "latex", "--results", str(tmp_path)]) == 0  # empty: paper only
     assert "table 4 has no LaTeX form" in capsys.readouterr().err
 
 

@@ -21,4 +21,3 @@ def run(a: argparse.Namespace) -> int:
     n = resave(Path(a.src), Path(a.out), a.trust_pickle)
     print(f"wrote {a.out}: {n['tensors']} tensors, loadable with weights_only / safetensors")
     return 0
-

@@ -254,7 +254,6 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
     )
 
 
-
 def _load_files(
     ref: ModelRef, module: torch.nn.Module, files: list[tuple[Path, str | None]], extras: dict
 ) -> tuple[str, dict[str, Any]]:
@@ -292,6 +291,7 @@ def _preprocess(spec: ModelSpec, module: torch.nn.Module) -> Preprocess:
         "std": list(pp_raw.get("std", Preprocess().std)),
     }
     return Preprocess.from_dict({**base, **spec.preprocess}, f"model {spec.name!r}")
+
 
 def _attach_backend(
     spec: ModelSpec, module: torch.nn.Module, sd: dict[str, torch.Tensor], extras: dict[str, Any], source: str

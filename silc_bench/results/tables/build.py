@@ -50,9 +50,6 @@ def _marks(r: Result, spec: ModelSpec | None) -> list[str]:
     other = not_the_registry_run(r, spec)
     if other:
         marks.append(other)
-    elif spec is not None and not spec.weights.get("sha256") and r.checkpoint_sha256:
-        # the entry pins no checkpoint (the paper's unreleased rows): the cell names the one it holds
-        marks.append(f"checkpoint {r.checkpoint_sha256[:12]}, which the registry entry does not pin")
     if not is_raw_zero_shot(r):
         marks.append("not raw zero-shot")
     return marks
