@@ -91,6 +91,7 @@ class TokenizerSchema:
     clean: Literal["lower", "canonicalize", "none"] | None = None
     source: str | None = None
     pad_id: Annotated[int, Check(min=0)] | None = None
+    vocab_size: Annotated[int, Check(min=1)] | None = None  # convert records the text embedding's rows
 
 
 @dataclass
