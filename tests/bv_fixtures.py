@@ -115,3 +115,36 @@ def make_tree(
 def save(tree: dict[str, np.ndarray], path: Path) -> Path:
     np.savez(path, **tree)
     return path
+
+
+def make_sp_model(folder: Path, pieces: int = 100, *, gemma: bool = False, name: str = "tiny") -> Path:
+    """A sentencepiece model trained offline with exactly `pieces` pieces, so it can be the
+    vocabulary of a text embedding of that many rows (big_vision's rule; the natural
+    vocabulary of the few training words is ~35 pieces, topped up with dummy symbols).
+    Special ids: the T5/c4 layout (pad 0, eos 1, unk 2, no BOS), or with `gemma` the Gemma
+    one (pad 0, eos 1, bos 2, unk 3)."""
+    import sentencepiece as spm
+
+    from silc_bench.data.synthetic import CLASSES
+
+    words = [f"a photo of a {c}." for c in CLASSES] + ["a red circle", "a blue square", "background"]
+    ids = dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3)
+    if not gemma:
+        ids = dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    prefix = str(folder / name)
+    extra = 0
+    for _ in range(4):
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(words * 20),
+            model_prefix=prefix,
+            vocab_size=pieces,
+            hard_vocab_limit=False,
+            minloglevel=2,
+            user_defined_symbols=[f"<extra{i}>" for i in range(extra)],
+            **ids,
+        )
+        got = spm.SentencePieceProcessor(model_file=prefix + ".model").get_piece_size()
+        if got == pieces:
+            return Path(prefix + ".model")
+        extra += pieces - got
+    raise RuntimeError(f"could not train a {pieces}-piece sentencepiece model (got {got})")

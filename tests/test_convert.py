@@ -17,7 +17,7 @@ from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.reference import encode_image, encode_text
 from silc_bench.models.converted import read_metadata
 from silc_bench.models.resolve import load_model, parse_model_ref
-from tests.bv_fixtures import make_tree, save
+from tests.bv_fixtures import make_sp_model, make_tree, save
 from tests.test_zs_seg import _fails
 
 CASES = [  # (pooling, scanned, params/ prefix, image head)
@@ -32,25 +32,9 @@ CASES = [  # (pooling, scanned, params/ prefix, image head)
 
 @pytest.fixture(scope="module")
 def sp_model(tmp_path_factory):
-    """A tiny sentencepiece model trained offline, with the T5/c4 special ids (pad 0, eos 1, unk 2)."""
-    import sentencepiece as spm
-
-    from silc_bench.data.synthetic import CLASSES
-
-    folder = tmp_path_factory.mktemp("sp")
-    words = [f"a photo of a {c}." for c in CLASSES] + ["a red circle", "a blue square", "background"]
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(words * 20),
-        model_prefix=str(folder / "tiny"),
-        vocab_size=60,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    return folder / "tiny.model"
+    """A tiny sentencepiece model trained offline, with the T5/c4 special ids (pad 0, eos 1,
+    unk 2) and exactly the fixture text embedding's 100 pieces."""
+    return make_sp_model(tmp_path_factory.mktemp("sp"), 100)
 
 
 def _convert(tmp_path, tree, *extra, name="m"):

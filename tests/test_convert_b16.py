@@ -12,8 +12,13 @@ import torch
 
 from silc_bench.cli import main
 from silc_bench.models.converted import read_metadata
-from tests.bv_fixtures import B16, make_tree, save
-from tests.test_convert import sp_model  # noqa: F401 - the tiny offline sentencepiece model
+from tests.bv_fixtures import B16, make_sp_model, make_tree, save
+
+
+@pytest.fixture(scope="module")
+def sp_model(tmp_path_factory):
+    """An offline sentencepiece model with exactly B/16's 32000 pieces (c4_en's size)."""
+    return make_sp_model(tmp_path_factory.mktemp("sp32k"), B16["vocab"])
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +27,7 @@ def b16(tmp_path_factory):
     return save(make_tree(seed=11, scanned=True, **B16), folder / "siglip_b16.npz")
 
 
-def test_b16_converts_verifies_and_equals_open_clips_loader(b16, tmp_path, capsys, sp_model):  # noqa: F811
+def test_b16_converts_verifies_and_equals_open_clips_loader(b16, tmp_path, capsys, sp_model):
     import open_clip
     from open_clip.convert import load_big_vision_weights
     from safetensors.torch import load_file
@@ -36,6 +41,8 @@ def test_b16_converts_verifies_and_equals_open_clips_loader(b16, tmp_path, capsy
     assert "architecture: open_clip ViT-B-16-SigLIP" in err
     meta = read_metadata(out)
     assert meta["arch"] == "ViT-B-16-SigLIP" and max(meta["verification"]["max_abs_diff"].values()) < 1e-4
+    assert meta["verification"]["activation"] == {"image": "exact", "text": "exact"}  # open_clip's SigLIP
+    assert meta["tokenizer"]["pad_id"] == 1 and meta["tokenizer"]["vocab_size"] == 32000  # c4: EOS
     gelu = meta["verification"]["gelu_tanh_vs_exact_max_abs_diff"]
     assert 1e-5 < gelu["image_embedding"] < 1e-2  # measured, recorded, and not zero
     theirs = open_clip.create_model("ViT-B-16-SigLIP", pretrained=None, load_weights=False)

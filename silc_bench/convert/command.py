@@ -17,9 +17,11 @@ import numpy as np
 import torch
 
 from silc_bench.convert import reference
+from silc_bench.convert.activation import target_activations
 from silc_bench.convert.layout import TwoTower, describe
 from silc_bench.convert.npz_tree import NpzTree
 from silc_bench.convert.to_open_clip import choose_arch, custom_config, fit_problems, shapes_of, state_dict
+from silc_bench.convert.tokenizer_meta import tokenizer_meta
 from silc_bench.core.errors import UserError
 from silc_bench.core.files import atomic_write, atomic_write_text
 from silc_bench.core.hashing import file_sha256
@@ -85,6 +87,9 @@ def _target(
 
 
 def _verify(model: torch.nn.Module, tree: NpzTree, spec: TwoTower) -> dict[str, Any]:
+    """Compare the converted model with the numpy reference run with the target's own GELU
+    per tower (convert/activation.py), and measure what the other GELU would change."""
+    act = target_activations(model)
     rng = np.random.default_rng(0)
     s = spec.image_size
     images = rng.uniform(-1, 1, (2, s, s, 3)).astype(np.float32)
@@ -93,68 +98,51 @@ def _verify(model: torch.nn.Module, tree: NpzTree, spec: TwoTower) -> dict[str, 
     with torch.no_grad():
         img = model.encode_image(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
         txt = model.encode_text(torch.from_numpy(tokens)).numpy()
-    exact_img = reference.encode_image(tree, spec, images, "exact")["embed"]
-    exact_txt = reference.encode_text(tree, tokens, "exact")
+    ref = {
+        k: (reference.encode_image(tree, spec, images, k)["embed"], reference.encode_text(tree, tokens, k))
+        for k in ("exact", "tanh")
+    }
     diffs = {
-        "image_embedding": float(np.abs(img - exact_img).max()),
-        "text_embedding": float(np.abs(txt - exact_txt).max()),
+        "image_embedding": float(np.abs(img - ref[act["image"]][0]).max()),
+        "text_embedding": float(np.abs(txt - ref[act["text"]][1]).max()),
         "logit_scale": abs(model.logit_scale.item() - float(tree["t"].reshape(()))),
     }
     if spec.has_bias:
         diffs["logit_bias"] = abs(model.logit_bias.item() - float(tree["b"].reshape(())))
-    tanh_img = reference.encode_image(tree, spec, images, "tanh")["embed"]
-    tanh_txt = reference.encode_text(tree, tokens, "tanh")
     gelu = {
-        "image_embedding": float(np.abs(tanh_img - exact_img).max()),
-        "text_embedding": float(np.abs(tanh_txt - exact_txt).max()),
+        "image_embedding": float(np.abs(ref["tanh"][0] - ref["exact"][0]).max()),
+        "text_embedding": float(np.abs(ref["tanh"][1] - ref["exact"][1]).max()),
     }
+    names = {"exact": "exact GELU", "tanh": "tanh-approximate GELU"}
     return {
-        "against": "numpy big_vision forward (silc_bench/convert/reference.py), exact GELU",
+        "against": "numpy big_vision forward (silc_bench/convert/reference.py) with the target's GELU: "
+        f"image {names[act['image']]}, text {names[act['text']]}",
+        "activation": act,
         "inputs": "2 uniform(-1, 1) images, 3 uniform random token sequences (seed 0)",
         "max_abs_diff": diffs,
         "tolerance": TOLERANCE,
         "gelu_tanh_vs_exact_max_abs_diff": gelu,
-        "gelu_note": "big_vision trains with flax's tanh-approximate GELU; open_clip's timm/text towers use "
-        "exact GELU. The difference above is what the target architecture changes.",
+        "gelu_note": "big_vision trains with flax's tanh-approximate GELU; a tower whose `activation` is "
+        "exact differs from the trained model by the difference above (open_clip's SigLIP towers; "
+        "SigLIP2 text towers are tanh).",
     }
 
 
-def _tokenizer_meta(path: Path | None, spec: TwoTower, notes: list[str]) -> dict[str, Any]:
-    from silc_bench.models.sp_tokenizer import SentencePieceTokenizer, expected_file
-
-    file, source = expected_file(spec.vocab)
-    meta: dict[str, Any] = {
-        "type": "sentencepiece",
-        "context_length": spec.context_length,
-        "clean": "lower",
-        "file": file,
-        "source": source,
-    }
-    if path is None:
-        notes.append(
-            f"no --tokenizer given: the file is written; runs will need the sentencepiece model "
-            f"{file} ({source})"
-        )
-        return meta
-    path = path.expanduser().resolve()
-    if not path.is_file():
-        raise UserError(f"--tokenizer: file not found: {path}")
-    tok = SentencePieceTokenizer(path, spec.context_length)
-    if tok.vocab_size > spec.vocab:
-        raise UserError(
-            f"--tokenizer {path}: {tok.vocab_size} pieces, but the text tower embeds only {spec.vocab}; "
-            "this is not the checkpoint's vocabulary"
-        )
-    meta.update(
-        file=path.name, path=str(path), sha256=file_sha256(path, fresh=True), vocab_size=tok.vocab_size
-    )
-    return meta
-
-
-def _write_atomic(out: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _write_atomic(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, str]:
+    """Write the file with its record sealed to the tensors (models/header_digest.py), all
+    in the temporary file, so `out` appears complete or not at all. Returns the digest."""
     from safetensors.torch import save_file
 
-    atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    from silc_bench.models.header_digest import placeholder, seal
+
+    sealed: dict[str, str] = {}
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps({**meta, "digest": placeholder()})})
+        sealed.update(seal(tmp, METADATA_KEY))
+
+    atomic_write(out, write)
+    return sealed
 
 
 def convert_big_vision(
@@ -164,6 +152,7 @@ def convert_big_vision(
     tokenizer: Path | None = None,
     pooling: str | None = None,
     fp16: bool = False,
+    pad: str | int = "auto",
 ) -> dict[str, Any]:
     """Convert, verify and write; return the metadata written into the file."""
     out = Path(out).expanduser()
@@ -172,7 +161,7 @@ def convert_big_vision(
     tree = NpzTree(Path(src).expanduser())
     spec = describe(tree, pooling)
     notes.append(_layout_note(tree, spec))
-    tok_meta = _tokenizer_meta(tokenizer, spec, notes)
+    tok_meta = tokenizer_meta(tokenizer, spec, pad, notes)
     sd = state_dict(tree, spec)
     _check_unused(tree)
     model, arch_name, cfg, spec = _target(arch, spec, tree, shapes_of(sd), notes)
@@ -183,7 +172,7 @@ def convert_big_vision(
     meta = _metadata(tree, arch_name, spec, tok_meta, check, fp16, cfg)
     tensors = _tensors(model, fp16)
     _flush(notes)
-    _write_atomic(out, tensors, {METADATA_KEY: json.dumps(meta)})
+    meta["digest"] = _write_atomic(out, tensors, meta)
     if cfg is not None:
         cfg_path = out.with_name(out.stem + ".config.json")
         atomic_write_text(
@@ -199,6 +188,11 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out {out}: is a folder; name the .safetensors file to write")
     if out.suffix != ".safetensors":
         raise UserError(f"--out {out}: the output must be a .safetensors file")
+    if out.resolve().parent == Path(out.resolve().anchor):
+        raise UserError(
+            f"--out {out}: writes into the root folder (is $SILC_BENCH_WEIGHTS unset?); "
+            "name a file in another folder, or leave --out out with --register"
+        )
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
 
@@ -238,6 +232,7 @@ def _load(model: torch.nn.Module, tree: NpzTree, sd: dict[str, torch.Tensor], ar
 def _check_verification(check: dict[str, Any], notes: list[str]) -> None:
     """Note the measured differences and refuse a model that strays from the reference."""
     worst = max(v if np.isfinite(v) else float("inf") for v in check["max_abs_diff"].values())
+    notes.append(f"verifying against the {check['against']}")
     for k, v in check["max_abs_diff"].items():
         notes.append(f"verify {k}: max |Δ| = {v:.2e}")
     for k, v in check["gelu_tanh_vs_exact_max_abs_diff"].items():

@@ -32,6 +32,17 @@ def _tensors(obj: object, prefix: str = "") -> dict[str, torch.Tensor]:
     return {}
 
 
+def _left_out(obj: object, saved: dict[str, torch.Tensor]) -> list[str]:
+    """The top-level entries none of whose tensors are saved. Judged by the tensors
+    themselves, not by key names: in a flat state dict every tensor entry is kept (only
+    non-tensor entries such as `epoch` are left out), in a wrapped one the wrapper is kept
+    and its siblings (optimizer state, config) are left out."""
+    if not isinstance(obj, dict):
+        return []
+    kept = {id(t) for t in saved.values()}
+    return sorted(str(k) for k, v in obj.items() if not any(id(t) in kept for t in _tensors(v).values()))
+
+
 def resave(src: Path, out: Path, trust: bool) -> dict[str, int]:
     if not trust:
         raise UserError(
@@ -51,7 +62,7 @@ def resave(src: Path, out: Path, trust: bool) -> dict[str, int]:
         sd = unwrap(obj, src)  # the state dict under `model` / `state_dict`, as loading would pick
     except UserError:
         sd = _tensors(obj)
-    dropped = sorted(k for k in obj if k not in ("model", "state_dict")) if isinstance(obj, dict) else []
+    dropped = _left_out(obj, sd)
     if not sd:
         raise UserError(f"{src}: holds no tensors")
     from safetensors.torch import save_file

@@ -14,15 +14,18 @@ import torch
 
 from silc_bench.config import ModelSpec
 from silc_bench.core.errors import UserError
+from silc_bench.models.header_digest import check_digest
 
 METADATA_KEY = "silc_bench"  # the safetensors header key convert (and the training export) write
 
 
 def _metadata(path: Path) -> dict[str, Any] | None:
-    """The file's convert metadata, its shape checked (None: not a converted file)."""
+    """The file's convert metadata, its shape checked and its digest verified against the
+    tensors (None: not a converted file)."""
     meta = read_metadata(path)
     if meta is None:
         return None
+    check_digest(path, meta)
     if meta.get("arch") == "custom" and not isinstance(meta.get("config"), dict):
         raise UserError(f"{path}: its convert metadata names a custom architecture without a config")
     for key in ("preprocess", "tokenizer"):
@@ -70,15 +73,20 @@ def spec_from_converted(spec: ModelSpec, path: Path | None) -> ModelSpec:
     )
 
 
-def check_text_fit(spec: ModelSpec, module: torch.nn.Module, tok: dict[str, Any]) -> None:
-    """A sentencepiece tokenizer must fit the text tower: ids inside its embedding, and the
-    context length its position embeddings and last-token pooling were trained with."""
+def check_text_fit(
+    spec: ModelSpec, module: torch.nn.Module, tok: dict[str, Any], checkpoint: list[str] | None = None
+) -> None:
+    """A sentencepiece tokenizer must fit the text tower: exactly as many pieces as the text
+    embedding has rows (big_vision's embedding is `vocab_size` rows: a smaller vocabulary is
+    another tokenizer whose ids happen to fit), and the context length its position
+    embeddings and last-token pooling were trained with. A file that fits is then bound to
+    the checkpoint (`checkpoint`: its files' sha256) if conversion recorded no sha256."""
     if tok.get("type") != "sentencepiece":
         return
     text = getattr(module, "text", module)
     emb = getattr(text, "token_embedding", None)
     pos = getattr(text, "positional_embedding", None)
-    if emb is not None and tok["vocab_size"] > emb.num_embeddings:
+    if emb is not None and tok["vocab_size"] != emb.num_embeddings:
         raise UserError(
             f"model {spec.name!r}: tokenizer {tok['file']} has {tok['vocab_size']} pieces, but the text "
             f"tower embeds {emb.num_embeddings}; it is not this model's vocabulary"
@@ -88,6 +96,11 @@ def check_text_fit(spec: ModelSpec, module: torch.nn.Module, tok: dict[str, Any]
             f"model {spec.name!r}: tokenizer context_length {tok['context_length']} differs from the "
             f"text tower's {pos.shape[0]} positions"
         )
+    if checkpoint:
+        from silc_bench.core.paths import weights_dir
+        from silc_bench.models.sp_tokenizer import bind_first_use
+
+        bind_first_use(spec.tokenizer, tok, weights_dir() / "tokenizers", checkpoint)
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:

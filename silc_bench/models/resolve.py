@@ -118,6 +118,7 @@ def _file_layout(spec: ModelSpec) -> str:
 
 def _missing_weights_message(spec: ModelSpec, path: Path, sha: str | None) -> str:
     how = _TOWER_CLAUSE.sub("", spec.weights.get("how", "") or "")
+    how = how.replace("$SILC_BENCH_WEIGHTS", str(weights_dir()))  # the real folder: unset, it is not "/"
     url = spec.weights.get("url")
     parts = [f"weights for {spec.name!r} are not on this machine: expected {path}"]
     if sha:
@@ -192,10 +193,11 @@ def model_identity(ref: ModelRef) -> dict[str, Any]:
     if ref.weights is not None:  # --weights: a result of its own (results/key.py weights_tags)
         ident["weights_override"] = True
     if spec.tokenizer.get("type") == "sentencepiece":  # its vocabulary decides every text embedding
-        from silc_bench.models.sp_tokenizer import tokenizer_file
+        from silc_bench.models.sp_tokenizer import verified_file
 
-        tok = tokenizer_file(spec.tokenizer, spec.name, weights_dir() / "tokenizers")
-        ident["tokenizer_sha256"] = file_sha256(tok)
+        ident["tokenizer_sha256"] = verified_file(  # the file bound to the checkpoint, or an error
+            spec.tokenizer, spec.name, weights_dir() / "tokenizers", ident.get("weights_sha256")
+        )[1]
     arch_name = str(spec.arch.get("open_clip", ""))
     if arch_name.startswith("local-dir:"):  # its config (preprocessing, tokenizer) decides numbers too
         ident["config_sha256"] = file_sha256(Path(arch_name.split(":", 1)[1]) / "open_clip_config.json")
@@ -231,7 +233,7 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
 
     preprocess = _preprocess(spec, module)
     tokenizer, tok_info = make_tokenizer(spec, arch_name)
-    check_text_fit(spec, module, tok_info)
+    check_text_fit(spec, module, tok_info, weights_info.get("file_sha256"))
     backend_name = backend_for(spec.backend, module)
     backend = backend_class(backend_name)(module, extras)
     info = {"arch": spec.arch, "backend": backend_name, "weights": weights_info, "tokenizer": tok_info}
