@@ -24,6 +24,7 @@ from silc_bench.core.hashing import VERIFY_DATA, canonical_json, hash_obj
 from silc_bench.core.paths import ASSETS
 from silc_bench.features.cache import FeatureCache
 from silc_bench.features.extract import RunOptions
+from silc_bench.metrics.uncertainty import BOOTSTRAP_SEED, resamples_problem
 from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.execution import Execution, ExecutionRecord
 from silc_bench.models.execution import apply as apply_execution
@@ -102,6 +103,17 @@ class LazyModel:
         return self._model
 
 
+def _folder(spec: TaskSpec) -> str:
+    """The dataset's folder under --data-root, as its dataset file names it."""
+    return str(spec.data.get("path") or spec.data.get("data_root") or "")
+
+
+def _fetch_hint(dataset: str, opts: EvalOptions) -> str:
+    from silc_bench.data.get.catalogue import fetch_hint
+
+    return fetch_hint(dataset, opts.data_root)
+
+
 def _identity(model: VLModel | LazyModel) -> dict:
     return model.identity() if isinstance(model, LazyModel) else model.identity
 
@@ -120,13 +132,20 @@ def run_key(
         "profile": spec.profile,
         "profile_version": spec.profile_version,
         "protocol": spec.protocol,
-        "options": dict(sorted(opts.task_options.items())),
+        "options": {k: v for k, v in sorted(opts.task_options.items()) if k != "bootstrap"},
         "assets_sha256": assets_sha256(),  # class-name and template files
         "precision": precision,
         "limit": opts.limit,
         "text_encoding": opts.text_encoding,
         **({"execution": ex} if (ex := execution_of(opts).key()) else {}),
+        # --bootstrap adds an interval and changes no number: a part of its own, only when asked,
+        # so a stored result with an interval still answers a run that asks for none
+        **({"bootstrap": {"resamples": n, "seed": BOOTSTRAP_SEED}} if (n := _resamples(opts)) else {}),
     }
+
+
+def _resamples(opts: EvalOptions) -> int:
+    return int(opts.task_options.get("bootstrap") or 0)
 
 
 def execution_of(opts: EvalOptions) -> Execution:
@@ -189,6 +208,8 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     plugin_cls = PLUGINS.get(spec.type)
     if opts.limit is not None and opts.limit < 1:
         raise UserError(f"--limit must be a positive number of images, not {opts.limit}")
+    if problem := resamples_problem(opts.task_options.get("bootstrap") or 0):
+        raise UserError(problem)
     dist.resolve_device(opts.device)  # a bad --device is an error even when the result exists
     if opts.text_encoding not in TEXT_ENCODINGS:
         modes = ", ".join(TEXT_ENCODINGS)
@@ -204,7 +225,10 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     protocol = build(plugin_cls.protocol_cls, spec.protocol, f"tasks/{task} protocol ({dataset})")
     needs_root = not dataset.startswith(("imagefolder:", "wds:")) and "generated" not in spec.data
     if needs_root and not Path(opts.data_root).is_dir():
-        raise UserError(f"--data-root: folder not found: {opts.data_root}")
+        raise UserError(
+            f"--data-root: folder not found: {opts.data_root} (the folder that holds the datasets: "
+            f"{dataset} is read from {Path(opts.data_root) / _folder(spec)}{_fetch_hint(dataset, opts)})"
+        )
     model_ref = model if isinstance(model, str) else model.ref
     if isinstance(model, str):
         model = LazyModel(model, opts)
@@ -218,6 +242,10 @@ def prepare(model: str | VLModel | LazyModel, task: str, dataset: str, opts: Eva
     token = VERIFY_DATA.set(opts.verify_data)
     try:
         fingerprint = plugin_cls.fingerprint(spec, protocol, Path(opts.data_root))
+    except UserError as e:
+        if needs_root and not (Path(opts.data_root) / _folder(spec)).exists():
+            raise UserError(f"{e}{_fetch_hint(dataset, opts)}") from None
+        raise
     finally:
         VERIFY_DATA.reset(token)
     key = run_key(spec, identity, fingerprint, opts, precision)
@@ -368,6 +396,7 @@ def build_result(
         precision=model.precision,
         seeds=out.seeds,
         per_class=out.per_class,
+        uncertainty=out.uncertainty,
         profile=spec.profile,
         wall_s=round(wall, 3),
         notes=[*out.notes, *cache.events],

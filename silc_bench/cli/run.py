@@ -102,6 +102,13 @@ def _zs_seg_flags(seg: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="write one PNG per image to <out>/<model>/zs-seg/<dataset>/pred/",
     )
+    seg.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a 95%% interval of the mIoU from N resamples of the images (seeded, recorded; 0: none)",
+    )
 
 
 def run(a: argparse.Namespace) -> int:
@@ -215,7 +222,11 @@ def _datasets(a: argparse.Namespace, task: str, named: list[str] | None) -> list
                 file=sys.stderr,
             )
         if not datasets:
-            raise UserError(f"--data-root: folder not found: {a.data_root}")
+            raise UserError(
+                f"--data-root: folder not found: {a.data_root} (the folder that holds the datasets; "
+                "`silc-bench list datasets` shows where each is read from, `silc-bench data get NAME` "
+                "fetches one)"
+            )
     return datasets
 
 
@@ -236,6 +247,11 @@ def _check_numbers(a: argparse.Namespace) -> None:
         )
     if a.max_image_pixels is not None and a.max_image_pixels < 1:
         raise UserError("--max-image-pixels must be positive")
+    if a.bootstrap:
+        from silc_bench.metrics.uncertainty import resamples_problem  # numpy only, no torch
+
+        if problem := resamples_problem(a.bootstrap):
+            raise UserError(problem)
 
 
 def max_workers() -> int:
@@ -276,6 +292,7 @@ def _options(a: argparse.Namespace):  # noqa: ANN202
                 ("pamr", a.pamr),
                 ("tcl_ensemble", a.tcl_ensemble),
                 ("save_predictions", a.save_predictions),
+                ("bootstrap", a.bootstrap),
             )
             if v
         },

@@ -142,6 +142,18 @@ def load(name: str) -> Source:
     )
 
 
+def fetch_hint(dataset: str, root: Path | str) -> str:
+    """How to get `dataset` under `root`, for the error that finds it missing: the
+    `data get` command where the catalogue knows a source for it, else ''."""
+    files = _files()
+    owner = next((n for n in files if dataset == n or dataset in (_read(files[n]).get("uses") or [])), None)
+    if owner is None:
+        return ""
+    if any(not a.get("url") for a in _read(files[owner]).get("archives") or []):
+        return f"; `silc-bench data get {dataset}` says what to download by hand and where it goes"
+    return f"; `silc-bench data get {dataset} --data-root {root}` downloads and prepares it"
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
