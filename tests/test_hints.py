@@ -133,7 +133,6 @@ def test_default_variant_typo_names_the_variant_and_the_file(tmp_path, monkeypat
     one_line(capsys, main(["list", "models"]), "'teachr'", str(reg), "teacher, student")
 
 
-
 @pytest.mark.parametrize(
     ("task", "dataset", "folder", "get"),
     [
@@ -146,8 +145,12 @@ def test_missing_data_root_says_what_belongs_under_it(tmp_path, capsys, task, da
     """Not only "folder not found": which folder under it this dataset is read from, and
     the command that fetches it (or says what to fetch by hand)."""
     gone = tmp_path / "nowhere"
-    code = main(["run", "--task", task, "--model", "clip-tiny", "--dataset", dataset, "--data-root", str(gone)])
+    code = main(
+        ["run", "--task", task, "--model", "clip-tiny", "--dataset", dataset, "--data-root", str(gone)]
+    )
     one_line(capsys, code, "folder not found", str(gone / folder), get)
     # The root is there but the dataset is not: the loader's layout line, and the same hint.
-    code = main(["run", "--task", task, "--model", "clip-tiny", "--dataset", dataset, "--data-root", str(tmp_path)])
+    code = main(
+        ["run", "--task", task, "--model", "clip-tiny", "--dataset", dataset, "--data-root", str(tmp_path)]
+    )
     one_line(capsys, code, get)

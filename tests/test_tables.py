@@ -100,8 +100,29 @@ def test_import_fills_table_3(tmp_path, capsys):
     assert len(list(out.rglob("*.json"))) == 3
     assert main(["table", "3", "--paper", "--results", str(out)]) == 0
     md = capsys.readouterr().out
-    assert "36.00 / 36.6 (-0.60)" in md and "33.50 / 33.9 (-0.40)" in md and "13.10 / 13.4" in md
+    # at the paper's decimals, ranked (not marked), and said where they come from
+    assert "36.0 / 36.6 (-0.6)" in md and "33.5 / 33.9 (-0.4)" in md and "13.1 / 13.4" in md
+    assert "imported from ov_seg_example.csv (CAT-Seg, measured outside silc-bench)" in md
+    assert "precision unknown" not in md and "**36.0 / 36.6 (-0.6)" in md
     assert main(["check", str(out)]) == 0
+
+
+def test_an_unpinned_entry_names_its_checkpoint_and_marks_other_weights(tmp_path, capsys):
+    """silc-b16 pins no sha256: the folder's first result names the checkpoint its row
+    stands for, and a result from other weights is marked (never ranked), not mixed in."""
+    res = tmp_path / "r"
+    first, other = "a" * 64, "b" * 64
+    _result(res, "silc-b16", "zs-cls", "imagenet", {"top1": 75.0}, checkpoint_sha256=first)
+    _result(res, "clip-webli-b16", "zs-cls", "imagenet", {"top1": 70.0}, variant=None)
+    _result(res, "silc-b16", "zs-cls", "cifar100", {"top1": 80.0}, checkpoint_sha256=other,
+            created="2026-02-01T00:00:00+00:00")  # fmt: skip
+    _result(res, "clip-webli-b16", "zs-cls", "cifar100", {"top1": 70.0}, variant=None)
+    assert main(["table", "1", "--results", str(res), "--paper"]) == 0
+    md = capsys.readouterr().out
+    assert "silc-b16: checkpoint aaaaaaaaaaaa… (the registry pins no sha256" in md
+    assert "checkpoint bbbbbbbbbbbb…, not aaaaaaaaaaaa… that silc-b16 was first measured with here" in md
+    assert "**75.00 / 76.2" in md  # the first checkpoint's cell keeps its rank
+    assert "**80.00" not in md  # the other checkpoint's is not a clean competitor
 
 
 def test_import_refuses_bad_rows_and_writes_nothing(tmp_path, capsys):

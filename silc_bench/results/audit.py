@@ -90,7 +90,7 @@ def not_the_registry_run(r: Result, spec: ModelSpec | None) -> str | None:
     current = _task_version(r.task)
     if current is not None and r.task_version != current:
         return f"task version {r.task_version} (the task is at version {current})"
-    if r.precision != "fp32":
+    if r.precision != "fp32" and not imported:  # an imported row's precision is not ours to know
         return f"precision {r.precision} (registry numbers are fp32)"
     if r.run_key.get("execution"):
         return "fast-path options " + ", ".join(f"{k}={v}" for k, v in sorted(r.run_key["execution"].items()))

@@ -23,8 +23,11 @@ from silc_bench.results.tables.paper import Cell
 
 COLUMNS = [
     "table", "model", "size", "variant", "task", "dataset", "metric",
-    "paper", "measured", "delta", "printed_delta", "result", "note",
+    "paper", "measured", "delta", "printed_delta", "result", "note", "info", "source",
 ]  # fmt: skip
+# note: why a cell is not a clean default run (it is then not ranked); info: what a reader
+# should know that does not make it less comparable (where it came from, which checkpoint);
+# source: "imported" for numbers measured outside silc-bench (shown at the paper's decimals)
 
 
 @dataclass
@@ -41,7 +44,14 @@ def _default_profile(task: str) -> str:
         return "default"
 
 
+def imported(r: Result) -> bool:
+    return r.env.get("source") == "imported"
+
+
 def _marks(r: Result, spec: ModelSpec | None) -> list[str]:
+    if imported(r):  # measured elsewhere: its own fields say nothing of profile or options
+        other = not_the_registry_run(r, spec)
+        return [other] if other else []
     key = ResultKey.from_result(r, _default_profile(r.task))
     marks = []
     if key.profile != key.default_profile:
@@ -77,24 +87,61 @@ def _pick(found: list[Candidate]) -> tuple[Candidate, list[str]]:
     return best, [f"left out {c.path} ({'; '.join(c.marks) or 'older or duplicate'})" for c in rest]
 
 
+def first_checkpoints(results: list[tuple[Path, Result]], models: dict[str, ModelSpec]) -> dict[str, str]:
+    """Registry entry → the checkpoint sha256 its earliest result in the folder was measured
+    with, for entries that pin no sha256 (every paper row: the released files are not ours to
+    pin). That first checkpoint is what the folder's numbers for the entry stand for; a result
+    from other weights is then named, never mixed into the entry's row unmarked."""
+    first: dict[str, tuple[str, str]] = {}
+    for _, r in results:
+        entry = r.model.partition(":")[0]
+        spec = models.get(entry)
+        if spec is None or spec.weights.get("sha256") or not r.checkpoint_sha256:
+            continue
+        if entry not in first or r.created < first[entry][0]:
+            first[entry] = (r.created, r.checkpoint_sha256)
+    return {entry: sha for entry, (_, sha) in first.items()}
+
+
+def _origin(r: Result, entry: str, first: dict[str, str]) -> tuple[str | None, str | None]:
+    """(mark, info) for where a cell's number comes from: imported, or which checkpoint of
+    an entry that pins none."""
+    info = None
+    if imported(r):
+        name, method = Path(str(r.protocol.get("file", "?"))).name, r.protocol.get("method", "?")
+        info = f"imported from {name} ({method}, measured outside silc-bench)"
+    pinned = first.get(entry)
+    if pinned is None:
+        return None, info
+    sha = r.checkpoint_sha256
+    if sha != pinned:
+        return f"checkpoint {sha[:12]}…, not {pinned[:12]}… that {entry} was first measured with here", info
+    about = f"{entry}: checkpoint {sha[:12]}… (the registry pins no sha256; the one first measured here)"
+    return None, "; ".join(i for i in (info, about) if i)
+
+
 def frame(
     cells: list[Cell], results: list[tuple[Path, Result]], models: dict[str, ModelSpec]
 ) -> pd.DataFrame:
     found = candidates(results, models)
+    first = first_checkpoints(results, models)
     rows = []
     for c in cells:
-        measured, result, notes = None, "", []
+        measured, result, notes, info, source = None, "", [], None, ""
         pool = found.get((c.model, c.size, c.variant, c.task, c.dataset), [])
         pool = [p for p in pool if c.metric in p.result.metrics]
         if pool:
             best, notes = _pick(pool)
             measured = float(best.result.metrics[c.metric])
             result = str(best.path)
-            notes = [*(f"measured with {m}" for m in best.marks), *notes]
+            mark, info = _origin(best.result, best.result.model.partition(":")[0], first)
+            marks = [*best.marks, *([mark] if mark else [])]
+            notes = [*(f"measured with {m}" for m in marks), *notes]
+            source = "imported" if imported(best.result) else "measured"
         delta = round(measured - c.paper, 2) if measured is not None else None
         rows.append(
             [c.table, c.model, c.size, c.variant, c.task, c.dataset, c.metric, c.paper, measured, delta,
-             c.printed_delta, result, "; ".join(notes)]
+             c.printed_delta, result, "; ".join(notes), info or "", source]
         )  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 

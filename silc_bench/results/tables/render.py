@@ -33,11 +33,13 @@ def _cell_text(row: pd.Series, with_paper: bool, show_measured: bool) -> str:
     m, p, printed = _num(row["measured"]), _num(row["paper"]), _num(row["printed_delta"])
     if not show_measured:  # the paper alone
         return f"{p:.1f}" + (f" ({printed:+.1f})" if printed is not None else "")
+    # an imported number is shown at the paper's one decimal: its source gave no more
+    d = 1 if row.get("source") == "imported" else 2
     if not with_paper:
-        return "–" if m is None else f"{m:.2f}"
+        return "–" if m is None else f"{m:.{d}f}"
     if m is None:
         return f"– / {p:.1f}"
-    return f"{m:.2f} / {p:.1f} ({m - p:+.2f})"
+    return f"{m:.{d}f} / {p:.1f} ({m - p:+.{d}f})"
 
 
 def layout(
@@ -70,6 +72,11 @@ def layout(
                 if r["note"]:
                     notes.append(f"{r['model']} {r['size']} {r['dataset']} {r['metric']}: {r['note']}")
                     text += f" [{len(notes)}]"
+                if r.get("info"):  # shared by many cells: numbered once, the cells keep their rank
+                    about = f"{r['model']} {r['size']}: {r['info']}"
+                    if about not in notes:
+                        notes.append(about)
+                    text += f" [{notes.index(about) + 1}]"
                 grid[(r["model"], r["size"], r["variant"], col.header)] = text
     headers = ["size", "model", *(c.header for c in t.columns)]
     rows = []

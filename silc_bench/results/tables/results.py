@@ -7,21 +7,23 @@ not raw zero-shot, ‡ part of a split) and each note written under the table.
 
 `--stderr` adds each accuracy's and recall's binomial standard error, in points: the
 spread a second draw of the same number of test images would show (lm-eval's stderr
-column). Metrics with no binomial form (mean per-class recall, mIoU) get none.
+column). mIoU has no binomial form: it shows its bootstrap interval over images, `[lo, hi]`,
+where the run was asked for one (`run --bootstrap N`). Other metrics (mean per-class
+recall, mAcc, aAcc) get none.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from silc_bench.metrics.uncertainty import binomial_se
 from silc_bench.results.schema import Result
 
 _BINOMIAL_PREFIXES = ("top", "i2t_", "t2i_")
 
 
-def binomial_stderr(r: Result, metric: str) -> float | None:
-    """sqrt(p(1-p)/n) in points, n the number of queries the metric averages over."""
+def binomial_count(r: Result, metric: str) -> int | None:
+    """The number of queries a binomial metric averages over (None: not a binomial metric)."""
     p = r.protocol
     if r.task == "retrieval" and metric.startswith("t2i_"):
         n = p.get("num_captions")
@@ -31,11 +33,24 @@ def binomial_stderr(r: Result, metric: str) -> float | None:
         n = p.get("num_images")
     else:
         return None
-    value = r.metrics.get(metric)
-    if not isinstance(n, int) or n < 1 or value is None:
-        return None
-    q = value / 100.0
-    return 100.0 * math.sqrt(max(q * (1.0 - q), 0.0) / n)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
+
+
+def binomial_stderr(r: Result, metric: str, at: float | None = None) -> float | None:
+    """sqrt(p(1-p)/n) in points, n the number of queries the metric averages over and p
+    the measured value, or `at` (a regression check's expected number)."""
+    n, value = binomial_count(r, metric), r.metrics.get(metric) if at is None else at
+    return None if n is None or value is None else binomial_se(value, n)
+
+
+def standard_error(r: Result, metric: str, at: float | None = None) -> tuple[float, str] | None:
+    """(se in points, where it comes from) for any metric that has one: binomial for an
+    accuracy or recall, the recorded bootstrap's for mIoU; None for the others."""
+    interval = r.uncertainty.get(metric)
+    if interval is not None:
+        return float(interval["se"]), f"bootstrap, {interval['bootstrap']} resamples"
+    se = binomial_stderr(r, metric, at)
+    return None if se is None else (se, "binomial")
 
 
 def _column(r: Result, default_profile: str, metric: str) -> str:
@@ -79,8 +94,12 @@ def grid(
                 columns.append(col)
             text = f"{value:.2f}"
             se = binomial_stderr(r, metric) if with_stderr else None
+            interval = r.uncertainty.get(metric) if with_stderr else None
             if se is not None:
                 text += f" ± {se:.2f}"
+            elif interval is not None:
+                lo, hi = interval["ci95"]
+                text += f" [{lo:.2f}, {hi:.2f}]"
             cells.setdefault(row, {})[col] = text + (f" {mark}" if mark else "")
     rows = [[name, *(cells[name].get(c, "–") for c in columns)] for name in sorted(cells)]
     return ["model", *columns], rows, notes
@@ -107,7 +126,12 @@ def render(results: list[tuple[Path, Result]], fmt: str, with_stderr: bool, wher
 
     text = tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
     note = "\n".join(notes)
-    se = "\n\n± is the binomial standard error, in points." if with_stderr else ""
+    se = (
+        "\n\n± is the binomial standard error, in points; [lo, hi] the 95% percentile bootstrap "
+        "interval over images (`run --bootstrap N`; its resamples and seed are in the result)."
+        if with_stderr
+        else ""
+    )
     return f"{text}\n" + (f"\n{note}\n" if note else "") + (se + "\n" if se else "")
 
 

@@ -54,7 +54,23 @@ def frame(results: list[tuple[Path, Result]]) -> pd.DataFrame:
             path, r = idx.get((model, task, ds, ()), (None, None))
             measured = None if r is None else r.metrics.get(metric)
             rows.append(
-                ["shapes", model, "", "", task, ds, metric, None, measured, None, None, str(path or ""), ""]
+                [
+                    "shapes",
+                    model,
+                    "",
+                    "",
+                    task,
+                    ds,
+                    metric,
+                    None,
+                    measured,
+                    None,
+                    None,
+                    str(path or ""),
+                    "",
+                    "",
+                    "measured" if r else "",
+                ]
             )
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -58,7 +58,23 @@ def frame(results: list[tuple[Path, Result]], left_out: list[str] | None = None)
                 note = "; ".join(n for n in (note, OUR_RULE) if n)
             m = None if r is None else r.metrics.get("mIoU")
             rows.append(
-                ["4", label, "B/16", "", "zs-seg", ds, "mIoU", None, m, None, None, str(path or ""), note]
+                [
+                    "4",
+                    label,
+                    "B/16",
+                    "",
+                    "zs-seg",
+                    ds,
+                    "mIoU",
+                    None,
+                    m,
+                    None,
+                    None,
+                    str(path or ""),
+                    note,
+                    "",
+                    "measured" if r else "",
+                ]
             )
     return pd.DataFrame(rows, columns=COLUMNS)
 
