@@ -25,9 +25,12 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 # CLIP_benchmark is a parity peer in the tests only. Its pinned deps would pull in
 # unrelated packages, so it is installed without them (docs/protocols.md); its WebDataset
 # reader (build_wds_dataset) needs webdataset and requests, the parity test of wds: shards.
+# lightly is the DINO reference of tests/test_train_reference.py, also without its deps
+# (pytorch_lightning, hydra-core and their web stack): its loss, heads, EMA, schedule and
+# transforms import only torch, torchvision, numpy and lightning-utilities.
 $(TSTAMP): $(STAMP)
-	$(PIP_C) --no-deps clip-benchmark
-	$(PIP_C) webdataset requests
+	$(PIP_C) --no-deps clip-benchmark lightly
+	$(PIP_C) webdataset requests lightning-utilities
 	touch $@
 
 demo: install

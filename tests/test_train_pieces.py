@@ -104,8 +104,10 @@ def test_distillation_can_teach_below_ln_k():
 
 def test_teacher_temperature_warmup():
     assert teacher_temperature(0, 0.04, 0.07, 10) == pytest.approx(0.04)
-    assert teacher_temperature(5, 0.04, 0.07, 10) == pytest.approx(0.055)
+    assert teacher_temperature(3, 0.04, 0.07, 10) == pytest.approx(0.05)  # DINO's linspace: 0.03 · 3/9
+    assert teacher_temperature(9, 0.04, 0.07, 10) == pytest.approx(0.07)  # the warmup's last step
     assert teacher_temperature(10, 0.04, 0.07, 10) == pytest.approx(0.07)
+    assert teacher_temperature(0, 0.04, 0.07, 1) == pytest.approx(0.04)
     assert teacher_temperature(1000, 0.04, 0.07, 10) == pytest.approx(0.07)
     assert teacher_temperature(0, 0.04, 0.07, 0) == pytest.approx(0.07)  # no warmup: final at once
 

@@ -12,6 +12,12 @@ switching distillation off changes nothing else.
 
 Local size default: image_size · 3/7 rounded to a multiple of the patch size (at least one
 patch), which is DINO's 96 px for 224 px inputs with patch 16.
+
+The crop is resampled by torchvision v2's uint8 bicubic kernel, which matches PIL's (DINO
+crops PIL images; the evaluation preprocessing resizes PIL images too). The float kernel
+that `transforms.functional` uses on tensors clamps only at the end and lands up to ~10
+grey levels away from PIL at sharp edges. Each view equals lightly's `DINOViewTransform`
+with its colour augmentations off (tests/test_train_reference.py).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
+from torchvision.transforms.v2 import functional as F2
 
 from silc_bench.models.preprocess import OPENAI_MEAN, OPENAI_STD
 
@@ -80,13 +87,19 @@ class MultiCrop:
     mean: tuple[float, ...] = OPENAI_MEAN
     std: tuple[float, ...] = OPENAI_STD
 
-    def _crop(
+    def view(
         self, img: torch.Tensor, size: int, scale: tuple[float, float], gen: torch.Generator
     ) -> torch.Tensor:
+        """One view of a (3, H, W) uint8 image: crop, resize, flip with p = 1/2, normalise.
+
+        Draws from `gen` in torchvision's order (crop parameters, then the flip), so a
+        generator seeded s gives the view RandomResizedCrop + RandomHorizontalFlip give
+        after `torch.manual_seed(s)`.
+        """
         i, j, h, w = crop_params(img.shape[-2], img.shape[-1], scale, gen)
-        out = TF.resized_crop(img, i, j, h, w, [size, size], InterpolationMode.BICUBIC, antialias=True)
+        out = F2.resized_crop(img, i, j, h, w, [size, size], InterpolationMode.BICUBIC, antialias=True)
         if float(torch.rand((), generator=gen)) < 0.5:
-            out = TF.hflip(out)
+            out = F2.horizontal_flip(out)
         return TF.normalize(out.float() / 255.0, self.mean, self.std)
 
     def __call__(
@@ -94,6 +107,6 @@ class MultiCrop:
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(global crops, local crops), each (3, size, size) float tensors."""
         img = TF.pil_to_tensor(image.convert("RGB"))
-        globals_ = [self._crop(img, self.image_size, self.global_scale, gen) for _ in range(self.n_global)]
-        locals_ = [self._crop(img, self.local_size, self.local_scale, gen) for _ in range(self.n_local)]
+        globals_ = [self.view(img, self.image_size, self.global_scale, gen) for _ in range(self.n_global)]
+        locals_ = [self.view(img, self.local_size, self.local_scale, gen) for _ in range(self.n_local)]
         return globals_, locals_

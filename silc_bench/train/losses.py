@@ -36,10 +36,16 @@ def siglip_sigmoid_loss(
 
 
 def teacher_temperature(step: int, start: float, final: float, warmup_steps: int) -> float:
-    """Linear warmup from `start` to `final` over `warmup_steps`, then constant (DINO)."""
+    """DINO's schedule: `linspace(start, final, warmup_steps)[step]`, then `final`.
+
+    The linspace includes its end point, so the warmup's last step (warmup_steps − 1)
+    already uses `final` (facebookresearch/dino `main_dino.py`, lightly's `DINOLoss`).
+    """
     if warmup_steps <= 0 or step >= warmup_steps:
         return final
-    return start + (final - start) * step / warmup_steps
+    if warmup_steps == 1:
+        return start
+    return start + (final - start) * step / (warmup_steps - 1)
 
 
 class DINOLoss(torch.nn.Module):
@@ -101,4 +107,7 @@ class DINOLoss(torch.nn.Module):
             dist.all_reduce(total)
             dist.all_reduce(count)
         batch_center = total / count
-        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+        # DINO's expression, two roundings: an in-place add_(alpha=) is fused (one rounding)
+        # and drifts from the reference in the last bit
+        m = self.center_momentum
+        self.center.copy_(self.center * m + batch_center * (1 - m))
