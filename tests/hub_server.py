@@ -4,6 +4,9 @@ headers the client reads (X-Repo-Commit, ETag, Content-Length) and byte ranges f
 downloads; and, for `snapshot_download`, `/api/{models,datasets}/{repo}/revision/{rev}` and
 `/api/.../tree/{rev}` (the repository's commit and file list).
 
+Files are served as LFS files (ETag: the sha256 of the content) unless named in `plain`:
+those are regular git files, as the Hub serves small text files (ETag: the git blob sha1).
+
 Faults on demand: `corrupt` serves other bytes than the ETag names; `drop_first` closes the
 connection half-way through the first GET of a file (an interrupted download).
 """
@@ -23,6 +26,7 @@ class Hub:
         self.commit: dict[str, str] = {}  # repo → the commit `main` resolves to
         self.gets: Counter = Counter()
         self.corrupt: set[str] = set()
+        self.plain: set[str] = set()
         self.drop_first: set[str] = set()
         self._dropped: set[str] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -59,10 +63,10 @@ class Hub:
                     return None
                 return repo, filename, data
 
-            def _headers(self, repo: str, data: bytes, length: int, status: int = 200) -> None:
+            def _headers(self, repo: str, filename: str, data: bytes, length: int, status: int = 200) -> None:
                 self.send_response(status)
                 self.send_header("X-Repo-Commit", hub.commit[repo])
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')  # as for LFS files
+                self.send_header("ETag", f'"{_git_sha1(data) if filename in hub.plain else _sha256(data)}"')
                 self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
@@ -77,8 +81,8 @@ class Hub:
                 if found is None:
                     self._missing("EntryNotFound")
                     return
-                repo, _, data = found
-                self._headers(repo, data, len(data))
+                repo, filename, data = found
+                self._headers(repo, filename, data, len(data))
 
             def _api(self) -> bool:
                 """repo_info and list_repo_tree, for snapshot_download."""
@@ -110,10 +114,10 @@ class Hub:
 
             def _entry(self, repo: str, name: str) -> dict:
                 data = hub.files[(repo, name)]
-                sha = hashlib.sha256(data).hexdigest()
-                blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-                return {"type": "file", "path": name, "size": len(data), "oid": blob,
-                        "lfs": {"oid": sha, "size": len(data), "pointerSize": 130}}  # fmt: skip
+                entry = {"type": "file", "path": name, "size": len(data), "oid": _git_sha1(data)}
+                if name not in hub.plain:
+                    entry["lfs"] = {"oid": _sha256(data), "size": len(data), "pointerSize": 130}
+                return entry
 
             def do_GET(self) -> None:  # noqa: N802
                 if self._api():
@@ -132,7 +136,7 @@ class Hub:
                 if rng and rng.startswith("bytes="):
                     start = int(rng[6:].split("-")[0] or 0)
                 part = body[start:]
-                self._headers(repo, data, len(part), 206 if start else 200)
+                self._headers(repo, filename, data, len(part), 206 if start else 200)
                 if filename in hub.drop_first and filename not in hub._dropped:
                     hub._dropped.add(filename)
                     self.wfile.write(part[: len(part) // 2])
@@ -142,3 +146,11 @@ class Hub:
                 self.wfile.write(part)
 
         return Handler
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _git_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()

@@ -4,7 +4,9 @@ TarWriter (to 1e-4 points, as the folder parity tests)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,33 +191,127 @@ def _write_over(folder: Path, rows: list[dict]) -> None:
     _write(folder, "test", rows)
 
 
+@pytest.fixture
+def hub(wds_cls, tmp_path, monkeypatch):  # noqa: ANN201
+    """A Hub stand-in on 127.0.0.1 serving the shapes shards as `clip-benchmark/wds_tiny`, the
+    .txt files as regular git files (ETag: git blob sha1), the shards as LFS (sha256)."""
+    import huggingface_hub.utils  # noqa: F401 - its tqdm module, patched below
+
+    from tests.hub_server import Hub
+
+    with Hub() as h:
+        for f in sorted(wds_cls.rglob("*")):
+            if f.is_file():
+                name = f.relative_to(wds_cls).as_posix()
+                h.add("clip-benchmark/wds_tiny", name, f.read_bytes(), "d" * 40)
+                if name.endswith(".txt"):
+                    h.plain.add(name)
+        for var in ("HF_HUB_OFFLINE", "SILC_BENCH_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        # snapshot_download's "Fetching N files" bar reads the variable once, at import
+        monkeypatch.setattr(sys.modules["huggingface_hub.utils.tqdm"], "HF_HUB_DISABLE_PROGRESS_BARS", True)
+        yield h
+
+
+def _cli(dataset: str, out: Path, *extra: str) -> int:
+    from silc_bench.cli import main
+    from tests.fixtures import run_args
+
+    return main(run_args("zs-cls", "tiny-random", dataset, out, out.parent, *extra))
+
+
 def test_a_hub_dataset_repository_is_fetched_one_split_at_a_time(
-    trained_model, wds_cls, tmp_path, monkeypatch
+    trained_model, wds_cls, hub, tmp_path, monkeypatch
 ):
     """`wds:ORG/NAME` through the real huggingface_hub client, from a Hub stand-in on
     127.0.0.1: the split the task reads and the .txt files only; offline, the cache."""
     from silc_bench.core.errors import UserError
-    from tests.hub_server import Hub
 
-    with Hub() as hub:
-        for f in sorted(wds_cls.rglob("*")):
-            if f.is_file():
-                hub.add(
-                    "clip-benchmark/wds_tiny", f.relative_to(wds_cls).as_posix(), f.read_bytes(), "d" * 40
-                )
-        for var in ("HF_HUB_OFFLINE", "SILC_BENCH_OFFLINE"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        remote = evaluate(
-            trained_model, "zs-cls", "wds:clip-benchmark/wds_tiny", _opts(tmp_path / "a", tmp_path)
-        )
-        assert not any(name.startswith("train/") for name in hub.gets)  # zs-cls reads test only
-        assert hub.gets["test/0.tar"] == 1
-        local = evaluate(trained_model, "zs-cls", f"wds:{wds_cls}", _opts(tmp_path / "b", tmp_path))
-        assert remote.result.metrics == local.result.metrics
-        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cold"))
-        with pytest.raises(UserError, match="wds:clip-benchmark/wds_tiny"):
-            evaluate(trained_model, "zs-cls", "wds:clip-benchmark/wds_tiny", _opts(tmp_path / "c", tmp_path))
+    remote = evaluate(trained_model, "zs-cls", "wds:clip-benchmark/wds_tiny", _opts(tmp_path / "a", tmp_path))
+    assert not any(name.startswith("train/") for name in hub.gets)  # zs-cls reads test only
+    assert hub.gets["test/0.tar"] == 1
+    local = evaluate(trained_model, "zs-cls", f"wds:{wds_cls}", _opts(tmp_path / "b", tmp_path))
+    assert remote.result.metrics == local.result.metrics
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cold"))
+    with pytest.raises(UserError, match="wds:clip-benchmark/wds_tiny"):
+        evaluate(trained_model, "zs-cls", "wds:clip-benchmark/wds_tiny", _opts(tmp_path / "c", tmp_path))
+
+
+@pytest.mark.parametrize("bad", ["test/0.tar", "classnames.txt"])  # an LFS shard (sha256), a git file (sha1)
+def test_hub_bytes_that_do_not_match_their_etag_are_refused_and_not_kept(bad, hub, tmp_path, capsys):
+    hub.corrupt.add(bad)
+    assert _cli("wds:clip-benchmark/wds_tiny", tmp_path / "a") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "do not match their ETag" in err and bad in err, err
+    assert not (tmp_path / "a").exists()
+    blobs = [b for b in (tmp_path / "hub").rglob("blobs/*") if b.is_file()]
+    assert all(hashlib.sha256(b.read_bytes()).hexdigest() == b.name or _git_sha1(b) == b.name for b in blobs)
+    assert _cli("wds:clip-benchmark/wds_tiny", tmp_path / "b", "--offline") == 2  # nothing kept as good
+    assert not (tmp_path / "b").exists()
+    hub.corrupt.clear()
+    assert _cli("wds:clip-benchmark/wds_tiny", tmp_path / "c") == 0, capsys.readouterr().err
+    assert hub.gets[bad] == 2  # downloaded afresh
+
+
+def _git_sha1(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_typo_of_a_known_hub_name_is_a_did_you_mean_before_any_download(offline, hub, tmp_path, capsys):
+    extra = ("--offline",) if offline else ()
+    assert _cli("wds:clip-benchmark/wds_cifr100", tmp_path / "a", *extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean wds:clip-benchmark/wds_vtab-cifar100?" in err, err
+    assert sum(hub.gets.values()) == 0 and not (tmp_path / "hub").exists()
+
+
+def test_a_close_name_the_hub_has_is_fetched_not_refused(wds_cls, hub, tmp_path, capsys):
+    """The Hub holds more sets than CLIP_benchmark lists: a close name is asked about."""
+    for (_, name), data in list(hub.files.items()):
+        hub.add("clip-benchmark/wds_cifar100", name, data, "e" * 40)
+    assert _cli("wds:clip-benchmark/wds_cifar100", tmp_path / "a") == 0, capsys.readouterr().err
+    assert hub.gets["test/0.tar"] == 1
+
+
+def test_list_datasets_names_clip_benchmarks_hub_sets(capsys):
+    from silc_bench.cli import main
+    from silc_bench.data.wds_hub import known
+
+    assert len(known()) == 41 and known()["wds_mscoco_captions"] == "retrieval"
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "wds:clip-benchmark/wds_<name>" in out and "wds:ORG/NAME" in out
+    for name in ("cars", "imagenet1k", "cifar100", "mscoco_captions", "flickr30k", "vtab-{caltech101"):
+        assert name in out, name
+
+
+def test_one_run_reads_each_shard_once(trained_model, wds_cls, tmp_path, monkeypatch):
+    """prepare() and the run both read the split: the shard is hashed once (the memo), its
+    headers indexed once (kept by its sha256), and no `cls` member is opened on its own."""
+    import shutil
+
+    from silc_bench.core import hashing
+    from silc_bench.data import wds as reader
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(wds_cls, fresh)  # new files: nothing memoised for them yet
+    for shard in (fresh / "test").glob("*.tar"):
+        with open(shard, "ab") as f:
+            f.write(b"\0" * 512)  # other bytes: a sha256 this process has not indexed
+    hashed, indexed, opened = [], [], []
+    real_hash, real_index, real_read = hashing._hash_bytes, reader._index, reader.Member.read_bytes
+    monkeypatch.setattr(hashing, "_hash_bytes", lambda p: hashed.append(Path(p).name) or real_hash(p))
+    monkeypatch.setattr(reader, "_index", lambda p: indexed.append(p.name) or real_index(p))
+    monkeypatch.setattr(reader.Member, "read_bytes",
+                        lambda m: (m.data is None and opened.append(m.name)) or real_read(m))  # fmt: skip
+    res = evaluate(trained_model, "zs-cls", f"wds:{fresh}", _opts(tmp_path / "o", tmp_path)).result
+    shards = sorted(p.name for p in (fresh / "test").glob("*.tar"))
+    assert sorted(n for n in hashed if n.endswith(".tar")) == shards
+    assert sorted(indexed) == shards
+    assert len(opened) == res.protocol["num_images"] and not [n for n in opened if not n.endswith(".png")]

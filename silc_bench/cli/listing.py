@@ -42,11 +42,12 @@ def list_command(what: str) -> str:
                         spec.description,
                     ]
                 )
-        return tabulate(
+        table = tabulate(
             rows,
             headers=["dataset", "task", "format", "path (under --data-root; generated: the cache)", "about"],
             tablefmt="github",
         )
+        return table + "\n\n" + _hub_sets()
     from silc_bench.config import load_models
     from silc_bench.models.weight_paths import weight_files
 
@@ -84,3 +85,29 @@ def _location(data: dict) -> str:
 
     root = cache_root() / "datasets" / f"shapesworld-v{VERSION}-seed{data.get('generated_seed', 0)}"
     return f"{root / where} (generated)"
+
+
+def _hub_sets() -> str:
+    """The `wds:ORG/NAME` form and CLIP_benchmark's sets it knows by name, a few lines: the
+    41 names as rows would bury the table."""
+    import textwrap
+
+    from silc_bench.data.wds_hub import ORG, known
+
+    by_kind: dict[str, list[str]] = {}
+    for name, kind in known().items():
+        by_kind.setdefault(kind, []).append(name.removeprefix("wds_"))
+    head = "wds:ORG/NAME is a Hugging Face dataset repository in that layout, fetched on first use"
+    head += " (--offline: the cache)."
+    if known():
+        head += f" CLIP_benchmark's {len(known())} sets, as wds:{ORG}/wds_<name>:"
+    lines = [textwrap.fill(head, 110)]
+    heads = {"classification": "zs-cls, fs-cls", "retrieval": "retrieval",
+             "multilabel": "multi-label (npy labels), which zs-cls does not read"}  # fmt: skip
+    for kind, names in by_kind.items():
+        plain = sorted(n for n in names if not n.startswith("vtab-"))
+        vtab = sorted(n.removeprefix("vtab-") for n in names if n.startswith("vtab-"))
+        listed = ", ".join(plain + ([f"vtab-{{{', '.join(vtab)}}}"] if vtab else []))
+        text = f"{heads[kind]}: {listed}"
+        lines.append(textwrap.fill(text, 110, initial_indent="  ", subsequent_indent="    "))
+    return "\n".join(lines)

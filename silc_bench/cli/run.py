@@ -204,6 +204,7 @@ def _datasets(a: argparse.Namespace, task: str, named: list[str] | None) -> list
     data folder, the task's generated ones (ShapesWorld) only."""
     from silc_bench.config import list_datasets, load_task
     from silc_bench.core import dist
+    from silc_bench.data.wds_hub import check_hub_names
 
     if named is not None:
         if not all(named):
@@ -212,6 +213,7 @@ def _datasets(a: argparse.Namespace, task: str, named: list[str] | None) -> list
     else:
         datasets = [d for d in list_datasets(task) if f"{d}:" not in PATH_FORMS]
     specs = [load_task(task, ds, a.protocol) for ds in datasets]  # validate every name first
+    check_hub_names(datasets, Path(a.data_root))  # a typo of a known wds: name, before any download
     if named is None and not Path(a.data_root).is_dir():
         # all of the task's datasets, but no data folder: run the generated ones (ShapesWorld)
         missing = [s.dataset for s in specs if "generated" not in s.data]

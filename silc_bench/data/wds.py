@@ -14,10 +14,17 @@ size), so DataLoader workers read only the bytes of the images they decode, in a
 and the split is the same fixed list every run; streaming through `webdataset` would
 decode in one pass only. Its parity with CLIP_benchmark's reader is a test
 (`tests/test_wds.py`). The fingerprint hashes every shard and metadata file whole.
+
+One run reads each shard's bytes once. A run reads a split twice (for the fingerprint before
+any model loads, for the data when it runs), so a shard's index is kept by the sha256 of its
+content, taken through the memo the fingerprint uses (which then reads nothing more); a new
+shard is hashed once, and its index costs one 512-byte header per member plus the small
+`cls`/`txt` members, read in the same pass and kept, so labels and captions need no reads.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -40,8 +47,11 @@ class Member:
     offset: int
     size: int
     name: str
+    data: bytes | None = None  # the bytes, for the small members read with the index
 
     def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
         with open(self.shard, "rb") as f:
             f.seek(self.offset)
             return f.read(self.size)
@@ -67,16 +77,50 @@ def shards(base: Path, split: str) -> list[Path]:
     return found
 
 
+# A member as the index keeps it: (extension, offset, size, name, bytes or None).
+_Entry = tuple[str, int, int, str, bytes | None]
+SMALL_EXTS = ("cls", "txt")  # read with the index: every run reads all of them anyway
+# Each shard's samples by the sha256 of its content: exact for any path holding those bytes.
+_INDEX: dict[str, list[list[_Entry]]] = {}
+
+
 def samples(paths: list[Path]) -> list[dict[str, Member]]:
     """Every sample of the shards, in order: {extension: member}. A shard must be a plain
     (uncompressed) tar that ends with its end-of-archive blocks: one cut at a member
     boundary would otherwise read as a shorter, valid shard and lose samples silently."""
+    from silc_bench.core.hashing import sha256_many
+
+    before = [_identity(p) for p in paths]
+    digests = sha256_many(paths)  # the memo's, or one read each; the fingerprint reuses them
     out: list[dict[str, Member]] = []
-    for shard in paths:
-        _check_plain(shard)
-        try:
-            with tarfile.open(shard, mode="r:") as tar:
-                key = None
+    for shard, digest, seen in zip(paths, digests, before):
+        found = _INDEX.get(digest)
+        if found is None:
+            found = _index(shard)
+            if _identity(shard) != seen:  # the index must be of the bytes that were hashed
+                raise UserError(f"{shard}: changed while it was read; run again once it is written")
+            _INDEX[digest] = found
+        out += [{e[0]: Member(shard, *e[1:]) for e in sample} for sample in found]
+    return out
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
+def _index(shard: Path) -> list[list[_Entry]]:
+    """One shard's samples, from one unbuffered open: the header blocks and small members
+    only, not the images (a buffered reader would pull 8 KB around every header)."""
+    out: list[list[_Entry]] = []
+    try:
+        with open(shard, "rb", buffering=0) as f:
+            _check_plain(shard, os.pread(f.fileno(), 6, 0))
+            with tarfile.open(fileobj=f, mode="r:") as tar:
+                key, exts = None, set()
                 for m in tar:
                     if not m.isfile():
                         continue
@@ -85,29 +129,27 @@ def samples(paths: list[Path]) -> list[dict[str, Member]]:
                         continue
                     k, ext = hit.group(1), hit.group(2).lower()
                     if k != key:
-                        out.append({})
-                        key = k
-                    if ext in out[-1]:  # webdataset refuses it too ("duplicate file name in tar file")
+                        out.append([])
+                        key, exts = k, set()
+                    if ext in exts:  # webdataset refuses it too ("duplicate file name in tar file")
                         raise UserError(f"{shard}: sample {k} holds two {ext!r} members")
-                    out[-1][ext] = Member(shard, m.offset_data, m.size, m.name)
-        except (tarfile.TarError, OSError) as e:
-            raise UserError(f"{shard}: not a readable tar shard ({first_line(e)})") from None
-        _check_whole(shard)
+                    exts.add(ext)
+                    data = tar.extractfile(m).read() if ext in SMALL_EXTS else None
+                    out[-1].append((ext, m.offset_data, m.size, m.name, data))
+            _check_whole(shard, f.fileno())
+    except (tarfile.TarError, OSError) as e:
+        raise UserError(f"{shard}: not a readable tar shard ({first_line(e)})") from None
     return out
 
 
-def _check_plain(shard: Path) -> None:
-    with open(shard, "rb") as f:
-        head = f.read(6)
+def _check_plain(shard: Path, head: bytes) -> None:
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
         raise UserError(f"{shard}: a compressed shard; CLIP_benchmark's layout uses plain .tar files")
 
 
-def _check_whole(shard: Path) -> None:
-    with open(shard, "rb") as f:
-        size = f.seek(0, 2)
-        f.seek(max(0, size - 1024))
-        tail = f.read(1024)
+def _check_whole(shard: Path, fd: int) -> None:
+    size = os.fstat(fd).st_size
+    tail = os.pread(fd, 1024, max(0, size - 1024))
     if size < 1024 or size % 512 or tail.strip(b"\0"):
         raise UserError(f"{shard}: truncated (no end-of-archive blocks); download or write it again")
 
@@ -162,39 +204,18 @@ def read_image(member: Member):  # noqa: ANN201 - a PIL image
     return open_image(io.BytesIO(member.read_bytes()))
 
 
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def locate(path: str, root: Path, splits: list[str]) -> Path:
     """The dataset folder: `PATH` on disk (absolute, or under --data-root), else `ORG/NAME`
-    as a Hugging Face dataset repository (`clip-benchmark/wds_cifar100`), fetched into the
-    Hub cache through huggingface_hub, only the splits this task reads; offline, the cache."""
+    as a Hugging Face dataset repository (`clip-benchmark/wds_vtab-cifar100`), fetched into
+    the Hub cache, only the splits this task reads, every file checked against its ETag
+    (data/wds_hub.py); offline, the cache."""
+    from silc_bench.data.wds_hub import fetch, hub_repo
+
+    repo = hub_repo(path, root)
+    if repo is not None:
+        return fetch(repo, splits, ROOT_FILES)
     local = Path(path).expanduser()
     local = local if local.is_absolute() else root / local
-    if local.is_dir() or not _HUB_NAME.match(path):
-        if not local.is_dir():
-            raise UserError(f"wds: dataset folder not found: {local}")
-        return local
-    return _from_hub(path, splits)
-
-
-def _from_hub(repo: str, splits: list[str]) -> Path:
-    import os
-
-    from huggingface_hub import snapshot_download
-
-    from silc_bench.core.errors import first_line
-    from silc_bench.core.paths import hub_cache
-    from silc_bench.models.hub_fetch import offline
-
-    patterns = [*ROOT_FILES, *(f"{s}/*" for s in splits)]  # "*.txt" would match train/nshards.txt too
-    try:
-        folder = snapshot_download(
-            repo, repo_type="dataset", allow_patterns=patterns, cache_dir=str(hub_cache()),
-            endpoint=os.environ.get("HF_ENDPOINT"), local_files_only=offline(),
-        )  # fmt: skip
-    except Exception as e:  # noqa: BLE001 - not found, offline and not cached, a network failure
-        how = f"{type(e).__name__}: {first_line(e)[:200]}"
-        how = "not in the local Hub cache, offline" if offline() else how
-        raise UserError(f"wds:{repo}: cannot get the Hub dataset {repo} ({how})") from None
-    return Path(folder)
+    if not local.is_dir():
+        raise UserError(f"wds: dataset folder not found: {local}")
+    return local

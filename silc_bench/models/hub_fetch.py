@@ -101,14 +101,16 @@ def _git_blob_sha1(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-def verified(path: Path, repo: str, filename: str) -> Path:
-    """`path` if its bytes are those its ETag names; else the bad copy is removed and refused."""
+def verified(path: Path, repo: str, filename: str, sha256: str | None = None) -> Path:
+    """`path` if its bytes are those its ETag names; else the bad copy is removed and refused.
+    `sha256`: the digest of `path`'s bytes when the caller has it already (a dataset shard,
+    hashed once for its fingerprint too), so a large file is not read a second time."""
     from silc_bench.core.hashing import file_sha256
 
     blob = Path(os.path.realpath(path))
     etag = blob.name
     if re.fullmatch(r"[0-9a-f]{64}", etag):
-        got = file_sha256(blob)
+        got = sha256 or file_sha256(blob)
     elif re.fullmatch(r"[0-9a-f]{40}", etag):
         got = _git_blob_sha1(blob)
     else:  # a cache laid out by hand, or a file-copy cache: nothing to check against
