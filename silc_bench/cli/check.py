@@ -36,6 +36,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
         default=1.0,
         help="allowed |result - expected|, in points, where the registry names no `tolerance:`",
     )
+    ck.add_argument(
+        "--tolerance-se",
+        type=float,
+        default=None,
+        metavar="K",
+        help="allow K standard errors instead (binomial for accuracies and recalls, the bootstrap's "
+        "for mIoU); a metric with none keeps the fixed tolerance, and its row says so",
+    )
     add_list(ck, "--models", help="only these registry entries (commas or repeats); a missing result fails")
     ck.add_argument("--run", action="store_true", help="first evaluate every expected key that has no result")
     ck.add_argument(
@@ -54,8 +62,12 @@ def run(a: argparse.Namespace) -> int:
     where = Path(a.results_opt or a.results or "results")
     if not (math.isfinite(a.tolerance) and a.tolerance >= 0):
         raise UserError(f"--tolerance must be a finite number of points >= 0, not {a.tolerance}")
-    if (a.run or a.models) and not a.regression:
-        raise UserError("--run and --models go with --regression")
+    if a.tolerance_se is not None and not (math.isfinite(a.tolerance_se) and a.tolerance_se >= 0):
+        raise UserError(
+            f"--tolerance-se must be a finite number of standard errors >= 0, not {a.tolerance_se}"
+        )
+    if (a.run or a.models or a.tolerance_se is not None) and not a.regression:
+        raise UserError("--run, --models and --tolerance-se go with --regression")
     if a.run:
         if not a.models:
             raise UserError(
@@ -73,7 +85,7 @@ def run(a: argparse.Namespace) -> int:
     problems = zero_shot_problems(results) if a.zero_shot_only else []
     rows = []
     if a.regression:
-        rows = compare(results, a.tolerance, a.models)
+        rows = compare(results, a.tolerance, a.models, a.tolerance_se)
         print(markdown(rows))
         problems += [r.problem for r in rows if not r.ok]
         if not rows:
@@ -84,7 +96,12 @@ def run(a: argparse.Namespace) -> int:
         print(f"silc-bench check: {len(problems)} problems in {len(results)} results", file=sys.stderr)
         return 1
     notes = [" (all raw zero-shot)" if a.zero_shot_only else ""]
-    if a.regression:
+    if a.regression and a.tolerance_se is not None:
+        fixed = sum(r.basis.startswith("fixed") for r in rows)
+        notes.append(f"; {len(rows)} metrics within {a.tolerance_se:g} standard errors of expected")
+        if fixed:
+            notes.append(f" ({fixed} with no standard error, within the fixed tolerance instead)")
+    elif a.regression:
         tol = {r.tolerance for r in rows}
         within = f"±{a.tolerance:g}" if tol == {a.tolerance} else "their tolerance"
         notes.append(f"; {len(rows)} metrics within {within} of expected")

@@ -2,10 +2,15 @@
 
 `expected:` and its sibling `tolerance:` are keyed `task/dataset[@profile]` →
 {metric: number}, on an entry or on one of its variants (the variant wins). The default
-tolerance is ±1 point. With `models`, a missing result is a failure too; with `run`, the
-missing ones are first evaluated with the registry's defaults. A result measured with
-`--limit`, on a partial split, with other weights or with a task option never stands in
-for an expected number, and every duplicate is compared (none hides another).
+tolerance is ±1 point. With a tolerance in standard errors (`--tolerance-se K`), a metric
+passes within K of its own standard error instead: binomial at the expected value over the
+result's image (or caption) count for an accuracy or recall (the spread of the measurement
+if the expected number were the truth, never 0 because this run hit 100%), the recorded
+bootstrap's for mIoU; a metric with neither keeps the fixed tolerance, and its row says so.
+With `models`, a missing result is a failure too; with `run`, the missing ones are first
+evaluated with the registry's defaults. A result measured with `--limit`, on a partial
+split, with other weights or with a task option never stands in for an expected number,
+and every duplicate is compared (none hides another).
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ class Row:
     metric: str
     expected: float
     got: float | None
-    tolerance: float
+    tolerance: float  # points
     path: str = ""
+    basis: str = ""  # how `tolerance` was set, when not the fixed one: "2 × binomial se 0.5"
 
     @property
     def ok(self) -> bool:
@@ -46,7 +52,8 @@ class Row:
             return f"{what}: no result (expected {self.expected:g})"
         if not math.isfinite(self.got):
             return f"{what} = {self.got}, expected {self.expected:g}: not a finite number"
-        return f"{what} = {self.got:.2f}, expected {self.expected:.2f} ± {self.tolerance:g}"
+        basis = f" ({self.basis})" if self.basis else ""
+        return f"{what} = {self.got:.2f}, expected {self.expected:.2f} ± {self.tolerance:.4g}{basis}"
 
 
 def _merged(spec: ModelSpec, variant: str | None, field: str) -> dict[str, dict[str, float]]:
@@ -71,11 +78,15 @@ def refs_of(name: str, spec: ModelSpec) -> list[tuple[str, str | None]]:
 
 
 def compare(
-    results: list[tuple[Path, Result]], tolerance: float, names: list[str] | None = None
+    results: list[tuple[Path, Result]],
+    tolerance: float,
+    names: list[str] | None = None,
+    tolerance_se: float | None = None,
 ) -> list[Row]:
     """One row per expected metric of every result that stands for its registry entry (all of
     them: a duplicate never hides another), or with `names`, of those entries, where a key
-    with no result is a row with got=None."""
+    with no result is a row with got=None. With `tolerance_se`, each metric that has a
+    standard error is allowed that many of it instead of the fixed tolerance."""
     from silc_bench.results.audit import not_the_registry_run
 
     models = load_models()
@@ -115,18 +126,22 @@ def compare(
         for path, r in by_ref.get((spec.name, variant or "", key)) or [(None, None)]:
             for metric, value in expected_numbers(spec, variant)[key].items():
                 got = None if r is None or metric not in r.metrics else float(r.metrics[metric])
-                rows.append(
-                    Row(
-                        ref,
-                        key,
-                        metric,
-                        float(value),
-                        got,
-                        float(tol.get(metric, tolerance)),
-                        str(path or ""),
-                    )
-                )
+                points, basis = float(tol.get(metric, tolerance)), ""
+                if tolerance_se is not None and r is not None:
+                    points, basis = _in_standard_errors(r, metric, float(value), tolerance_se, points)
+                rows.append(Row(ref, key, metric, float(value), got, points, str(path or ""), basis))
     return rows
+
+
+def _in_standard_errors(r: Result, metric: str, expected: float, k: float, fixed: float) -> tuple[float, str]:
+    """(tolerance in points, how it was set): k standard errors, or the fixed tolerance where
+    the metric has none (mAcc, aAcc, mean per-class recall; mIoU run without --bootstrap)."""
+    from silc_bench.results.tables.results import standard_error
+
+    se = standard_error(r, metric, at=expected)
+    if se is None:
+        return fixed, "fixed: no standard error"
+    return k * se[0], f"{k:g} × {se[1]} se {se[0]:.3g}"
 
 
 def markdown(rows: list[Row]) -> str:
@@ -135,6 +150,7 @@ def markdown(rows: list[Row]) -> str:
         d = None if r.got is None else round(r.got - r.expected, 2) + 0.0  # + 0.0: no "-0.00"
         got, delta = ("–", "–") if r.got is None else (f"{r.got:.2f}", f"{d:+.2f}")
         status = "ok" if r.ok else "FAIL"
-        table.append([r.model, r.key, r.metric, f"{r.expected:.2f}", got, delta, f"±{r.tolerance:g}", status])
+        tol = f"±{r.tolerance:.4g}" + (f" ({r.basis})" if r.basis else "")
+        table.append([r.model, r.key, r.metric, f"{r.expected:.2f}", got, delta, tol, status])
     headers = ["model", "key", "metric", "expected", "got", "Δ", "tolerance", "status"]
     return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)

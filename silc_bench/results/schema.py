@@ -29,6 +29,23 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # schema 1 had no run_key: such a result is read, never reused
 
 
+def _interval_problem(raw: dict[str, Any]) -> str | None:
+    lo, hi = raw["ci95"]
+    return None if 0 <= lo <= hi <= 100 else f"ci95 {raw['ci95']} is not an interval within 0..100"
+
+
+@dataclass
+class MetricInterval:
+    """A metric's percentile bootstrap over images (`run --bootstrap N`, metrics/uncertainty.py):
+    the resamples and the seed that drew them, so the same interval can be drawn again."""
+
+    bootstrap: Annotated[int, Check(min=2)]  # resamples
+    seed: int
+    ci95: tuple[float, float]  # points, the 2.5th and 97.5th percentiles of the resamples
+    se: Annotated[float, Check(min=0)]  # points, the resamples' standard deviation
+    validate = staticmethod(_interval_problem)
+
+
 @dataclass
 class Result:
     model: str
@@ -43,6 +60,8 @@ class Result:
     precision: str
     seeds: list[int] = field(default_factory=list)
     per_class: dict[str, float] | None = None
+    # metric -> its spread (zs-seg `--bootstrap`: mIoU); written beside `metrics`, only when asked
+    uncertainty: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"each": MetricInterval})
     profile: str = DEFAULT_PROFILE
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -63,9 +82,14 @@ class Result:
 
     def to_json(self) -> str:
         d = asdict(self)
+        spread = d.pop("uncertainty")
         d = {"schema_version": d.pop("schema_version"), **d}
         if d["per_class"] is None:
             del d["per_class"]
+        if spread:  # written beside the numbers it qualifies; left out when not asked for
+            items = list(d.items())
+            at = list(d).index("metrics") + 1
+            d = dict([*items[:at], ("uncertainty", spread), *items[at:]])
         return json.dumps(d, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
@@ -130,8 +154,9 @@ def read_result(path: Path) -> Result:
     except SchemaError as e:
         raise bad(str(e)) from None
     problem = _metrics_problem(d["metrics"])
-    if problem:
-        raise bad(problem)
+    stray = [k for k in d.get("uncertainty", {}) if k not in d["metrics"]]
+    if problem or stray:
+        raise bad(problem or f"uncertainty of {stray[0]!r}, which is not among its metrics")
     if d["schema_version"] == 1:  # no `options` field: recover what the protocol recorded
         p = d["protocol"]
         d["options"] = {

@@ -125,7 +125,8 @@ def run_mmseg_loop(
     pred_dir: Path | None,  # noqa: ANN001, ANN201
     image_batch: int = 1,
 ):
-    """Feed mmseg's IoUMetric exactly as its test loop would; return metrics and per-class IoU.
+    """Feed mmseg's IoUMetric exactly as its test loop would; return metrics, per-class IoU,
+    the image count, the fingerprint and IoUMetric's per-image areas (the `--bootstrap`'s input).
 
     Up to `image_batch` images are drawn at a time; those of one size go through the
     sliding window together, so their windows share forwards.
@@ -159,7 +160,7 @@ def run_mmseg_loop(
     bar.close()
     metrics, per_class = _summarise(metric)
     preds.commit()
-    return metrics, per_class, len(score.files), seg_fingerprint(full_ds, data, raw_classes)
+    return metrics, per_class, len(score.files), seg_fingerprint(full_ds, data, raw_classes), metric.results
 
 
 def _loader(ctx, ds: torch.utils.data.Dataset, image_batch: int) -> torch.utils.data.DataLoader:  # noqa: ANN001

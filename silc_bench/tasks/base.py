@@ -38,6 +38,8 @@ class TaskOutput:
     per_class: dict[str, float] | None = None
     seeds: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # a metric's spread, beside the metric (zs-seg --bootstrap: {"mIoU": {...}}); never changes it
+    uncertainty: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class TaskPlugin:

@@ -3,7 +3,8 @@
 mmseg's dataset classes, pipeline and IoUMetric, fed by our BaseSegmentor with the
 batched sliding window. Protocol profiles (`tcl`, the default for the SILC tables, and
 `sclip`) live in `tasks/zs-seg/profiles/`. Every result records its profile and the
-protocol audit: `refinement` (none|pamr) and `label_access` (none|tuned).
+protocol audit: `refinement` (none|pamr) and `label_access` (none|tuned). `--bootstrap N`
+adds a percentile interval of the mIoU over images (metrics/uncertainty.py) beside it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class ZeroShotSegmentation(TaskPlugin):
     protocol_cls = ZsSegProtocol
     headline = ("mIoU", "mAcc", "aAcc")
 
-    options = ("classnames", "dense_mode", "pamr", "tcl_ensemble", "save_predictions")
+    # bootstrap: resamples of the mIoU's interval (0: none); it adds a record, the numbers stay
+    options = ("classnames", "dense_mode", "pamr", "tcl_ensemble", "save_predictions", "bootstrap")
     metric_decimals = 2  # mmseg's IoUMetric rounds its summary to 2 decimals
     # The dense sliding-window path reads the tower block by block and mmseg's loader decodes
     # the images: --compile, --channels-last and --decode gpu would not take part.
@@ -99,7 +101,7 @@ class ZeroShotSegmentation(TaskPlugin):
         seg, info = build_segmentor(ctx, p, opts, lines, n_cls, style_file)
         pred_dir = ctx.artifacts_dir / "pred" if opts["save_predictions"] else None
         image_batch = p.image_batch or (4 if ctx.model.device.type == "cuda" else 1)
-        metrics, per_class_iou, n_images, fingerprint = run_mmseg_loop(
+        metrics, per_class_iou, n_images, fingerprint, areas = run_mmseg_loop(
             ctx, seg, p.resize, raw_classes, pred_dir, image_batch
         )
         # keyed by the dataset's own class names, so per-class numbers line up across profiles
@@ -125,4 +127,25 @@ class ZeroShotSegmentation(TaskPlugin):
         ctx.model.execution.note_window_oom(seg.oom_fallbacks, seg.window_batch)
         if opts["tcl_ensemble"]:
             notes.append("TCL+MaskCLIP ensemble: the 0.3 mixing factor was tuned on segmentation labels")
-        return TaskOutput(metrics, rec, fingerprint, per_class=per_class, notes=notes)
+        out = TaskOutput(metrics, rec, fingerprint, per_class=per_class, notes=notes)
+        if ctx.options.get("bootstrap"):
+            interval = miou_bootstrap(areas, int(ctx.options["bootstrap"]))
+            if interval is None:
+                out.notes.append("--bootstrap: no interval (mIoU is undefined without labelled pixels)")
+            else:
+                out.uncertainty = {"mIoU": interval}
+        return out
+
+
+def miou_bootstrap(areas: list, resamples: int) -> dict | None:
+    """The mIoU's bootstrap over images from IoUMetric's per-image (intersect, union,
+    pred, label) areas, in dataset order on every rank (build.py gathers them)."""
+    import numpy as np
+
+    from silc_bench.metrics.uncertainty import BOOTSTRAP_SEED, bootstrap_interval
+
+    if not areas:
+        return None
+    inter = np.stack([r[0].cpu().numpy() for r in areas]).astype(np.float64)
+    union = np.stack([r[1].cpu().numpy() for r in areas]).astype(np.float64)
+    return bootstrap_interval(inter, union, resamples, BOOTSTRAP_SEED)

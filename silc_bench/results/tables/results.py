@@ -48,7 +48,7 @@ def standard_error(r: Result, metric: str, at: float | None = None) -> tuple[flo
     accuracy or recall, the recorded bootstrap's for mIoU; None for the others."""
     interval = r.uncertainty.get(metric)
     if interval is not None:
-        return float(interval["se"]), f"bootstrap, {interval['bootstrap']} resamples"
+        return float(interval["se"]), "bootstrap"
     se = binomial_stderr(r, metric, at)
     return None if se is None else (se, "binomial")
 
