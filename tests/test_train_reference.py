@@ -57,6 +57,10 @@ lightly_utils = pytest.importorskip("lightly.models.utils")
 lightly_scheduler = pytest.importorskip("lightly.utils.scheduler")
 lightly_dino = pytest.importorskip("lightly.transforms.dino_transform")
 
+# lightly's GaussianBlur (off here) still turns a tensor into PIL and back with the deprecated
+# `to_tensor`: uint8 / 255, as ours divides
+pytestmark = pytest.mark.filterwarnings("ignore:The function `to_tensor")
+
 K, B = 256, 8
 
 

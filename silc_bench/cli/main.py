@@ -23,7 +23,7 @@ from silc_bench.core.errors import UserError, first_line
 COMMANDS = {
     "run": "run", "check": "check", "table": "table", "import": "import_results", "figure": "figure",
     "export": "export", "convert": "convert", "resave": "resave", "cache": "cache", "list": "listing",
-    "demo": "demo", "train": "train", "data": "data",
+    "demo": "demo", "train": "train", "train-plot": "train_plot", "data": "data",
 }  # fmt: skip
 DISTRIBUTED = ("run", "train")  # the commands torchrun may launch (train as DDP)
 

@@ -4,6 +4,8 @@ A checkpoint holds the student (and head), the objective's own state (EMA teache
 centre), the optimizer, the step, the CPU RNG state and the config as JSON. Resuming under
 a different config would silently mix two runs, so it is refused with the differing keys
 named; only `workers` and `checkpoint_every` may change, as they do not touch the maths.
+The one exception: the last checkpoint of a finished run may be resumed with a larger
+`optim.steps`, which extends the run (its schedule then spans the new length).
 """
 
 from __future__ import annotations
@@ -50,15 +52,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def check_same_config(ckpt: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+def check_same_config(ckpt: dict[str, Any], config: dict[str, Any], path: Path) -> bool:
+    """Refuse a resume under another config; True when it extends a finished run."""
     saved = json.loads(ckpt["config"])
     differ = [k for k in flat_diff(saved, config) if k not in MAY_DIFFER]
+    step, before, after = int(ckpt["step"]), int(saved["optim"]["steps"]), int(config["optim"]["steps"])
+    extends = "optim.steps" in differ and step == before and after > before
+    if "optim.steps" in differ and not extends:
+        done = "finished" if step == before else f"at step {step} of {before}"
+        raise UserError(
+            f"--resume {path}: optim.steps {before} -> {after}, but the run is {done}; the number of "
+            "steps may only grow, from the last checkpoint of a finished run (--steps larger than its "
+            f"{before})"
+        )
+    differ = [k for k in differ if not (extends and k == "optim.steps")]
     if differ:
         shown = "; ".join(f"{k}: {_get(saved, k)!r} -> {_get(config, k)!r}" for k in differ[:8])
         raise UserError(
             f"--resume {path}: the config differs from the checkpoint's in {differ} ({shown}); "
             "resume with the checkpoint's config or start a new run"
         )
+    return extends
 
 
 def _get(d: dict[str, Any], dotted: str) -> Any:

@@ -146,14 +146,22 @@ def config_from_dict(raw: dict[str, Any], where: str = "train config") -> TrainC
     return cfg
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read, merge includes, type-check and validate a training config file."""
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read, merge includes, type-check and validate a training config file.
+
+    `overrides` (a nested mapping, from `--set`/`--steps`/`--out`: train/overrides.py) merge
+    over the file before the check, so they are read and refused as the file's own keys are.
+    """
     path = Path(path)
     raw = _read_with_includes(path)
+    where = str(path)
+    if overrides:
+        raw = merge(raw, overrides)
+        where = f"{path} with the command line's overrides"
     export = raw.get("export") or {}
     if isinstance(export, dict) and export.get("name") is None:
         raw = merge(raw, {"export": {"name": path.stem}})
-    return config_from_dict(raw, str(path))
+    return config_from_dict(raw, where)
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

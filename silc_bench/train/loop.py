@@ -9,22 +9,24 @@ share, and only rank 0 writes logs, checkpoints and the export.
 
 Everything that can be checked is checked before the first step: the config (already
 typed), a resume's config against the checkpoint's, every data row, the batch size.
+
+Rank 0 shows a progress bar and a line per checkpoint (train/progress.py) unless told to
+be quiet, and draws the curves of `train_log.jsonl` at the end (train/plot.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sys
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import yaml
-from tqdm import tqdm
 
 from silc_bench.core.errors import UserError
 from silc_bench.train import distributed
@@ -33,6 +35,8 @@ from silc_bench.train.checkpoint import check_same_config, checkpoint_path, load
 from silc_bench.train.config import TrainConfig, to_dict
 from silc_bench.train.data import Pair, PairDataset, index_shards, manifest_path, micro_batches, read_manifest
 from silc_bench.train.export import preprocess_record, write_bundle, write_entry
+from silc_bench.train.overrides import Overrides, command_line
+from silc_bench.train.progress import TrainProgress
 from silc_bench.train.schedules import make_schedule
 
 
@@ -60,6 +64,8 @@ class TrainResult:
     files: list[Path] = field(default_factory=list)  # the export (rank 0 only)
     entry: Path | None = None
     checkpoints: list[Path] = field(default_factory=list)
+    curves: Path | None = None  # the training curves PNG (rank 0 only)
+    seconds: float = 0.0  # wall time of the steps this call trained
 
 
 def open_pairs(cfg: TrainConfig) -> list[Pair]:
@@ -101,17 +107,34 @@ def _check_image_size(cfg: TrainConfig, objective: Objective) -> None:
         )
 
 
-def train(cfg: TrainConfig, config_path: Path | None = None, resume: Path | None = None) -> TrainResult:
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run was asked for, beyond its config: for the record and for the screen."""
+
+    config_path: Path | None = None
+    resume: Path | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    progress: bool = False  # the bar and the checkpoint lines on stderr (rank 0)
+
+
+def train(
+    cfg: TrainConfig,
+    config_path: Path | None = None,
+    resume: Path | None = None,
+    overrides: Overrides | None = None,
+    progress: bool = False,
+) -> TrainResult:
     """Train, checkpoint and export as `cfg` says; returns rank 0's record of the run."""
+    opts = RunOptions(config_path, Path(resume) if resume else None, overrides or Overrides(), progress)
     config = to_dict(cfg)
-    ckpt = None
-    if resume is not None:  # refuse a mismatched resume before reading any data
-        ckpt = load_checkpoint(Path(resume))
-        check_same_config(ckpt, config, Path(resume))
+    ckpt, extends = None, False
+    if opts.resume is not None:  # refuse a mismatched resume before reading any data
+        ckpt = load_checkpoint(opts.resume)
+        extends = check_same_config(ckpt, config, opts.resume)
     pairs = open_pairs(cfg)
     d = distributed.setup(cfg.device)
     try:
-        return _run(cfg, config, config_path, ckpt, pairs, d)
+        return _run(cfg, config, opts, ckpt, extends, pairs, d)
     finally:
         distributed.teardown(d)
 
@@ -119,8 +142,9 @@ def train(cfg: TrainConfig, config_path: Path | None = None, resume: Path | None
 def _run(
     cfg: TrainConfig,
     config: dict[str, Any],
-    config_path: Path | None,
+    opts: RunOptions,
     ckpt: dict[str, Any] | None,
+    extends: bool,
     pairs: list[Pair],
     d: distributed.Dist,
 ) -> TrainResult:
@@ -140,15 +164,12 @@ def _run(
     result = TrainResult(out_dir, step)
     log_file = out_dir / "train_log.jsonl"
     if d.is_main:
-        _start_out_dir(out_dir, config, log_file, step)
-    bar = tqdm(
-        total=cfg.optim.steps,
-        initial=step,
-        desc="train",
-        disable=None if d.is_main else True,
-        file=sys.stderr,
-    )
+        _start_out_dir(out_dir, config, log_file, step, opts)
+    ln_k = math.log(cfg.objective.head.out_dim) if getattr(objective, "distill", False) else None
+    shown = TrainProgress(cfg.optim.steps, step, opts.progress and d.is_main, ln_k)
+    _say_resume(shown, cfg, opts, step, extends, schedule)
     module.train()
+    started = time.perf_counter()
     while step < cfg.optim.steps:
         t0 = time.perf_counter()
         lr = schedule(step)
@@ -156,16 +177,44 @@ def _run(
         step += 1
         record = {"step": step, "lr": lr, **totals, "seconds": round(time.perf_counter() - t0, 4)}
         result.history.append(record)
-        bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss']:.4f}")
+        shown.step(record)
         if d.is_main:
-            _record_step(cfg, config, out_dir, log_file, record, module, objective, optimizer, step, result)
-    bar.close()
-    result.step = step
+            saved = _record_step(cfg, config, out_dir, log_file, record, module, objective, optimizer, step)
+            if saved is not None:
+                result.checkpoints.append(saved)
+                shown.checkpoint(saved)
+    shown.close()
+    result.step, result.seconds = step, time.perf_counter() - started
     if d.is_main:
-        _export(cfg, config, config_path, objective, step, result)
+        _export(cfg, config, opts, objective, step, result)
+        if log_file.is_file() and log_file.stat().st_size:
+            from silc_bench.train.plot import plot_curves
+
+            result.curves = plot_curves(out_dir)
     distributed.barrier(d)
     return result
+
+
+def _say_resume(
+    shown: TrainProgress,
+    cfg: TrainConfig,
+    opts: RunOptions,
+    step: int,
+    extends: bool,
+    schedule: Callable[[int], float],
+) -> None:
+    """One line when a resume extends a finished run, or has nothing left to train."""
+    if extends:
+        shown.line(
+            f"silc-bench train: extending the finished {step}-step run of {opts.resume} to "
+            f"{cfg.optim.steps} steps; its {cfg.optim.schedule} schedule now spans {cfg.optim.steps} "
+            f"steps (lr {schedule(step):.2e} at step {step})"
+        )
+    elif opts.resume is not None and step >= cfg.optim.steps:
+        shown.line(
+            f"silc-bench train: {opts.resume} is the end of its {cfg.optim.steps}-step run: nothing to "
+            "train, exporting it again (--steps N, larger, extends it)"
+        )
 
 
 def _restore(
@@ -192,10 +241,19 @@ def _wrap(module: torch.nn.Module, d: distributed.Dist) -> torch.nn.Module:
     return module
 
 
-def _start_out_dir(out_dir: Path, config: dict[str, Any], log_file: Path, step: int) -> None:
-    """Rank 0 records the run's config and drops log lines a resume will rewrite."""
+def _start_out_dir(
+    out_dir: Path, config: dict[str, Any], log_file: Path, step: int, opts: RunOptions
+) -> None:
+    """Rank 0 records the run's config and drops log lines a resume will rewrite.
+
+    The config is the resolved one (overrides included); a header names the command's
+    overrides, so the file says both what ran and what differs from the config file.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    header = ""
+    if opts.overrides:
+        header = f"# the config file with the command line's overrides: {' '.join(opts.overrides.flags())}\n"
+    (out_dir / "config.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
     _truncate_log(log_file, step)
 
 
@@ -238,9 +296,9 @@ def _record_step(
     objective: Objective,
     optimizer: torch.optim.Optimizer,
     step: int,
-    result: TrainResult,
-) -> None:
-    """Rank 0 appends the step's log line and checkpoints when due (always at the last step)."""
+) -> Path | None:
+    """Rank 0 appends the step's log line and checkpoints when due (always at the last step);
+    returns the checkpoint written, if one was."""
     with log_file.open("a") as f:
         f.write(json.dumps(record) + "\n")
     if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.optim.steps:
@@ -253,7 +311,8 @@ def _record_step(
             "rng": torch.get_rng_state(),
         }
         save_checkpoint(path, state, config)
-        result.checkpoints.append(path)
+        return path
+    return None
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -266,7 +325,7 @@ def _truncate_log(path: Path, step: int) -> None:
 def _export(
     cfg: TrainConfig,
     config: dict[str, Any],
-    config_path: Path | None,
+    opts: RunOptions,
     objective: Objective,
     step: int,
     result: TrainResult,
@@ -288,11 +347,8 @@ def _export(
     files = write_bundle(
         objective.export_tensors(), out_dir, name, record, cfg.export.fp16, cfg.export.max_file_mb
     )
-    reproduce = (
-        f"silc-bench train --config {config_path.resolve()}"
-        if config_path
-        else "silc-bench train --config CONFIG"
-    )
+    where = str(opts.config_path.resolve()) if opts.config_path else "CONFIG"
+    reproduce = command_line(where, opts.overrides)
     entry_fields = {
         "description": f"trained by silc-bench train ({step} steps)",
         **fields,
