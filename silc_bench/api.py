@@ -137,6 +137,9 @@ def run_key(
         "precision": precision,
         "limit": opts.limit,
         "text_encoding": opts.text_encoding,
+        # identical texts share one embedding (features/extract.py): results from before
+        # that rule could break an exact tie by float noise, so they are not reused
+        "text_rows": "each distinct text once",
         **({"execution": ex} if (ex := execution_of(opts).key()) else {}),
         # --bootstrap adds an interval and changes no number: a part of its own, only when asked,
         # so a stored result with an interval still answers a run that asks for none

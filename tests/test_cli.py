@@ -161,10 +161,16 @@ def test_all_tasks_and_layouts(data_root, tmp_path, capsys):
     cifar = json.loads((d / "zs-cls" / "cifar100.json").read_text())
     assert cifar["protocol"]["num_templates"] == 18 and cifar["protocol"]["num_images"] == 100
     fs = json.loads((d / "fs-cls" / "imagenet.json").read_text())
-    assert {"1shot_top1", "5shot_top1", "10shot_top1", "25shot_top1", "1shot_top1_seed2"} <= set(
-        fs["metrics"]
-    )
+    assert {"1shot_top1", "1shot_top1_seed2"} <= set(fs["metrics"])  # 3 images a class
+    assert fs["protocol"]["shots_left_out"] == [5, 10, 25]
+    assert any("994 classes have no training images" in n for n in fs["notes"])
     assert fs["protocol"]["train_per_class"] == 65 and fs["seeds"] == [0, 1, 2]
+    # 3 training images a class: the 5-, 10- and 25-shot probes would be the 3-shot one
+    # under larger names, so they are left out and said so, never drawn short
+    fs_c = json.loads((d / "fs-cls" / "cifar100.json").read_text())
+    assert fs_c["protocol"]["shots_drawn"] == [1] and fs_c["protocol"]["shots_left_out"] == [5, 10, 25]
+    assert not any(k.startswith(("5shot", "10shot", "25shot")) for k in fs_c["metrics"])
+    assert any("5-shot, 10-shot, 25-shot left out: the smallest class has 3" in n for n in fs_c["notes"])
     assert fs["env"]["cache"]["hits"] >= 1  # val features shared with zs-cls
     coco = json.loads((d / "retrieval" / "coco.json").read_text())
     assert coco["protocol"]["num_images"] == 12 and coco["protocol"]["num_captions"] == 12 * 5 + 4

@@ -196,22 +196,36 @@ def text_embeddings(
     """Text embeddings (T, D), float32, in input order; L2-normalised unless asked not to."""
     # no fast-path key: --compile, --channels-last and --decode gpu touch the image tower only
     parts = {**_model_key(model), "texts": hash_obj(texts), "tokenizer": model.info.get("tokenizer")}
+    parts["rows"] = "each distinct text once"  # entries from before _encode_unique are not served
     if model.text_encoding_used != "full":  # full-length entries keep the keys they always had
         parts["text_encoding"] = model.text_encoding_used
     emb = cache.get_or_compute(
         "text",
         parts,
-        lambda: sharded_rows(
-            len(texts),
-            lambda r: _encode_texts(model, texts[r.start : r.stop], opts, desc),
-            align=_text_batch(opts),
-        ),
+        lambda: _encode_unique(model, texts, opts, desc),
         rows={"emb": len(texts)},
         about={"model": model.name, "data": f"{len(texts)} prompts or captions"},
     )["emb"]
     if not normalize:
         return emb
     return torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(emb)), dim=-1).numpy()
+
+
+def _encode_unique(model: VLModel, texts: list[str], opts: RunOptions, desc: str) -> dict[str, np.ndarray]:
+    """Each distinct text encoded once, then every row filled from it. Identical captions
+    must get identical embeddings: ranking breaks exact ties by index, and a copy encoded in
+    another batch (cut to another length, or a batch of another size) would differ in its
+    last bits and turn a tie into a coin toss. It also spares the repeats' forward passes."""
+    unique = list(dict.fromkeys(texts))
+    got = sharded_rows(
+        len(unique),
+        lambda r: _encode_texts(model, unique[r.start : r.stop], opts, desc),
+        align=_text_batch(opts),
+    )
+    if len(unique) == len(texts):
+        return got
+    where = {t: i for i, t in enumerate(unique)}
+    return {"emb": got["emb"][np.array([where[t] for t in texts], dtype=np.int64)]}
 
 
 def _text_batch(opts: RunOptions) -> int:

@@ -16,6 +16,17 @@ def headline_metrics(r: Result) -> dict[str, float]:
     return {k: v for k, v in r.metrics.items() if "_seed" not in k}
 
 
+def left_out_metrics(r: Result) -> dict[str, str]:
+    """Headline metrics the protocol asked for but the data could not give, with why: a
+    k-shot probe on a pool with fewer than k images of some class is left out, and shown
+    as "–" with this reason rather than as a smaller probe under a larger name."""
+    p = r.protocol
+    if r.task != "fs-cls" or not p.get("shots_left_out"):
+        return {}
+    why = f"left out: the smallest class has {p.get('min_train_per_class')} training images"
+    return {f"{k}shot_top1": why for k in p["shots_left_out"]}
+
+
 def chance_note(r: Result) -> str:
     """The uniform-guess level of the headline accuracy or recall. Segmentation has no
     such single figure (a uniform guess's mIoU depends on the class frequencies), so its
@@ -42,7 +53,7 @@ def markdown_table(results: Iterable[Result]) -> str:
     results = list(results)
     defaults = {t: task_default_profile(t) for t in {r.task for r in results}}
     for r in results:
-        for k in headline_metrics(r):
+        for k in [*headline_metrics(r), *left_out_metrics(r)]:
             if k not in metrics:
                 metrics.append(k)
     for r in results:
@@ -61,9 +72,12 @@ def markdown_table(results: Iterable[Result]) -> str:
         if partial:
             ds += " ‡"
             notes.append(f"‡ {r.model} {r.task}/{name}: {partial[0]}")
+        gone = left_out_metrics(r)
+        for k, why in gone.items():
+            notes.append(f"– {r.model} {r.task}/{name} {k}: {why}")
         rows.append(
             [r.model + variant, r.task, ds, chance_note(r)]
-            + [f"{m[k]:.2f}" if k in m else "" for k in metrics]
+            + [f"{m[k]:.2f}" if k in m else ("–" if k in gone else "") for k in metrics]
         )
     headers = ["model", "task", "dataset", "chance", *metrics]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from silc_bench.core.errors import UserError
 from silc_bench.data.classification import read_classification
 from silc_bench.features.extract import image_features
 from silc_bench.metrics.fewshot import fewshot_accuracy
@@ -51,23 +52,34 @@ class FewShotClassification(TaskPlugin):
         tr = image_features(model, train, ctx.cache, ctx.opts, f"{name}/{train.name}")
         te = image_features(model, test, ctx.cache, ctx.opts, f"{name}/{test.name}")
         key = protocol.features
+        per_class_counts = np.bincount(train.labels, minlength=len(data.classes))
+        present = per_class_counts[per_class_counts > 0]
+        least = int(present.min()) if len(present) else 0  # classes with none: noted below
+        # A k-shot probe needs k images of every class: with fewer it would silently be a
+        # smaller-shot probe under a larger name (ShapesWorld's 25-shot is its 10-shot).
+        drawn = [k for k in protocol.shots if k <= least]
+        skipped = [k for k in protocol.shots if k > least]
+        if not drawn:
+            raise UserError(
+                f"fs-cls {name}: the smallest class in the training pool has {least} images, "
+                f"fewer than every shot count ({', '.join(map(str, protocol.shots))})"
+            )
         acc = fewshot_accuracy(
             tr[key],
             train.labels,
             te[key],
             test.labels,
             len(data.classes),
-            tuple(protocol.shots),
+            tuple(drawn),
             tuple(protocol.seeds),
             protocol.l2_reg,
         )
         metrics: dict[str, float] = {}
-        for k in protocol.shots:
+        for k in drawn:
             metrics[f"{k}shot_top1"] = float(np.mean([acc[(s, k)] for s in protocol.seeds]))
-        for k in protocol.shots:
+        for k in drawn:
             for s in protocol.seeds:
                 metrics[f"{k}shot_top1_seed{s}"] = acc[(s, k)]
-        per_class_counts = np.bincount(train.labels, minlength=len(data.classes))
         rec = {
             **asdict(protocol),
             "num_classes": len(data.classes),
@@ -76,7 +88,9 @@ class FewShotClassification(TaskPlugin):
             "train_split": train.name,
             "split": test.name,
             "train_per_class": ctx.spec.data.get("train_per_class"),
-            "min_train_per_class": int(per_class_counts.min()),
+            "min_train_per_class": least,
+            "shots_drawn": drawn,
+            "shots_left_out": skipped,
             "feature_dim": int(tr[key].shape[1]),
             "solver": "eigh float32 (big_vision fewshot_lsr)",
             "bias_constant": 100.0,
@@ -84,9 +98,13 @@ class FewShotClassification(TaskPlugin):
             "preprocess": model.preprocess.to_dict(),
         }
         notes = []
-        if per_class_counts.min() < max(protocol.shots):
+        empty = int((per_class_counts == 0).sum())
+        if empty:
+            notes.append(f"{empty} classes have no training images: the probe never predicts them")
+        if skipped:
+            shots = ", ".join(f"{k}-shot" for k in skipped)
             notes.append(
-                f"some classes have fewer than {max(protocol.shots)} training samples "
-                f"(min {int(per_class_counts.min())}); they contribute all they have"
+                f"{shots} left out: the smallest class has {least} training images "
+                f"(a larger probe would reuse the {drawn[-1]}-shot draw)"
             )
         return TaskOutput(metrics, rec, data.fingerprint, seeds=list(protocol.seeds), notes=notes)

@@ -72,7 +72,7 @@ def grid(
     """(header, rows, notes): rows sorted by model, columns in first-seen order."""
     from silc_bench.config import task_default_profile
     from silc_bench.results.audit import audit_note, is_raw_zero_shot, partial_split
-    from silc_bench.results.summary import headline_metrics
+    from silc_bench.results.summary import headline_metrics, left_out_metrics
 
     cells: dict[str, dict[str, str]] = {}
     columns: list[str] = []
@@ -101,6 +101,12 @@ def grid(
                 lo, hi = interval["ci95"]
                 text += f" [{lo:.2f}, {hi:.2f}]"
             cells.setdefault(row, {})[col] = text + (f" {mark}" if mark else "")
+        for metric, why in left_out_metrics(r).items():
+            col = _column(r, default, metric)
+            if col not in columns:
+                columns.append(col)
+            cells.setdefault(row, {})[col] = "–"
+            notes.append(f"– {row} {col}: {why}")
     rows = [[name, *(cells[name].get(c, "–") for c in columns)] for name in sorted(cells)]
     return ["model", *columns], rows, notes
 
