@@ -21,3 +21,8 @@ def test_a_benchmarks_help_measures_nothing(bench, tmp_path):
                           text=True, timeout=120, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0 and "usage" in proc.stdout.lower(), proc.stdout + proc.stderr
     assert (perf.read_bytes() if perf.is_file() else None) == before
+
+
+def test_every_benchmark_is_covered():
+    """The glob above finds each benchmark module; these are the ones issue 19 changed."""
+    assert {"suite", "gpu", "vs_clip_benchmark", "roofline", "cli_latency"} <= set(BENCHES)

@@ -1,10 +1,11 @@
 """The GPU half of `bench/gpu.sh`: image-encoding throughput through silc-bench's own model
-path (precision, `--compile`) against the roofline, and torchrun across the GPUs present
+path (precision, `--compile`) against the roofline, text encoding with `--text-encoding
+trimmed` against `full` on ImageNet-shaped prompts, and torchrun across the GPUs present
 compared with one process. Writes reports/perf-gpu.md. Refuses to run without CUDA (a CPU
 number is not a GPU number), except as `--dry-run`: a tiny model on the CPU that runs every
 step, so a broken script is found before the GPU time is spent.
 
-    python -m silc_bench.bench.gpu [--batch 256] [--out reports/perf-gpu.md] [--dry-run]
+    python -m silc_bench.bench.gpu [--batch 256] [--classes 100] [--out reports/perf-gpu.md] [--dry-run]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from silc_bench.core.errors import first_line
 from silc_bench.core.paths import REPO_ROOT
 
 DRY = "dry run on the CPU: checks that the script runs, measures nothing"
+TEXT_BATCH = 256  # prompts a forward, as zs-cls encodes them (features/extract.py)
 
 
 def _throughput(arch: str, weights: Path, device: str, precision: str, compile_: bool, args) -> tuple:  # noqa: ANN001
@@ -74,7 +76,8 @@ def _encoding(args: argparse.Namespace, device: str, tmp: Path) -> tuple[str, bo
             f"| {precision} | {'yes' if comp else 'no'} | {took_s} | {ips:,.0f} | "
             f"{ips * per_image / 1e12:.1f} | {ips * per_image / H200_BF16_FLOPS:.1%} |"
         )
-    heading = f"## {args.arch} image encoding" + (" (dry run)" if args.dry_run else "")
+    text_rows, text_ok = _text(args, device, weights)
+    heading = f"## {args.arch} image and text encoding" + (" (dry run)" if args.dry_run else "")
     text = "\n".join(
         [
             heading,
@@ -87,9 +90,71 @@ def _encoding(args: argparse.Namespace, device: str, tmp: Path) -> tuple[str, bo
             "",
             *rows,
             "",
+            *text_rows,
+            "",
         ]
     )
-    return text, not failed
+    return text, not failed and text_ok
+
+
+def _text_rate(model, batches: list[torch.Tensor], device: str, mode: str) -> tuple[float, torch.Tensor]:  # noqa: ANN001
+    """(prompts/s, embeddings) of `VLModel.encode_text` with `--text-encoding MODE` on token
+    batches made beforehand, after one warm-up batch."""
+    model.text_encoding = mode
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    model.encode_text(batches[0])
+    sync()
+    t0 = time.perf_counter()
+    out = torch.cat([model.encode_text(b) for b in batches])
+    sync()
+    return sum(len(b) for b in batches) / (time.perf_counter() - t0), out
+
+
+def _text(args: argparse.Namespace, device: str, weights: Path) -> tuple[list[str], bool]:
+    """Rows: each precision, `--text-encoding trimmed` against `full`, and how far apart their
+    normalised embeddings are (the CPU's exactness guard, tests/test_text_encoding.py, allows
+    1e-6 at fp32; here the GPU's kernels are shown against it, not held to it). A failure is a
+    row that did not run or a tower that was not trimmed."""
+    from silc_bench.features.prompts import read_asset
+    from silc_bench.models.text_encoding import normalised_gap
+
+    names = read_asset("classnames", "imagenet")[: args.classes]
+    templates = read_asset("templates", "imagenet")
+    prompts = [t.replace("{c}", c) for c in names for t in templates]
+    rows = [
+        f"Text encoding, `VLModel.encode_text` on {len(names)} ImageNet class names × {len(templates)} "
+        f"templates ({len(prompts):,} prompts), {TEXT_BATCH} a forward as zs-cls encodes them, "
+        "tokenized beforehand; the gap is the largest difference in the normalised embeddings:",
+        "",
+        "| --text-encoding | precision | used | prompts/s | speed-up | max gap | within the CPU's 1e-6 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ok = True
+    for precision in ("fp32", "bf16"):
+        try:
+            model = load_random(args.arch, device, weights.parent, precision, path=weights)
+            batches = [
+                model.tokenize(prompts[s : s + TEXT_BATCH]) for s in range(0, len(prompts), TEXT_BATCH)
+            ]
+            rate, emb = {}, {}
+            for mode in ("full", "trimmed"):
+                rate[mode], emb[mode] = _text_rate(model, batches, device, mode)
+            used = model.text_encoding_used
+        except Exception as e:  # noqa: BLE001 - reported in its row, as the image rows are
+            rows.append(
+                f"| both | {precision} | **failed** | {(first_line(e) or type(e).__name__)[:200]} | | | |"
+            )
+            ok = False
+            continue
+        gap = normalised_gap(emb["trimmed"], emb["full"])
+        ok = ok and used == "trimmed"
+        within = ("yes" if gap <= 1e-6 else "**no**") if precision == "fp32" else "— (bf16)"
+        rows += [
+            f"| full | {precision} | full | {rate['full']:,.0f} | 1.00× | | |",
+            f"| trimmed | {precision} | {used} | {rate['trimmed']:,.0f} | "
+            f"{rate['trimmed'] / rate['full']:.2f}× | {gap:.1e} | {within} |",
+        ]
+    return rows, ok
 
 
 def _run_cli(cmd: list[str], out: Path) -> dict:
@@ -138,12 +203,15 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--arch", default="ViT-B-16")
+    ap.add_argument(
+        "--classes", type=int, default=100, help="ImageNet class names for the text rows (x 80 templates)"
+    )
     ap.add_argument("--out", default=str(REPO_ROOT / "reports" / "perf-gpu.md"))
     ap.add_argument("--dry-run", action="store_true", help=DRY)
     args = ap.parse_args()
     if args.dry_run:
         device, n = "cpu", 2
-        args.arch, args.batch, args.steps = "ViT-Tiny-P8", 4, 2
+        args.arch, args.batch, args.steps, args.classes = "ViT-Tiny-P8", 4, 2, 4
         os.environ.setdefault("SILC_BENCH_COMPILE_BACKEND", "eager")  # dynamo capture, no C++ build
     elif not torch.cuda.is_available():
         print(

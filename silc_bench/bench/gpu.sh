@@ -47,8 +47,10 @@ step() {  # step NAME COMMAND...: run one measurement; remember a failure and go
   if ! "$@"; then failed+=("$name"); echo "gpu.sh: FAILED: $name" >&2; fi
 }
 # 1. ViT-B/16 images/s (fp32 and bf16, each with and without --compile) against the roofline;
-#    torchrun with every GPU present against one process
-step "image encoding + torchrun" "$PY" -m silc_bench.bench.gpu "${GPU[@]}" --out "$OUT"
+#    its text tower on ImageNet-shaped prompts with --text-encoding trimmed against full (the
+#    speed-up and the largest gap in the normalised embeddings); torchrun with every GPU
+#    present against one process
+step "image + text encoding + torchrun" "$PY" -m silc_bench.bench.gpu "${GPU[@]}" --out "$OUT"
 # 2. zs-seg vs mmseg's per-window slide_inference: one window per forward must give identical
 #    predictions; stacked windows (zs-seg's GPU default, 8) are timed and their agreement shown
 step "slide, one window per forward" "$PY" -m silc_bench.bench.slide "${SLIDE[@]}" --device "$DEV" --window-batch 1 --out "$OUT"
