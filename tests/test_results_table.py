@@ -73,3 +73,29 @@ def test_refusals_are_one_line(tmp_path, capsys):
     assert "no result files" in capsys.readouterr().err
     assert main(["table", "1", "--stderr"]) == 2
     assert "--stderr goes with" in capsys.readouterr().err
+
+
+def test_one_row_never_mixes_checkpoints_or_hides_a_duplicate(results, tmp_path, capsys):
+    """A copy of a result with another number is named, not silently shown instead; a model
+    whose results came from two checkpoints gets a row per checkpoint."""
+    import shutil
+
+    dup = tmp_path / "dup"
+    shutil.copytree(results, dup / "a")
+    shutil.copytree(results, dup / "b")
+    edited = dup / "b" / "clip-tiny" / "zs-cls" / "shapes-cls.json"
+    raw = json.loads(edited.read_text())
+    raw["metrics"]["top1"], raw["created"] = 1.0, "2020-01-01T00:00:00+00:00"  # the older copy
+    edited.write_text(json.dumps(raw))
+    assert main(["table", "results", "--results", str(dup)]) == 0
+    md = capsys.readouterr().out
+    assert f"left out {edited}" in md and "| 1.00 " not in md
+    mixed = tmp_path / "mixed"
+    shutil.copytree(results, mixed)
+    other = mixed / "clip-tiny" / "retrieval" / "shapes-retrieval+limit-20.json"
+    raw = json.loads(other.read_text())
+    raw["checkpoint_sha256"] = "c" * 64
+    other.write_text(json.dumps(raw))
+    assert main(["table", "results", "--results", str(mixed)]) == 0
+    md = capsys.readouterr().out
+    assert "| clip-tiny @cccccccc " in md and "| clip-tiny @" in md.replace("@cccccccc", "", 1)

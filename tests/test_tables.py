@@ -133,6 +133,7 @@ def test_import_refuses_bad_rows_and_writes_nothing(tmp_path, capsys):
         "is not a number": fresh.replace("13.1", "high"),
         "outside 0-100": fresh.replace("13.1", "130"),
         "duplicate row": good[1],
+        "1_3.1": fresh.replace("13.1", "1_3.1"),  # float() would read 13.1
     }
     for needle, bad in cases.items():
         f = tmp_path / "in.csv"
@@ -143,6 +144,14 @@ def test_import_refuses_bad_rows_and_writes_nothing(tmp_path, capsys):
         assert err.count("\n") == 1 and "Traceback" not in err
         assert needle in err, err
         assert not out.exists()
+
+
+def test_import_refuses_fractions_for_points(tmp_path, capsys):
+    f = tmp_path / "in.csv"
+    f.write_text(f"model,checkpoint_sha256,dataset,mIoU\nsilc-b16,{'a' * 64},ade847,0.155\n")
+    assert main(["import", "--task", "ov-seg", str(f), "--out", str(tmp_path / "r")]) == 2
+    assert "give points, not fractions" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_committed_shapes_report_is_current(capsys):
@@ -185,6 +194,24 @@ def test_table_4_marks_cells_that_rest_on_our_own_background_rule(tmp_path, caps
     row = next(line for line in md.splitlines() if line.startswith("| SILC"))
     assert "40.00 §" in row and "70.00 §" not in row and "70.00" in row
     assert "§ background by silc-bench's own rule" in md
+
+
+def test_table_4_takes_the_default_variant_and_names_other_checkpoints(tmp_path, capsys):
+    """A newer student result is not the SILC row (the teacher is silc-b16's default), and
+    silc-b16 pins no sha256: a cell from a checkpoint other than the first is marked."""
+    res = tmp_path / "r"
+    a, b = "a" * 64, "b" * 64
+    _result(res, "silc-b16", "zs-seg", "voc21", {"mIoU": 22.95}, profile="tcl", checkpoint_sha256=a)
+    _result(res, "silc-b16:student", "zs-seg", "voc21", {"mIoU": 24.17}, variant="student", profile="tcl",
+            checkpoint_sha256=a, created="2026-02-01T00:00:00+00:00")  # fmt: skip
+    _result(res, "silc-b16", "zs-seg", "pc60", {"mIoU": 30.0}, profile="tcl", checkpoint_sha256=b,
+            created="2026-03-01T00:00:00+00:00")  # fmt: skip
+    assert main(["table", "4", "--results", str(res)]) == 0
+    md = capsys.readouterr().out
+    row = next(line for line in md.splitlines() if line.startswith("| SILC"))
+    assert "22.95" in row and "24.17" not in row and "30.00 [1]" in row
+    assert "[1] SILC: checkpoint bbbbbbbbbbbb…, not aaaaaaaaaaaa… that silc-b16 was first measured with" in md
+    assert "variant student: the row is silc-b16's teacher" in md
 
 
 @pytest.mark.parametrize(

@@ -313,3 +313,12 @@ def test_two_ranks_draw_the_interval_of_one_process(tmp_path, capsys):
     (a,), (b,) = ([read_result(p) for p in d.rglob("*.json")] for d in (one, two))
     assert b.world_size == 2 and a.metrics == b.metrics
     assert a.uncertainty == b.uncertainty and a.uncertainty["mIoU"]["bootstrap"] == 100
+
+
+def test_one_image_gets_no_interval_and_says_why(tmp_path):
+    """Every resample of one image is that image: a [x, x] interval with se 0 would read as
+    no uncertainty at all, so none is recorded, and the note says why."""
+    one = [*SEG[:-1], "1"]
+    assert main(["run", *one, "--results", str(tmp_path), "--bootstrap", "50", *COMMON]) == 0
+    r = read_result(tmp_path / "silc-tiny" / "zs-seg" / "shapes-seg+limit-1.json")
+    assert r.uncertainty == {} and any("a resample of one image is that image" in n for n in r.notes)

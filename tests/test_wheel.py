@@ -159,6 +159,8 @@ def test_wheel_contents_and_a_run_from_another_folder(whl, tmp_path):
         "silc_bench/weights/silc-tiny.safetensors",
         "silc_bench/assets/model_configs/ShapesTiny-P8.json",
         "silc_bench/assets/classnames/imagenet.txt",
+        "silc_bench/data/sources/ade20k.yaml",
+        "silc_bench/data/clip_benchmark_wds.txt",
     ):
         assert must in names, must
     site = tmp_path / "site"

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 OV_SEG_DATASETS = ("ade847", "pc459", "ade20k", "pc59", "voc20", "voc21")
 IMPORT_TASKS = {"ov-seg": OV_SEG_DATASETS}
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _KEYS = ("model", "checkpoint_sha256", "dataset", "mIoU")
 
 
@@ -91,6 +93,8 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool):
         raise UserError(f"{where}: mIoU {value!r} is not a number")
+    if not isinstance(value, (int, float)) and not _DECIMAL.fullmatch(str(value).strip()):
+        raise UserError(f"{where}: mIoU {value!r} is not a number")  # float() takes "1_5.5"
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -98,6 +102,13 @@ def _number(value: Any, where: str) -> float:
     if not math.isfinite(v) or not 0 <= v <= 100:
         raise UserError(f"{where}: mIoU {value!r} is outside 0-100")
     return v
+
+
+def _not_fractions(values: list[float], path: Path) -> None:
+    """mIoU is in points (0-100). A file whose every value is at most 1 almost surely holds
+    fractions (0.155 for 15.5): refused, rather than shown as 0.2 beside the paper's 15.0."""
+    if values and max(values) <= 1.0:
+        raise UserError(f"{path}: every mIoU is at most 1 ({values[0]!r}, ...): give points, not fractions")
 
 
 def import_results(task: str, path: Path, out: Path) -> list[Path]:
@@ -123,6 +134,7 @@ def import_results(task: str, path: Path, out: Path) -> list[Path]:
         seen.add((model, dataset))
         sha = _checkpoint_sha(row, where)
         results.append(_result(task, path, file_sha, i, row, model, ref.variant, dataset, sha, where))
+    _not_fractions([r.metrics["mIoU"] for r in results], path)
     targets = [ResultKey(r.model, task, r.dataset).to_path(out) for r in results]
     _check_targets(targets)
     for target, r in zip(targets, results):

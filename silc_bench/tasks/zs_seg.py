@@ -129,8 +129,10 @@ class ZeroShotSegmentation(TaskPlugin):
             notes.append("TCL+MaskCLIP ensemble: the 0.3 mixing factor was tuned on segmentation labels")
         out = TaskOutput(metrics, rec, fingerprint, per_class=per_class, notes=notes)
         if ctx.options.get("bootstrap"):
-            interval = miou_bootstrap(areas, int(ctx.options["bootstrap"]))
-            if interval is None:
+            interval = miou_bootstrap(areas, int(ctx.options["bootstrap"])) if len(areas) >= 2 else None
+            if len(areas) < 2:  # every resample of one image is that image: no spread to show
+                out.notes.append("--bootstrap: no interval (a resample of one image is that image)")
+            elif interval is None:
                 out.notes.append("--bootstrap: no interval (mIoU is undefined without labelled pixels)")
             else:
                 out.uncertainty = {"mIoU": interval}

@@ -103,7 +103,7 @@ def first_checkpoints(results: list[tuple[Path, Result]], models: dict[str, Mode
     return {entry: sha for entry, (_, sha) in first.items()}
 
 
-def _origin(r: Result, entry: str, first: dict[str, str]) -> tuple[str | None, str | None]:
+def origin(r: Result, entry: str, first: dict[str, str]) -> tuple[str | None, str | None]:
     """(mark, info) for where a cell's number comes from: imported, or which checkpoint of
     an entry that pins none."""
     info = None
@@ -134,7 +134,7 @@ def frame(
             best, notes = _pick(pool)
             measured = float(best.result.metrics[c.metric])
             result = str(best.path)
-            mark, info = _origin(best.result, best.result.model.partition(":")[0], first)
+            mark, info = origin(best.result, best.result.model.partition(":")[0], first)
             marks = [*best.marks, *([mark] if mark else [])]
             notes = [*(f"measured with {m}" for m in marks), *notes]
             source = "imported" if imported(best.result) else "measured"

@@ -77,9 +77,25 @@ def grid(
     cells: dict[str, dict[str, str]] = {}
     columns: list[str] = []
     notes: list[str] = []
+    # One model row holds one checkpoint: a model name whose results in this folder came
+    # from several (an entry that pins no sha256, its file replaced between runs) gets a
+    # row per checkpoint, named by its first hex digits, never one mixed row.
+    shas: dict[str, set[str]] = {}
     for path, r in results:
-        default = task_default_profile(r.task)
+        shas.setdefault(_row_name(path, r), set()).add(r.checkpoint_sha256)
+    # Two results of one row and column (copies of a folder, say): the newest is shown and
+    # the other named, never one silently hiding the other.
+    newest: dict[tuple, tuple[Path, Result]] = {}
+    for path, r in sorted(results, key=lambda pr: pr[1].created):
         row = _row_name(path, r)
+        if len(shas[row]) > 1:
+            row += f" @{r.checkpoint_sha256[:8]}"
+        at = (row, _column(r, task_default_profile(r.task), ""))
+        if at in newest:
+            notes.append(f"left out {newest[at][0]} (an older result of {row} {at[1].rstrip('/')})")
+        newest[at] = (path, r)
+    for (row, _), (_path, r) in newest.items():
+        default = task_default_profile(r.task)
         mark = ""
         if not is_raw_zero_shot(r):
             mark += "†"
