@@ -7,8 +7,8 @@ tool's own defaults otherwise. Then silc-bench's forced re-run (`--force`, featu
 warm) against its first run. Best of interleaved repeats. Writes the "Image-level suite"
 section of reports/perf.md.
 
-    python -m silc_bench.bench.suite [--repeats 2] [--test-per-class 3] [--train-per-class 5]
-                                     [--retrieval-images 60]
+    python -m silc_bench.bench.suite [--repeats 2] [--test-per-class 2] [--train-per-class 5]
+                                     [--retrieval-images 40]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ HEADING = "## Image-level suite for one checkpoint: silc-bench's CLI against CLI
 OLD_HEADINGS = ("## Image-level suite (zs-cls + fs-cls + retrieval): the cache against no cache",)
 CB_TASKS = (("zeroshot_classification", "cls"), ("linear_probe", "cls"), ("zeroshot_retrieval", "retrieval"))
 ARCH = "ViT-B-32"
-SIZES = {"test_per_class": 2, "train_per_class": 5, "retrieval_images": 40}  # ~10 minutes on 2 cores
+SIZES = {"test_per_class": 2, "train_per_class": 5, "retrieval_images": 40}  # 12 minutes on 2 busy cores
 SHARDS = 4  # per split: webdataset refuses fewer shards than CLIP_benchmark's 4 default loader workers
 
 # CLIP_benchmark's CLI, with the changes it needs to run here and nothing else: its
