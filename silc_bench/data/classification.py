@@ -236,7 +236,7 @@ def webdataset(root: Path, path: str, splits: dict[str, Any], **_: Any) -> Class
     base = wds.locate(path, root, list(roles.values()))
     if wds.dataset_type(base) == "retrieval":
         raise UserError(f"wds {base}: dataset_type.txt says retrieval; run it with --task retrieval")
-    classes = wds.lines(base / "classnames.txt")
+    classes = wds.classnames(base)
     if not classes:
         raise UserError(f"wds {base}: classification needs classnames.txt (one class name a line)")
     tmpl = base / "zeroshot_classification_templates.txt"
@@ -254,7 +254,8 @@ def webdataset(root: Path, path: str, splits: dict[str, Any], **_: Any) -> Class
                             f"but classnames.txt names {len(classes)} classes")  # fmt: skip
         images = [wds.image_of(s, f"wds {base}/{split}") for s in found]
         fingerprint = files_fingerprint(base, shard_files, full=meta)
-        out.splits[role] = ImageSplit(split, images, labels, wds.read_image, fingerprint, str)
+        digests = [m.digest for m in images]  # the loader checks the bytes it decodes against them
+        out.splits[role] = ImageSplit(split, images, labels, wds.read_image, fingerprint, str, digests)
     return out
 
 

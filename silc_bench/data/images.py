@@ -95,9 +95,10 @@ def open_image(path: Path) -> Image.Image:
         return to_rgb(im).copy()
 
 
-def open_image_hashed(path: Path) -> tuple[Image.Image, str]:
-    """The image and the sha256 of the very bytes it was decoded from (one read, not two)."""
-    data = Path(path).read_bytes()
+def open_image_hashed(item: Any) -> tuple[Image.Image, str]:
+    """The image and the sha256 of the very bytes it was decoded from (one read, not two).
+    `item` is a file, or anything that reads its own bytes (a WebDataset shard member)."""
+    data = item.read_bytes() if hasattr(item, "read_bytes") else Path(item).read_bytes()
     return open_image(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
 
 

@@ -141,5 +141,6 @@ def _read_wds(cfg: dict[str, Any], root: Path) -> CaptionData:
         owner += [i] * len(sents)
     meta = [p for p in (base / "dataset_type.txt",) if p.is_file()]
     fp = files_fingerprint(base, shard_files, full=meta)
-    split_obj = ImageSplit(split, images, np.arange(len(images)), wds.read_image, fp, str)
+    digests = [m.digest for m in images]  # the loader checks the bytes it decodes against them
+    split_obj = ImageSplit(split, images, np.arange(len(images)), wds.read_image, fp, str, digests)
     return CaptionData(split_obj, captions, np.asarray(owner, dtype=np.int64))

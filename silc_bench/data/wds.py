@@ -24,6 +24,7 @@ shard is hashed once, and its index costs one 512-byte header per member plus th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tarfile
@@ -48,6 +49,7 @@ class Member:
     size: int
     name: str
     data: bytes | None = None  # the bytes, for the small members read with the index
+    digest: str = ""  # sha256 of an image member's bytes, taken when the shard was indexed
 
     def read_bytes(self) -> bytes:
         if self.data is not None:
@@ -77,8 +79,8 @@ def shards(base: Path, split: str) -> list[Path]:
     return found
 
 
-# A member as the index keeps it: (extension, offset, size, name, bytes or None).
-_Entry = tuple[str, int, int, str, bytes | None]
+# A member as the index keeps it.
+_Entry = tuple[str, int, int, str, bytes | None, str]  # ext, offset, size, name, data, sha256
 SMALL_EXTS = ("cls", "txt")  # read with the index: every run reads all of them anyway
 # Each shard's samples by the sha256 of its content: exact for any path holding those bytes.
 _INDEX: dict[str, list[list[_Entry]]] = {}
@@ -113,8 +115,8 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
 
 
 def _index(shard: Path) -> list[list[_Entry]]:
-    """One shard's samples, from one unbuffered open: the header blocks and small members
-    only, not the images (a buffered reader would pull 8 KB around every header)."""
+    """One shard's samples, from one unbuffered open: every member is read once, the small
+    ones kept (labels, captions), the images hashed (the loader checks what it decodes)."""
     out: list[list[_Entry]] = []
     try:
         with open(shard, "rb", buffering=0) as f:
@@ -134,8 +136,13 @@ def _index(shard: Path) -> list[list[_Entry]]:
                     if ext in exts:  # webdataset refuses it too ("duplicate file name in tar file")
                         raise UserError(f"{shard}: sample {k} holds two {ext!r} members")
                     exts.add(ext)
-                    data = tar.extractfile(m).read() if ext in SMALL_EXTS else None
-                    out[-1].append((ext, m.offset_data, m.size, m.name, data))
+                    data = tar.extractfile(m).read()
+                    # An image's sha256, so the loader can check that the bytes it decodes
+                    # are those indexed (a shard rewritten mid-run, even restored since, must
+                    # not put its features in the cache under the original's fingerprint).
+                    digest = hashlib.sha256(data).hexdigest() if ext not in SMALL_EXTS else ""
+                    keep = data if ext in SMALL_EXTS else None
+                    out[-1].append((ext, m.offset_data, m.size, m.name, keep, digest))
             _check_whole(shard, f.fileno())
     except (tarfile.TarError, OSError) as e:
         raise UserError(f"{shard}: not a readable tar shard ({first_line(e)})") from None
@@ -174,13 +181,28 @@ def dataset_type(base: Path) -> str:
 
 
 def lines(path: Path) -> list[str] | None:
-    """The non-blank lines of a metadata file, stripped (None: no such file)."""
+    """Every line of a metadata file, stripped, blank ones included (None: no such file):
+    CLIP_benchmark reads them so (`[l.strip() for l in text.splitlines()]`), and a class is
+    its line number, so dropping a blank line would shift every class after it."""
     if not path.is_file():
         return None
     try:
-        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
+
+
+def classnames(base: Path) -> list[str] | None:
+    """classnames.txt as CLIP_benchmark reads it; a blank name is kept (it is a class to
+    CLIP_benchmark too, prompted as an empty name) and said."""
+    from silc_bench.core.console import warn
+
+    found = lines(base / "classnames.txt")
+    blank = [i for i, c in enumerate(found or []) if not c]
+    if found and blank:
+        warn(f"{base / 'classnames.txt'}: line(s) {', '.join(str(i + 1) for i in blank[:5])} are blank: "
+             "classes with an empty name, as CLIP_benchmark reads them")  # fmt: skip
+    return found
 
 
 def templates(base: Path) -> list[str] | None:
@@ -189,6 +211,9 @@ def templates(base: Path) -> list[str] | None:
     found = lines(base / "zeroshot_classification_templates.txt")
     if not found:
         return None
+    if "" in found:  # CLIP_benchmark would prompt every class with the empty string
+        where = base / "zeroshot_classification_templates.txt"
+        raise UserError(f"{where}: line {found.index('') + 1} is blank; every template needs '{{c}}'")
     bad = [t for t in found if "{c}" not in t]
     if bad:
         where = base / "zeroshot_classification_templates.txt"
@@ -212,10 +237,13 @@ def locate(path: str, root: Path, splits: list[str]) -> Path:
     from silc_bench.data.wds_hub import fetch, hub_repo
 
     repo = hub_repo(path, root)
-    if repo is not None:
-        return fetch(repo, splits, ROOT_FILES)
     local = Path(path).expanduser()
     local = local if local.is_absolute() else root / local
+    if repo is not None:
+        try:
+            return fetch(repo, splits, ROOT_FILES)
+        except UserError as e:  # it may have meant a folder: say where that was looked for
+            raise UserError(f"{e}; nor is there a folder {local} (--data-root {root})") from None
     if not local.is_dir():
         raise UserError(f"wds: dataset folder not found: {local}")
     return local

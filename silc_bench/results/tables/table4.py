@@ -62,7 +62,7 @@ def _index(results: list[tuple[Path, Result]], left_out: list[str]) -> dict[tupl
 
 def frame(results: list[tuple[Path, Result]], left_out: list[str] | None = None) -> pd.DataFrame:
     from silc_bench.config import load_models
-    from silc_bench.results.tables.build import origin, first_checkpoints
+    from silc_bench.results.tables.build import first_checkpoints, origin
 
     idx = _index(results, [] if left_out is None else left_out)
     first = first_checkpoints(results, load_models())
