@@ -6,7 +6,9 @@ Each archive keeps the real one's folder structure, file names and annotation en
 0-indexed 182-id PNGs, PASCAL Context's MATLAB `LabelMap` files), with a few images each.
 
 Faults on demand: `drop_first` closes the connection half-way through the first GET of a
-file (a download interrupted once), `drop_always` through every GET of it.
+file (a download interrupted once), `drop_always` through every GET of it, and `no_length`
+sends no Content-Length and closes the connection half-way (the client cannot tell the file
+was cut short).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Server:
         self.log: list[tuple[str, str | None]] = []  # (path, Range header) per GET
         self.drop_first: set[str] = set()
         self.drop_always: set[str] = set()
+        self.no_length: set[str] = set()
         self._dropped: set[str] = set()
         self.server = _Quiet(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -78,6 +81,13 @@ class Server:
                     status = 206
                 body = data[start:]
                 self.send_response(status)
+                if path in srv.no_length:
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
                 if status == 206:

@@ -13,6 +13,7 @@ import ast
 import errno
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -233,8 +234,31 @@ def _cifar_files() -> dict[str, bytes]:
         return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
 
 
+def _tar_pairs(pairs: list[tuple[str, bytes]]) -> bytes:
+    """A tar.gz whose members are `pairs` in order, repeated names included."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, blob in pairs:
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    return buf.getvalue()
+
+
 BAD = {
     "wrong checksum": (lambda: ds.cifar100(), "does not match the pinned"),
+    "duplicate member": (lambda: _tar_pairs([*_cifar_files().items(), ("cifar-100-python/meta", b"x")]),
+                         "'cifar-100-python/meta' more than once"),
+    "file used as a folder": (
+        lambda: _tar_pairs([*_cifar_files().items(), ("cifar-100-python/meta/x", b"x")]),
+        "'cifar-100-python/meta/x' is inside 'cifar-100-python/meta', which is a file"),
+    "folder used as a file": (
+        lambda: _tar_pairs([("cifar-100-python/d/x", b"x"), *_cifar_files().items(),
+                            ("cifar-100-python/d", b"x")]),
+        "'cifar-100-python/d' is a file and a folder"),
     "truncated": (lambda: ds.cifar100()[:-3000], "truncated or corrupt"),
     "../ member": (lambda: ds.tar_bytes({**_cifar_files(), "cifar-100-python/../../evil.txt": b"x"}),
                    "outside the target"),
@@ -271,6 +295,83 @@ def test_a_zip_with_a_dotdot_member_is_refused(srv, tmp_path, monkeypatch, capsy
     assert code == 2 and "outside the target" in err and len(err.strip().splitlines()) == 1
     assert_nothing_prepared(root, "ade/ADEChallengeData2016") and not (tmp_path / "outside.txt").exists()
     assert not (root / "ade").exists()  # the parent folder it made is removed too
+
+
+ZIP_CLASHES = {
+    "duplicate member": (["images/validation/x.jpg", "images/validation/x.jpg"], "more than once"),
+    "file used as a folder": (["images/validation/x.jpg", "images/validation/x.jpg/y.jpg"],
+                              "which is a file"),
+    "folder used as a file": (["images/validation/d/y.jpg", "images/validation/d"], "a file and a folder"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("clash", sorted(ZIP_CLASHES))
+def test_a_zip_whose_members_clash_is_refused(clash, srv, tmp_path, monkeypatch, capsys):
+    import io
+    import warnings
+    import zipfile
+
+    names, needle = ZIP_CLASHES[clash]
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns on a duplicate name, and writes it
+        for name in [*names, "annotations/validation/a.png"]:
+            zf.writestr(f"ADEChallengeData2016/{name}", ds.jpg(8, 8, 0))
+    root = serve(srv, tmp_path, monkeypatch, "ade20k", {"ADEChallengeData2016.zip": buf.getvalue()})
+    code, _, err = data("get", "ade20k", root, capsys)
+    assert code == 2 and needle in err and "not the published archive" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert_nothing_prepared(root, "ade/ADEChallengeData2016")
+
+
+def test_a_download_cut_short_without_a_length_is_removed_not_reused(srv, tmp_path, monkeypatch, capsys):
+    tgz = ds.cifar100()
+    root = serve(srv, tmp_path, monkeypatch, "cifar100", {"cifar-100-python.tar.gz": tgz},
+                 checks=[{"train": 100, "test": 100}], pin=False)  # fmt: skip
+    path = f"/{tmp_path.name}/cifar-100-python.tar.gz"
+    srv.no_length.add(path)
+    code, _, err = data("get", "cifar100", root, capsys)
+    assert code == 2 and "truncated or corrupt" in err and "removed" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert_nothing_prepared(root, "cifar-100-python")
+    assert not list((root / ".downloads").glob("cifar-100-python.tar.gz*"))  # never reused
+    srv.no_length.discard(path)
+    code, _, err = data("get", "cifar100", root, capsys)
+    assert code == 0, err
+
+
+def _get_under_ulimit(root: Path, limit: int) -> subprocess.CompletedProcess:
+    """`data get cifar100` in a process whose file size limit is `limit` bytes (`ulimit -f`),
+    as the CLI runs it: no signal handling of the test's own (CPython ignores SIGXFSZ)."""
+    import resource
+    import sys
+
+    probe = "import sys; from silc_bench.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", probe, "data", "get", "cifar100", "--data-root", str(root), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )  # fmt: skip
+
+
+def test_a_file_size_limit_is_one_line(srv, tmp_path, monkeypatch):
+    files = {**_cifar_files(), "cifar-100-python/zeros": bytes(3 << 20)}  # a big member that packs small
+    tgz = ds.tar_bytes(files)
+    assert len(tgz) < (1 << 20)
+    root = serve(srv, tmp_path, monkeypatch, "cifar100", {"cifar-100-python.tar.gz": tgz},
+                 checks=[{"train": 100, "test": 100}])  # fmt: skip
+    proc = _get_under_ulimit(root, 256 << 10)  # the download hits it
+    assert proc.returncode == 2, proc.stderr
+    assert "file size limit (ulimit -f)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    part = root / ".downloads" / "cifar-100-python.tar.gz.part"
+    assert 0 < part.stat().st_size <= 256 << 10  # a true prefix: a run without the limit resumes it
+    assert_nothing_prepared(root, "cifar-100-python")
+    proc = _get_under_ulimit(root, 2 << 20)  # the download fits; the zeros member does not
+    assert proc.returncode == 2, proc.stderr
+    assert "file size limit (ulimit -f)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "extracting" in proc.stderr
+    assert (root / ".downloads" / "cifar-100-python.tar.gz").read_bytes() == tgz  # resumed, verified
+    assert_nothing_prepared(root, "cifar-100-python")
 
 
 def test_an_interrupted_download_resumes_with_a_range_request(srv, tmp_path, monkeypatch, capsys):

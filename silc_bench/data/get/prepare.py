@@ -33,6 +33,7 @@ from silc_bench.data.get import (
 )
 from silc_bench.data.get.catalogue import Archive, Source
 from silc_bench.data.get.download import Verified, fetch, verify
+from silc_bench.data.get.space import no_space_is_one_line
 
 MARKER = ".silc-bench-source.json"
 DOWNLOADS = ".downloads"
@@ -85,6 +86,19 @@ def _obtain(source: Source, data_root: Path, quiet: bool) -> list[tuple[Verified
     return got
 
 
+def _extract(verified: Verified, a: Archive, tmp: Path, quiet: bool) -> None:
+    """Extract one archive. A download that proves truncated or corrupt and had no published
+    checksum to catch it (a server that sent no length and hung up early) is removed, so that
+    the next run fetches it afresh instead of failing on it again; a verified one is kept."""
+    try:
+        archive.extract(verified.path, a.extract, tmp, quiet)
+    except archive.Corrupt as e:
+        if verified.published or a.url is None:  # the published file itself, or one fetched by hand
+            raise
+        verified.path.unlink(missing_ok=True)
+        raise UserError(f"{e.problem}; the download was removed, run `silc-bench data get` again") from None
+
+
 def _missing_parents(path: Path) -> list[Path]:
     """`path` and its parents that do not exist yet, outermost first (removed again on failure)."""
     return [p for p in reversed([path, *path.parents]) if not p.exists()]
@@ -120,13 +134,14 @@ def get(source: Source, data_root: Path, quiet: bool, keep_archives: bool) -> tu
     try:
         tmp.mkdir()
         for verified, a in got:
-            archive.extract(verified.path, a.extract, tmp, quiet)
+            _extract(verified, a, tmp, quiet)
         for name in source.convert:
             if name not in CONVERTERS:
                 raise UserError(
                     f"{source.origin}: unknown converter {name!r} (known: {', '.join(CONVERTERS)})"
                 )
-            CONVERTERS[name](tmp, quiet)
+            with no_space_is_one_line(tmp.parent, f"converting {source.name}"):
+                CONVERTERS[name](tmp, quiet)
         shutil.rmtree(tmp / ".work", ignore_errors=True)
         report = check.check_folder(source, tmp, quiet)
         if report.problems:
@@ -146,7 +161,8 @@ def get(source: Source, data_root: Path, quiet: bool, keep_archives: bool) -> tu
             ],
             "checks": report.facts,
         }  # fmt: skip
-        (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        with no_space_is_one_line(tmp.parent, f"preparing {source.name}"):
+            (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""Disk space: checked before a write that is known to be large, and a full disk met
-during a write turned into one line.
+"""Disk space: checked before a write that is known to be large, and a full disk (or a
+quota, or the file size limit of `ulimit -f`) met during a write turned into one line.
 
 A full `--data-root` must never surface as a traceback from deep inside zipfile, nor leave
 a half-written folder: callers clean up their temporary folder on the UserError raised here.
@@ -45,12 +45,20 @@ def ensure_space(folder: Path, need: int, what: str) -> None:
 
 @contextlib.contextmanager
 def no_space_is_one_line(folder: Path, what: str) -> Iterator[None]:
-    """A write that fails with ENOSPC or EDQUOT becomes a UserError naming the folder."""
+    """A write that fails with ENOSPC, EDQUOT or EFBIG becomes a UserError naming the folder.
+
+    EFBIG reaches us as an error, not as a SIGXFSZ core dump, because CPython ignores SIGXFSZ
+    at startup."""
     try:
         yield
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(
                 f"no space left under {folder} while {what}; free some space or use another --data-root"
+            ) from None
+        if e.errno == errno.EFBIG:
+            raise UserError(
+                f"a file under {folder} reached this shell's file size limit (ulimit -f) while {what}; "
+                f"raise it (`ulimit -f unlimited`) and run again"
             ) from None
         raise
