@@ -30,6 +30,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,11 +312,18 @@ def ensure(cache_dir: Path, seed: int = 0) -> Path:
     """The generated root for this version and seed: generated on first use, verified
     against its manifest on every use, and regenerated (it is deterministic) if a file
     was deleted, added or edited, so a damaged set is never scored as if it were whole."""
+    root = Path(cache_dir) / f"shapesworld-v{VERSION}-seed{seed}"
+    return ensure_root(root, lambda tmp_root: generate(tmp_root, seed))
+
+
+def ensure_root(root: Path, make: Callable[[Path], Path]) -> Path:
+    """`root` as `make(root)` writes it (atomically, with a manifest): generated on first use,
+    verified on every use and regenerated when damaged; `ensure` and the v3 training world
+    (data/shapesworld_v3.py) share it."""
     from silc_bench.core.console import warn
     from silc_bench.core.errors import UserError
     from silc_bench.core.files import writable_dir
 
-    root = Path(cache_dir) / f"shapesworld-v{VERSION}-seed{seed}"
     if (root / "VERSION").is_file() and _VERIFIED.get(root) == _signature(root):
         return root  # verified in this process, and no file changed since
     if (root / "VERSION").is_file() and verify(root) is None:
@@ -335,6 +343,6 @@ def ensure(cache_dir: Path, seed: int = 0) -> Path:
                 _VERIFIED[root] = _signature(root)
                 return root
             warn(f"generated dataset {root} does not match its manifest ({problem}); regenerating it", True)
-        generate(root, seed)
+        make(root)
         _VERIFIED[root] = _signature(root)
     return root

@@ -9,7 +9,8 @@ taken from the current directory, as open_clip and big_vision do.
 Sections (defaults in the dataclasses below):
 
     model:      open_clip: NAME | config: {open_clip.CLIP kwargs}; init_weights, init_variant
-    data:       manifest: CSV/JSONL (image, caption) | shards: GLOB of tars; image_size
+    data:       manifest: CSV/JSONL (image, caption) | shards: GLOB of tars; image_size;
+                world_version, hard_negative_group, curriculum_steps (ShapesWorld v3)
     objective:  contrastive softmax|sigmoid, distill, head {hidden, bottleneck, out_dim},
                 temperatures, centering, EMA momentum, multi-crop counts, scales and local size
     optim:      adamw lr, weight_decay, betas, eps; schedule cosine|rsqrt; warmup, cooldown,
@@ -46,6 +47,11 @@ class DataConfig:
     manifest: str | None = None  # CSV or JSONL with image, caption; images relative to its folder
     shards: str | None = None  # glob of WebDataset-style tars: <key>.jpg|png + <key>.txt
     image_size: int | None = None  # None: the model's own input size (the only size supported)
+    # ShapesWorld v3 training data (data/shapesworld_v3.py), all opt-in. None keeps a
+    # checkpoint saved before these keys existed resumable (a missing key reads as None).
+    world_version: int | None = None  # a `shapesworld:` manifest's generator: 2 (None) or 3
+    hard_negative_group: int | None = None  # scenes per group in a batch (None, 1: no groups)
+    curriculum_steps: int | None = None  # first steps on single-object groups only (None, 0: none)
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,7 @@ def validate(cfg: TrainConfig, where: str) -> None:
     _validate_sources(cfg, where)
     _validate_ranges(cfg, where)
     _validate_pairings(cfg, where)
+    _validate_groups(cfg, where)
 
 
 def _validate_sources(cfg: TrainConfig, where: str) -> None:
@@ -287,3 +294,55 @@ def _validate_pairings(cfg: TrainConfig, where: str) -> None:
         where,
         f"export.name must be a plain file name, found {name!r}",
     )
+
+
+def _validate_groups(cfg: TrainConfig, where: str) -> None:
+    """ShapesWorld v3 and grouped batches: a version that exists, groups that fill a batch."""
+    d = cfg.data
+    generated = (d.manifest or "").startswith("shapesworld:")
+    if d.world_version is not None:
+        _check(
+            d.world_version in (2, 3), where, f"data.world_version must be 2 or 3, found {d.world_version}"
+        )
+        _check(
+            generated,
+            where,
+            "data.world_version selects the generated ShapesWorld; it needs "
+            f"data.manifest: 'shapesworld:train/manifest.csv', found {d.manifest or d.shards!r}",
+        )
+    v3 = generated and d.world_version == 3
+    k = d.hard_negative_group
+    if k is not None:
+        _check(k >= 1, where, f"data.hard_negative_group must be at least 1, found {k}")
+        if k > 1:
+            _check(
+                d.manifest is not None and (v3 or not generated),
+                where,
+                "data.hard_negative_group needs a manifest with a group column: ShapesWorld v3 "
+                "(data.world_version: 3) or your own manifest",
+            )
+            _check(
+                cfg.batch_size % k == 0,
+                where,
+                f"batch_size {cfg.batch_size} must be a multiple of data.hard_negative_group {k} "
+                "(a batch is made of whole groups)",
+            )
+        if v3:
+            from silc_bench.data.shapesworld_v3 import GROUP_SCENES
+
+            _check(
+                k <= GROUP_SCENES,
+                where,
+                f"data.hard_negative_group must be at most {GROUP_SCENES} for ShapesWorld v3 "
+                f"(a group of single-object scenes holds each shape once), found {k}",
+            )
+    c = d.curriculum_steps
+    if c is not None:
+        _check(c >= 0, where, f"data.curriculum_steps must not be negative, found {c}")
+        if c > 0:
+            _check(
+                d.manifest is not None and (v3 or not generated),
+                where,
+                "data.curriculum_steps needs a manifest with group and objects columns: "
+                "ShapesWorld v3 (data.world_version: 3) or your own manifest",
+            )

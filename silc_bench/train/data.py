@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
 from silc_bench.core.errors import UserError
 from silc_bench.train.augment import MultiCrop, sample_generator
+from silc_bench.train.config import DataConfig
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
@@ -35,17 +37,39 @@ class Pair:
     image: str  # a file path, or a member name inside `shard`
     caption: str
     shard: str | None = None
+    # optional manifest columns for grouped batches (ShapesWorld v3, data/shapesworld_v3.py)
+    group: int | None = None  # scenes of a group are each other's hard negatives
+    kind: int | None = None  # the caption's kind: a group in a batch gets one kind
+    objects: int | None = None  # objects in the scene, for the single-object curriculum
 
 
-def manifest_path(text: str) -> Path:
+def manifest_path(text: str, world_version: int | None = None) -> Path:
     """A manifest path; `shapesworld:` names a file of the generated ShapesWorld set, which is
-    generated into the cache on first use (so committed configs need no machine-specific path)."""
+    generated into the cache on first use (so committed configs need no machine-specific path).
+    `world_version` 3 (`data.world_version`) names the v3 training world instead of v2's."""
     if text.startswith("shapesworld:"):
         from silc_bench.core.paths import cache_root
+
+        if world_version == 3:
+            from silc_bench.data.shapesworld_v3 import ensure_train
+
+            return ensure_train(cache_root() / "datasets") / text.split(":", 1)[1]
         from silc_bench.data.shapesworld import ensure
 
         return ensure(cache_root() / "datasets") / text.split(":", 1)[1]
     return Path(text)
+
+
+def _optional_int(row: dict[str, Any], column: str, path: Path, line: int) -> int | None:
+    value = row.get(column)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(
+            f"{path} line {line}: column {column} must be a whole number, found {value!r}"
+        ) from None
 
 
 def read_manifest(path: Path) -> list[Pair]:
@@ -84,7 +108,8 @@ def read_manifest(path: Path) -> list[Pair]:
         file = (path.parent / image).resolve()
         if not file.is_file():
             raise UserError(f"{path} line {line}: image not found: {file}")
-        pairs.append(Pair(str(file), caption.strip()))
+        extra = {c: _optional_int(row, c, path, line) for c in ("group", "kind", "objects")}
+        pairs.append(Pair(str(file), caption.strip(), **extra))
     if not pairs:
         raise UserError(f"{path}: the manifest has no rows")
     return pairs
@@ -185,9 +210,19 @@ def epoch_batches(n: int, batch_size: int, world: int, rank: int, seed: int, epo
 
 
 def micro_batches(
-    dataset: PairDataset, batch_size: int, world: int, rank: int, workers: int, start: int
+    dataset: PairDataset,
+    batch_size: int,
+    world: int,
+    rank: int,
+    workers: int,
+    start: int,
+    groups: GroupSampling | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Endless micro-batches from global micro-batch number `start` on (for resuming mid-epoch)."""
+    """Endless micro-batches from global micro-batch number `start` on (for resuming mid-epoch);
+    with `groups`, each batch is made of whole groups (`grouped_batch`)."""
+    if groups is not None:
+        yield from _grouped_micro_batches(dataset, batch_size, rank, workers, start, groups)
+        return
     per_epoch = len(epoch_batches(len(dataset), batch_size, world, rank, dataset.seed, 0))
     if per_epoch == 0:
         raise UserError(
@@ -205,3 +240,111 @@ def micro_batches(
         )
         yield from loader
         epoch, skip = epoch + 1, 0
+
+
+# ---------------------------------------------------------------- grouped batches (ShapesWorld v3)
+
+GROUPED_CHUNK = 100  # micro-batches per DataLoader (its workers restart between chunks)
+
+
+@dataclass(frozen=True)
+class GroupSampling:
+    """Batches of whole groups: `size` scenes of each group (one caption kind per group), and
+    the first `single_object_batches` micro-batches from single-object groups only."""
+
+    size: int = 1
+    single_object_batches: int = 0
+
+
+def group_sampling(data: DataConfig, grad_accum: int = 1) -> GroupSampling | None:
+    """The config's grouped sampling, or None for plain shuffled pairs (v2's order, unchanged)."""
+    k, steps = data.hard_negative_group or 1, data.curriculum_steps or 0
+    if k == 1 and steps == 0:
+        return None
+    return GroupSampling(k, steps * grad_accum)
+
+
+@dataclass(frozen=True)
+class Group:
+    objects: int | None  # None when its scenes differ in object count, or the column is missing
+    scenes: tuple[dict[int, int], ...]  # per scene: caption kind → row index
+    kinds: tuple[int, ...]  # the kinds every scene of the group has
+
+
+def index_groups(pairs: list[Pair], size: int) -> list[Group]:
+    """The groups with at least `size` scenes, in group-id order. A row without a kind counts
+    as kind j for the j-th caption of its image."""
+    by_group: dict[int, dict[str, dict[int, int]]] = {}
+    for i, p in enumerate(pairs):
+        if p.group is None:
+            raise UserError(
+                f"grouped batches (data.hard_negative_group / data.curriculum_steps) need a group "
+                f"column in the manifest; training row {i + 1} ({p.image}) has none"
+            )
+        rows = by_group.setdefault(p.group, {}).setdefault(p.image, {})
+        rows.setdefault(len(rows) if p.kind is None else p.kind, i)
+    groups = []
+    for gid in sorted(by_group):
+        scenes = tuple(by_group[gid].values())
+        kinds = tuple(sorted(set.intersection(*(set(s) for s in scenes))))
+        counts = {pairs[next(iter(s.values()))].objects for s in scenes}
+        if len(scenes) >= size and kinds:
+            groups.append(Group(counts.pop() if len(counts) == 1 else None, scenes, kinds))
+    return groups
+
+
+def grouped_batch(
+    pools: tuple[list[Group], list[Group]],
+    sampling: GroupSampling,
+    batch_size: int,
+    seed: int,
+    number: int,
+    rank: int,
+) -> list[int]:
+    """Row indices of micro-batch `number` on `rank`: batch_size / size distinct groups, `size`
+    distinct scenes of each, one caption kind per group (so no two of its captions are the
+    same text). Depends only on (seed, number, rank), which makes resuming exact."""
+    everything, single = pools
+    pool = single if number < sampling.single_object_batches else everything
+    rng = np.random.default_rng([seed, number, rank])
+    rows = []
+    for g in rng.choice(len(pool), size=batch_size // sampling.size, replace=False):
+        group = pool[int(g)]
+        kind = group.kinds[int(rng.integers(len(group.kinds)))]
+        rows += [
+            group.scenes[int(j)][kind]
+            for j in rng.choice(len(group.scenes), size=sampling.size, replace=False)
+        ]
+    return rows
+
+
+def _grouped_micro_batches(
+    dataset: PairDataset, batch_size: int, rank: int, workers: int, start: int, sampling: GroupSampling
+) -> Iterator[dict[str, Any]]:
+    everything = index_groups(dataset.pairs, sampling.size)
+    single = [g for g in everything if g.objects == 1]
+    need = batch_size // sampling.size
+    for name, pool, used in (
+        ("", everything, True),
+        ("single-object ", single, sampling.single_object_batches > 0),
+    ):
+        if used and len(pool) < need:
+            raise UserError(
+                f"the training data has {len(pool)} {name}groups of at least {sampling.size} scenes: too "
+                f"few for a batch of {batch_size} ({need} groups); lower batch_size or "
+                "data.hard_negative_group, or add data"
+            )
+    number = start
+    while True:
+        plan = [
+            [(b, i) for i in grouped_batch((everything, single), sampling, batch_size, dataset.seed, b, rank)]
+            for b in range(number, number + GROUPED_CHUNK)
+        ]
+        loader = DataLoader(
+            dataset,
+            batch_sampler=plan,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(0),
+        )
+        yield from loader
+        number += GROUPED_CHUNK

@@ -33,7 +33,15 @@ from silc_bench.train import distributed
 from silc_bench.train.augment import MultiCrop
 from silc_bench.train.checkpoint import check_same_config, checkpoint_path, load_checkpoint, save_checkpoint
 from silc_bench.train.config import TrainConfig, to_dict
-from silc_bench.train.data import Pair, PairDataset, index_shards, manifest_path, micro_batches, read_manifest
+from silc_bench.train.data import (
+    Pair,
+    PairDataset,
+    group_sampling,
+    index_shards,
+    manifest_path,
+    micro_batches,
+    read_manifest,
+)
 from silc_bench.train.export import preprocess_record, write_bundle, write_entry
 from silc_bench.train.overrides import Overrides, command_line
 from silc_bench.train.progress import TrainProgress
@@ -70,7 +78,7 @@ class TrainResult:
 
 def open_pairs(cfg: TrainConfig) -> list[Pair]:
     if cfg.data.manifest is not None:
-        return read_manifest(manifest_path(cfg.data.manifest))
+        return read_manifest(manifest_path(cfg.data.manifest, cfg.data.world_version))
     return index_shards(str(cfg.data.shards))
 
 
@@ -171,7 +179,13 @@ def _run(
     wrapped = _wrap(module, d)
     dataset = PairDataset(pairs, objective.crops, cfg.seed)
     batches = micro_batches(
-        dataset, cfg.batch_size, d.world, d.rank, cfg.workers, start=step * cfg.grad_accum
+        dataset,
+        cfg.batch_size,
+        d.world,
+        d.rank,
+        cfg.workers,
+        start=step * cfg.grad_accum,
+        groups=group_sampling(cfg.data, cfg.grad_accum),
     )
     schedule = make_schedule(cfg.optim)
     result = TrainResult(out_dir, step)
