@@ -169,3 +169,104 @@ def test_train_plot_bad_input_is_one_line(tmp_path, capsys):
     assert "train_log.jsonl:2: not a JSON line" in capsys.readouterr().err
     assert main(["train-plot", str(tmp_path), "--out", str(tmp_path / "x.jpg")]) == 2
     assert "PNG" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, says",
+    [
+        ("optim.lr=1e400", "optim.lr must be a finite number, found inf"),
+        ("optim.lr=.nan", "optim.lr must be a finite number, found nan"),
+        ("objective.student_temp=.inf", "objective.student_temp must be a finite number"),
+        ("optim.weight_decay=.inf", "optim.weight_decay must be a finite number"),
+        ("objective.local_scale=[0.05, .nan]", "objective.local_scale[1] must be a finite number"),
+    ],
+)
+def test_a_non_finite_number_is_refused(config, tmp_path, capsys, flag, says):
+    assert _train(config, tmp_path / "run", "--set", flag) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_non_finite_number_in_the_file_is_refused(config, tmp_path, capsys):
+    raw = yaml.safe_load(config.read_text())
+    raw["export"]["max_file_mb"] = float("inf")
+    path = tmp_path / "inf.yaml"
+    path.write_text(yaml.safe_dump(raw))  # written as `.inf`
+    assert _train(path, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "export.max_file_mb must be a finite number, found inf" in err, err
+
+
+def test_a_diverged_run_stops_at_its_first_non_finite_loss(config, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(config, run, "--steps", "6", "--set", "optim.lr=1e30", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the loss is not finite" in err and "lower optim.lr" in err, err
+    lines = (run / "train_log.jsonl").read_text().splitlines()
+    step = int(err.split("step ")[1].split(":")[0])
+    assert len(lines) == step - 1  # the non-finite step left no line
+    for line in lines:
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+
+
+@pytest.mark.parametrize("flag", ["optim=5", "optim.steps=abc", "optim=null"])
+def test_steps_does_not_hide_a_bad_set(config, tmp_path, capsys, flag):
+    assert _train(config, tmp_path / "run", "--set", flag, "--steps", "2", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("silc-bench: error: --set ") and "expected" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def finished(config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-step run, whose checkpoint the tests below edit."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert _train(config, out, "--steps", "1", "--quiet") == 0
+    return out
+
+
+def _edit(ckpt: dict[str, Any], field: str) -> dict[str, Any]:
+    import torch
+
+    edited = dict(ckpt)
+    if field == "step":
+        edited["step"] = "five"
+    elif field == "negative step":
+        edited["step"] = -1
+    elif field == "no model":
+        del edited["model"]
+    elif field == "optimizer":
+        edited["optimizer"] = {"x": 1}
+    else:
+        model = dict(ckpt["model"])
+        key = next(iter(model))
+        if field == "shape":
+            model[key] = torch.zeros(3, 3)
+        else:  # a missing key
+            del model[key]
+        edited["model"] = model
+    return edited
+
+
+@pytest.mark.parametrize(
+    "field, says",
+    [
+        ("step", "a damaged checkpoint: step must be a whole number >= 0, found 'five'"),
+        ("negative step", "a damaged checkpoint: step must be a whole number >= 0, found -1"),
+        ("no model", "a damaged checkpoint: it has no 'model'"),
+        ("shape", "not a checkpoint of this model/config (size mismatch for "),
+        ("missing", "not a checkpoint of this model/config (Missing key(s) in state_dict"),
+        ("optimizer", "not a checkpoint of this model/config (no key 'param_groups')"),
+    ],
+)
+def test_resume_from_an_edited_checkpoint_is_one_line(config, finished, tmp_path, capsys, field, says):
+    import torch
+
+    last = finished / "checkpoints" / "step-00000001.pt"
+    real = torch.load(str(last), map_location="cpu", weights_only=True)
+    bad = tmp_path / "bad.pt"
+    torch.save(_edit(real, field), bad)
+    assert _train(config, finished, "--steps", "2", "--resume", str(bad), "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--resume {bad}: " in err and says in err, err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,43 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"--resume {path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"--resume {path}: not a silc-bench training checkpoint (format {FORMAT})")
+    problem = _field_problem(ckpt)
+    if problem:
+        raise UserError(f"--resume {path}: a damaged checkpoint: {problem}; resume from another one")
     return ckpt
+
+
+def _field_problem(ckpt: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's fields (None: nothing), before anything reads them:
+    a hand-edited or foreign file must be one line, not a traceback from int() or torch."""
+    for key in ("step", "model", "objective", "optimizer", "rng", "config"):
+        if key not in ckpt:
+            return f"it has no {key!r}"
+    step = ckpt["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step must be a whole number >= 0, found {_short(step)}"
+    for key in ("model", "objective", "optimizer"):
+        if not isinstance(ckpt[key], Mapping):
+            return f"{key} must be a mapping (a state dict), found {_short(ckpt[key])}"
+    rng = ckpt["rng"]
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+        return f"rng must be a torch.uint8 tensor (torch.get_rng_state()), found {_short(rng)}"
+    try:
+        saved = json.loads(ckpt["config"]) if isinstance(ckpt["config"], str) else None
+    except ValueError:
+        saved = None
+    optim = saved.get("optim") if isinstance(saved, dict) else None
+    steps = optim.get("steps") if isinstance(optim, dict) else None
+    if not isinstance(saved, dict) or not isinstance(steps, int) or isinstance(steps, bool):
+        return "config must be the run's config as JSON, with optim.steps"
+    if step > steps:
+        return f"step {step} is past the run's optim.steps {steps}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_same_config(ckpt: dict[str, Any], config: dict[str, Any], path: Path) -> bool:

@@ -196,8 +196,27 @@ def _check(ok: bool, where: str, message: str) -> None:
         raise UserError(f"{where}: {message}")
 
 
+def _validate_finite(cfg: TrainConfig, where: str) -> None:
+    """Every number is finite: YAML reads `.inf`, `.nan` and `1e400` as floats, and an inf
+    passes a `> 0` range (`optim.lr: 1e400` trained to NaN)."""
+    import math
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, float):
+            _check(math.isfinite(value), where, f"{key} must be a finite number, found {value}")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]")
+
+    walk(dataclasses.asdict(cfg), "")
+
+
 def validate(cfg: TrainConfig, where: str) -> None:
     """Rules that single types cannot say (ranges, exactly-one-of, pairings)."""
+    _validate_finite(cfg, where)
     _validate_sources(cfg, where)
     _validate_ranges(cfg, where)
     _validate_pairings(cfg, where)

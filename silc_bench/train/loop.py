@@ -175,7 +175,7 @@ def _run(
     _check_image_size(cfg, objective)
     module = objective.trainable()
     optimizer = make_optimizer(module, cfg)
-    step = _restore(ckpt, module, objective, optimizer)
+    step = _restore(ckpt, module, objective, optimizer, opts.resume)
     wrapped = _wrap(module, d)
     dataset = PairDataset(pairs, objective.crops, cfg.seed)
     batches = micro_batches(
@@ -202,6 +202,7 @@ def _run(
         lr = schedule(step)
         totals = _update(cfg, objective, module, wrapped, optimizer, batches, lr, step)
         step += 1
+        _check_finite(totals, step, d, shown)
         record = {"step": step, "lr": lr, **totals, "seconds": round(time.perf_counter() - t0, 4)}
         result.history.append(record)
         shown.step(record)
@@ -249,15 +250,65 @@ def _restore(
     module: torch.nn.Module,
     objective: Objective,
     optimizer: torch.optim.Optimizer,
+    path: Path | None = None,
 ) -> int:
-    """A resume continues from the checkpoint's weights, optimizer, RNG and step; returns the step."""
+    """A resume continues from the checkpoint's weights, optimizer, RNG and step; returns the step.
+
+    The fields' kinds were checked on load (checkpoint.py); whether they fit this model is
+    torch's to say, in a many-line error that becomes one line here."""
     if ckpt is None:
         return 0
-    module.load_state_dict(ckpt["model"])
-    objective.load_state_dict(ckpt["objective"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"])
+    try:
+        module.load_state_dict(ckpt["model"])
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _check_optimizer_state(optimizer)
+        torch.set_rng_state(ckpt["rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        raise UserError(
+            f"--resume {path}: not a checkpoint of this model/config ({_reason(e)}); resume from "
+            "a checkpoint of this config's run or start a new run"
+        ) from None
     return int(ckpt["step"])
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """AdamW's moments must have their parameter's shape: torch loads them unchecked and the
+    first step would fail (or broadcast) far from the cause."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for name, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != p.shape:
+                    raise ValueError(
+                        f"optimizer state {name} has shape {list(value.shape)}, its parameter {list(p.shape)}"
+                    )
+
+
+def _reason(e: BaseException) -> str:
+    """The line of a load error that says what differs (torch's first is only a heading)."""
+    if isinstance(e, KeyError):
+        return f"no key {e.args[0]!r}" if e.args else "a missing key"
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _check_finite(totals: dict[str, float], step: int, d: distributed.Dist, shown: TrainProgress) -> None:
+    """Stop at the first non-finite loss, before its log line: a diverged run trains nothing
+    more, and NaN/Infinity are not JSON. Under torchrun every rank stops alike."""
+    bad = {k: v for k, v in totals.items() if not math.isfinite(v)}
+    anywhere = bool(bad)
+    if d.world > 1:
+        flag = torch.tensor([float(anywhere)], device=d.device)
+        torch.distributed.all_reduce(flag)
+        anywhere = bool(flag.item())
+    if not anywhere:
+        return
+    shown.close()
+    found = ", ".join(f"{k}={v}" for k, v in bad.items()) if bad else "on another process"
+    raise UserError(f"step {step}: the loss is not finite ({found}); lower optim.lr or check the data")
 
 
 def _wrap(module: torch.nn.Module, d: distributed.Dist) -> torch.nn.Module:

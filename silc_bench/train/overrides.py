@@ -22,6 +22,7 @@ import yaml
 # the config files' own YAML rule (`1e-3` is a number), so a value reads as it would there
 from silc_bench.config.files import _Loader, merge
 from silc_bench.core.errors import UserError, did_you_mean, first_line
+from silc_bench.core.typed import check_value
 from silc_bench.train.config import TrainConfig
 
 
@@ -37,8 +38,9 @@ def _is_mapping(hint: Any) -> bool:
     return any(typing.get_origin(o) is dict or o is dict for o in options)
 
 
-def check_key(key: str) -> None:
-    """`key` names a field of TrainConfig (dotted for nested sections)."""
+def check_key(key: str) -> Any:
+    """`key` names a field of TrainConfig (dotted for nested sections); returns its type hint,
+    or None for a key inside a free-form mapping (model.config.*), which has none."""
     cls: type = TrainConfig
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -48,11 +50,11 @@ def check_key(key: str) -> None:
             valid = [f"{prefix}.{name}" if prefix else name for name in hints]
             raise did_you_mean("config key", key, valid)
         if depth == len(parts) - 1:
-            return
+            return hints[part]
         nested = _section(hints[part])
         if nested is None:
             if _is_mapping(hints[part]):
-                return
+                return None
             here = ".".join(parts[: depth + 1])
             raise UserError(f"unknown config key {key!r}: {here} is a value, not a section")
         cls = nested
@@ -66,6 +68,16 @@ def parse_value(text: str, key: str) -> Any:
         raise UserError(f"--set {key}={text}: not a YAML value ({first_line(e)})") from None
 
 
+def check_type(value: Any, hint: Any, key: str) -> None:
+    """`value` has the type its key's field holds, checked before any merge: `--steps` or
+    another --set merged over it must not hide a wrong one (`--set optim=5 --steps 2`).
+    A mapping for a section is checked after the merge, as a whole (it may name only some
+    of the section's keys)."""
+    if hint is None or (isinstance(value, dict) and _section(hint) is not None):
+        return
+    check_value(value, hint, key)
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """["optim.lr=1e-3", "objective.head.out_dim=256"] → the nested mapping to merge."""
     out: dict[str, Any] = {}
@@ -75,10 +87,14 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. optim.lr=1e-3")
         try:
-            check_key(key)
+            hint = check_key(key)
         except UserError as e:
             raise UserError(f"--set {item}: {e}") from None
         value = parse_value(text.strip(), key)
+        try:
+            check_type(value, hint, key)
+        except UserError as e:
+            raise UserError(f"--set {item}: {e}") from None
         node = out
         *sections, last = key.split(".")
         for part in sections:
