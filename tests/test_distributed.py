@@ -204,6 +204,29 @@ def test_ranks_that_are_not_running_the_same_evaluation_stop_before_any_work(dif
     assert not (tmp_path / "r").exists() and not list((cache / "features").rglob("*.safetensors"))
 
 
+def test_ranks_with_different_batch_sizes_never_mix_their_blocks(tmp_path):
+    """Each rank cuts its block by its own --batch-size: 1 and 64 on 10 images once gave
+    rank 0 rows 0..5 and rank 1 rows 0..10, concatenated into a wrong number (exit 0,
+    cached). The blocks must tile the rows exactly once: every rank refuses alike."""
+    script = tmp_path / "per_rank.py"
+    script.write_text(
+        "import os, sys\n"
+        "from silc_bench.cli import main\n"
+        "bs = '1' if os.environ['RANK'] == '0' else '64'\n"
+        "sys.exit(main(sys.argv[1:] + ['--batch-size', bs, '--limit', '10']))\n"
+    )
+    cache = tmp_path / "cache"
+    args = run_args("zs-cls", "clip-tiny", "shapes-cls", tmp_path / "r", tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SILC_BENCH_DIST_TIMEOUT": "60",
+           "SILC_BENCH_CACHE": str(cache)}  # fmt: skip
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = subprocess.run([*launch, str(script), *args], capture_output=True, text=True, timeout=240, env=env)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")]
+    assert len(lines) == 1 and "split the work differently" in lines[0], proc.stderr[-3000:]
+    assert "--batch-size" in lines[0] and "exitcode  : 2" in proc.stderr
+    assert not (tmp_path / "r").exists() and not list((cache / "features").rglob("image/*.safetensors"))
+
+
 def test_a_bad_collective_timeout_is_one_line_and_exit_2(tmp_path):
     args = run_args("zs-cls", "silc-tiny", "shapes-cls", tmp_path / "r", tmp_path / "data", "--limit", "2")
     proc = torchrun(args, env_extra={"SILC_BENCH_DIST_TIMEOUT": "nan"})

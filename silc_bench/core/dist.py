@@ -206,8 +206,26 @@ def sharded_rows(
         assert out is not None
         return out
     rows = shard(n, align=align)
+    _check_tiling(all_gather((n, rows.start, rows.stop)))
     parts = [p for p in gather_outcome(lambda: compute(rows) if len(rows) else None) if p is not None]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _check_tiling(spans: list[tuple[int, int, int]]) -> None:
+    """Every rank's block, in rank order, must cover 0..n exactly once. Each rank derives its
+    block from its own `--batch-size` (and the row count it sees): ranks given different ones
+    once dropped some images and counted others twice, with the right total (60.00 for 100.00,
+    exit 0, and cached). Every rank sees the same list, so all of them refuse alike."""
+    sizes = {n for n, _, _ in spans}
+    blocks = [(a, b) for _, a, b in spans if b > a]
+    ends = [0, *(b for _, b in blocks)]
+    contiguous = all(a == ends[i] for i, (a, _) in enumerate(blocks))
+    if len(sizes) != 1 or not contiguous or ends[-1] != min(sizes):
+        shown = ", ".join(f"rank {r}: rows {a}..{b} of {n}" for r, (n, a, b) in enumerate(spans))
+        raise UserError(
+            f"the ranks split the work differently ({shown}): give every rank the same "
+            "--batch-size and the same data"
+        )
 
 
 def interleaved(parts: list[list[Any]]) -> list[Any]:
