@@ -16,7 +16,13 @@ from silc_bench.cli import main
 from silc_bench.core.paths import REPO_ROOT
 from silc_bench.data import shapesworld, shapesworld_v3
 from silc_bench.data.shapesworld import COLOURS, SHAPES, Sizes, generate
-from silc_bench.data.shapesworld_v3 import CAPTION_KINDS, GROUP_SCENES, TrainSizes, captions_v3, generate_train
+from silc_bench.data.shapesworld_v3 import (
+    CAPTION_KINDS,
+    GROUP_SCENES,
+    TrainSizes,
+    captions_v3,
+    generate_train,
+)
 from silc_bench.train.config import DataConfig, load_config
 from silc_bench.train.data import (
     GroupSampling,
@@ -147,7 +153,9 @@ def test_the_v3_config_loads_and_v2_configs_keep_plain_batches():
     ],
 )
 def test_bad_v3_config_values_exit_2(tmp_path, capsys, flag, says):
-    code = main(["train", "--config", str(V3_CONFIG), "--steps", "1", "--set", flag, "--out", str(tmp_path / "r")])
+    code = main(
+        ["train", "--config", str(V3_CONFIG), "--steps", "1", "--set", flag, "--out", str(tmp_path / "r")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and says in err, err
     assert not (tmp_path / "r").exists()
