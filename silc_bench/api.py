@@ -168,24 +168,50 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:28] + "…" + text[-28:]
 
 
+def _short_pair(old: Any, new: Any) -> tuple[str, str]:
+    """Both values shortened, cut around where they first differ when the usual cut
+    would leave them looking alike."""
+    a, b = _short(old), _short(new)
+    if a != b:
+        return a, b
+    ta = canonical_json(old) if not isinstance(old, str) else old
+    tb = canonical_json(new) if not isinstance(new, str) else new
+    at = next((i for i, (x, y) in enumerate(zip(ta, tb)) if x != y), min(len(ta), len(tb)))
+    start = max(0, at - 20)
+
+    def cut(t: str) -> str:
+        piece = t[start : start + 50]
+        return ("…" if start else "") + piece + ("…" if start + 50 < len(t) else "")
+
+    return cut(ta), cut(tb)
+
+
+def _deepest_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any]:
+    """The dotted path of the first field that differs, as deep as both sides are dicts."""
+    while isinstance(old, dict) and isinstance(new, dict):
+        differ = [
+            k for k in sorted(set(old) | set(new)) if canonical_json(old.get(k)) != canonical_json(new.get(k))
+        ]
+        if not differ:
+            break
+        sub = differ[0]
+        path, old, new = f"{path}.{sub}", old.get(sub), new.get(sub)
+    return path, old, new
+
+
 def key_difference(stored: dict, wanted: dict) -> str | None:
-    """Why a stored result does not answer this run (None: it does)."""
+    """Why a stored result does not answer this run (None: it does), naming the deepest
+    field that differs (`model.spec.preprocess.mean`), so two long values that share
+    their ends never read alike."""
     if not stored:
         return "it records no run key (written by an older silc-bench)"
     for part in wanted:
         old, new = stored.get(part), wanted[part]
         if canonical_json(old) == canonical_json(new):
             continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            differ = [
-                k
-                for k in sorted(set(old) | set(new))
-                if canonical_json(old.get(k)) != canonical_json(new.get(k))
-            ]
-            sub = differ[0] if differ else None
-            if sub is not None:
-                return f"its {part}.{sub} was {_short(old.get(sub))}, this run has {_short(new.get(sub))}"
-        return f"its {part} was {_short(old)}, this run has {_short(new)}"
+        where, old, new = _deepest_difference(old, new, part)
+        a, b = _short_pair(old, new)
+        return f"its {where} was {a}, this run has {b}"
     return None
 
 

@@ -154,3 +154,90 @@ def test_missing_data_root_says_what_belongs_under_it(tmp_path, capsys, task, da
         ["run", "--task", task, "--model", "clip-tiny", "--dataset", dataset, "--data-root", str(tmp_path)]
     )
     one_line(capsys, code, get)
+
+
+def _registry(tmp_path, size: int) -> str:
+    """A registry entry on the shipped 64-px silc-tiny weights with another preprocess.size."""
+    import yaml
+
+    from silc_bench.core.paths import PACKAGE_DIR
+
+    weights = PACKAGE_DIR / "weights" / "silc-tiny.safetensors"
+    entry = {
+        "arch": {"open_clip": "ShapesTiny-P8"},
+        "weights": {"path": str(weights)},
+        "preprocess": {"size": size, "resize": "shortest", "interpolation": "bicubic"},
+        "tokenizer": {"type": "open_clip", "context_length": 40},
+        "dense_mode": "patch-proj",
+        "variants": {"teacher": None, "student": None},
+        "default_variant": "teacher",
+    }
+    reg = tmp_path / "reg.yaml"
+    reg.write_text(yaml.safe_dump({"models": {"odd-size": entry}}))
+    return str(reg)
+
+
+def test_a_preprocess_size_the_image_tower_cannot_take_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", _registry(tmp_path, 48))
+    data = fixtures.imagefolder(tmp_path / "shapes", n_train=1, n_test=1, size=40)
+    code = main(["run", "--task", "zs-cls", "--model", "odd-size", "--dataset", f"imagefolder:{data}",
+                 "--limit", "2", "--workers", "0", "--out", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    one_line(capsys, code, "'odd-size'", "preprocess.size 48", "takes 64x64", "set preprocess.size: 64")
+
+
+def test_the_size_check_is_the_whole_image_forwards_and_spares_dense_features(tmp_path, monkeypatch):
+    import torch
+
+    from silc_bench.models import load_model, parse_model_ref
+
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", _registry(tmp_path, 48))
+    model = load_model(parse_model_ref("odd-size"))  # loading is fine: segmentation can use it
+    feats, hw = model.backend.dense_features(torch.zeros(1, 3, 48, 48), "patch-proj")
+    assert hw == (6, 6)  # the dense path resizes the position embeddings itself
+    with pytest.raises(UserError, match="preprocess.size 48 gives 48x48 images"):
+        model.image_features(torch.zeros(1, 3, 48, 48))
+    assert model.image_features(torch.zeros(1, 3, 64, 64))["embed"].shape == (1, 128)
+
+
+def test_every_registry_entry_feeds_its_tower_the_size_it_takes():
+    """No entry of checkpoints.yaml is refused by the check: its preprocess size is its
+    architecture's image_size (converted entries take both from their file)."""
+    from silc_bench.config import load_models
+    from silc_bench.models.arch import open_clip_config
+
+    for name, spec in load_models().items():
+        arch = spec.arch
+        if "converted" in arch:
+            continue
+        cfg = arch.get("config") or open_clip_config(arch["open_clip"]) or {}
+        want = (cfg.get("vision_cfg") or {}).get("image_size")
+        size = spec.preprocess.get("size", want)
+        assert want is not None and size == want, (name, size, want)
+
+
+def test_classes_sharing_a_display_name_get_a_note(tmp_path, capsys):
+    import json
+
+    data = fixtures.imagefolder(tmp_path / "dup", n_train=1, n_test=2, size=32)
+    names = (data / "classnames.txt").read_text().splitlines()
+    names[2] = names[0]  # two folders, one display name
+    (data / "classnames.txt").write_text("\n".join(names) + "\n")
+    code = main(["run", "--task", "zs-cls", "--model", "tiny-random", "--dataset", f"imagefolder:{data}",
+                 "--workers", "0", "--out", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    (path,) = (tmp_path / "r").rglob("*.json")
+    res = json.loads(path.read_text())
+    classes = sorted(p.name for p in (data / "test").iterdir())
+    assert res["protocol"]["duplicate_classnames"] == [[classes[0], classes[2]]]
+    note = (f"classes {classes[0]} and {classes[2]} share the name {names[0]!r}: identical prompts, "
+            "the later one is never predicted (ties go to the lower index)")  # fmt: skip
+    assert note in res["notes"], res["notes"]
+
+
+def test_distinct_display_names_record_no_duplicates():
+    from silc_bench.tasks.zs_cls import duplicate_prompt_classes
+
+    texts = ["a {c}".replace("{c}", c) for c in ("x", "y", "x", "z", "x")]
+    assert duplicate_prompt_classes(texts, 5) == [[0, 2, 4]]
+    # two templates each: ["a", "b"] and ["a", "c"] share one prompt, not all
+    assert duplicate_prompt_classes(["a", "b", "a", "c"], 2) == []

@@ -82,6 +82,10 @@ class VLModel:
 
         One forward gives both, so zero-shot and few-shot share one cached pass.
         """
+        if (problem := image_size_problem(self.backend, tuple(images.shape[-2:]))) is not None:
+            from silc_bench.core.errors import UserError
+
+            raise UserError(f"model {self.name!r}: {problem}")
         x = images.to(self.device, non_blocking=True)  # pinned by the loader on CUDA
         if self.execution.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -96,6 +100,42 @@ class VLModel:
 
             verify_compiled(self)
         return {k: v.float() for k, v in feats.items()}
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def image_size_problem(backend: VLBackend, hw: tuple[int, int]) -> str | None:
+    """Why the image tower's whole-image forward cannot take (H, W) images (None: it can).
+
+    open_clip's VisionTransformer adds its position embeddings as trained, with no resizing
+    at forward time, so the patch grid must be the trained one; a timm trunk needs its
+    `img_size` unless built with `dynamic_img_size`. The dense (segmentation) path resizes
+    the embeddings per window (models/vit.py) and never comes here."""
+    visual = backend.visual
+    trunk = getattr(visual, "trunk", None)
+    if trunk is not None:  # timm
+        embed = getattr(trunk, "patch_embed", None)
+        if getattr(trunk, "dynamic_img_size", False) or getattr(embed, "img_size", None) is None:
+            return None
+        want = _pair(embed.img_size)
+        fits = tuple(hw) == want
+        why = "a timm trunk built without dynamic_img_size"
+    elif hasattr(visual, "_embeds") and getattr(visual, "image_size", None) is not None:
+        want, patch, grid = _pair(visual.image_size), _pair(visual.patch_size), _pair(visual.grid_size)
+        fits = (hw[0] // patch[0], hw[1] // patch[1]) == grid
+        why = "open_clip's VisionTransformer does not resize its position embeddings for a whole image"
+    else:
+        return None
+    if fits:
+        return None
+    return (
+        f"preprocess.size {hw[0] if hw[0] == hw[1] else list(hw)} gives {hw[0]}x{hw[1]} images, "
+        f"but its image tower takes {want[0]}x{want[1]} ({why}); "
+        f"set preprocess.size: {want[0]} in its registry entry "
+        "(segmentation resizes the position embeddings per window and is not affected)"
+    )
 
 
 def _compile_failure(record: ExecutionRecord, e: Exception) -> None:

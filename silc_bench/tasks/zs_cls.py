@@ -100,4 +100,29 @@ class ZeroShotClassification(TaskPlugin):
             "ties": "lower class index",
         }
         notes = [] if len(ks) == len(protocol.topk) else [f"top-k over {n_cls} classes: k={list(ks)}"]
+        groups = duplicate_prompt_classes(prompts.texts(), n_cls)
+        rec["duplicate_classnames"] = [[data.classes[c] for c in g] for g in groups]
+        notes += [_duplicate_note(g, data.classes, prompts.classnames) for g in groups]
         return TaskOutput(metrics, rec, data.fingerprint, per_class=per_class, notes=notes)
+
+
+def duplicate_prompt_classes(texts: list[str], n_cls: int) -> list[list[int]]:
+    """Groups (class indices, ascending) whose prompts are all the same text: identical text
+    embeddings, so every image ties between them and the lower index wins."""
+    per = len(texts) // n_cls if n_cls else 0
+    by_prompts: dict[tuple[str, ...], list[int]] = {}
+    for c in range(n_cls):
+        by_prompts.setdefault(tuple(texts[c * per : (c + 1) * per]), []).append(c)
+    return [g for g in by_prompts.values() if len(g) > 1]
+
+
+def _duplicate_note(group: list[int], classes: list[str], names: list[str]) -> str:
+    folders = [classes[c] for c in group]
+    listed = ", ".join(folders[:-1]) + " and " + folders[-1]
+    shown = sorted({names[c] for c in group})
+    name = f"the name {shown[0]!r}" if len(shown) == 1 else "the prompts of " + " / ".join(map(repr, shown))
+    later = "the later one is" if len(group) == 2 else "the later ones are"
+    return (
+        f"classes {listed} share {name}: identical prompts, {later} never predicted "
+        "(ties go to the lower index)"
+    )
