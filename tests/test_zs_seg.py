@@ -315,3 +315,43 @@ def test_the_background_rule_records_whose_rule_it_is(profile, origin, tmp_path)
     assert main(args) == 0
     (path,) = out.rglob("*.json")
     assert json.loads(path.read_text())["protocol"]["background_rule_origin"] == origin
+
+
+@pytest.mark.parametrize("which", ["img_path", "seg_map_path"])
+def test_a_file_edited_and_restored_while_it_is_read_gives_no_result(
+    which, seg_root, tmp_path, monkeypatch, capsys
+):
+    """Another process rewrites the last image (or label map) once the first is read and puts
+    it back once it has been read: the fingerprint matches again at the end, but the bytes
+    decoded were not the ones it hashed. Exit 2, one line, no result, no predictions."""
+    from silc_bench.segmentation import build
+
+    root = tmp_path / "root"
+    shutil.copytree(seg_root, root)
+    real = build._Readable.__getitem__
+
+    def edited_mid_run(self, i):  # noqa: ANN001, ANN202
+        last = len(self) - 1
+        victim = edited_mid_run.victim = Path(self.ds.get_data_info(last)[which])
+        out = real(self, i)
+        if i == 0:
+            edited_mid_run.original = victim.read_bytes()
+            arr = np.array(Image.open(victim))
+            Image.fromarray(np.zeros_like(arr)).save(victim, format=Image.open(victim).format)
+        if i == last:
+            victim.write_bytes(edited_mid_run.original)  # put back
+        return out
+
+    monkeypatch.setattr(build._Readable, "__getitem__", edited_mid_run)
+    out = tmp_path / "out"
+    args = _args(root, out, "--model", "tiny-random", "--dataset", "voc21", "--protocol", "sclip")
+    code, err = main([*args, "--save-predictions"]), capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{edited_mid_run.victim} changed while it was being read" in err and "no result written" in err
+    assert not list(out.rglob("*.json")) and not list(out.rglob("*.png"))
+    monkeypatch.setattr(build._Readable, "__getitem__", real)
+    assert main(args) == 0, capsys.readouterr().err  # not reused: scored afresh, the normal number
+    assert main(_args(seg_root, tmp_path / "clean", "--model", "tiny-random", "--dataset", "voc21",
+                      "--protocol", "sclip")) == 0  # fmt: skip
+    got = json.loads(next(out.rglob("voc21*.json")).read_text())["metrics"]
+    assert got == json.loads(next((tmp_path / "clean").rglob("voc21*.json")).read_text())["metrics"]

@@ -20,6 +20,7 @@ from silc_bench.core.files import remove_stale_tmp
 from silc_bench.core.hashing import hash_obj
 from silc_bench.features.prompts import read_asset
 from silc_bench.segmentation.dataset import build_dataset, check_label_map, seg_fingerprint
+from silc_bench.segmentation.loading import check_bytes_read
 from silc_bench.segmentation.rules import ScoreRule
 from silc_bench.segmentation.text import parse_class_lines, queries, query_embeddings
 
@@ -152,15 +153,19 @@ def run_mmseg_loop(
             parts = dist.gather_outcome(lambda: score(loader))  # strided shares, back in dataset order
             metric.results = dist.interleaved([part[0] for part in parts])
             score.files = dist.interleaved([part[1] for part in parts])
+            score.read = dist.interleaved([part[3] for part in parts])
             # every rank's window batch agreed; the OOM counts are summed by the execution record
             seg.window_batch = min((part[2] for part in parts if part[2]), default=seg.window_batch)
+        expected: list[str] = []  # the fingerprint's digests: image, label map, next image, ...
+        fingerprint = seg_fingerprint(full_ds, data, raw_classes, digests=expected)
+        check_bytes_read([f for pair in score.read for f in pair], expected)  # before any result
     except BaseException:  # interrupted or failed: no half-written predictions left behind
         preds.discard()
         raise
     bar.close()
     metrics, per_class = _summarise(metric)
     preds.commit()
-    return metrics, per_class, len(score.files), seg_fingerprint(full_ds, data, raw_classes), metric.results
+    return metrics, per_class, len(score.files), fingerprint, metric.results
 
 
 def _loader(ctx, ds: torch.utils.data.Dataset, image_batch: int) -> torch.utils.data.DataLoader:  # noqa: ANN001
@@ -207,8 +212,9 @@ class _Scorer:
         self.seg, self.metric, self.n_cls, self.ds_root = seg, metric, n_cls, ds_root
         self.tmp_pred, self.bar = tmp_pred, bar
         self.files: list[str] = []
+        self.read: list[tuple] = []  # per image: (image, its sha256), (label map, its sha256)
 
-    def __call__(self, loader: torch.utils.data.DataLoader) -> tuple[list, list[str], int | None]:
+    def __call__(self, loader: torch.utils.data.DataLoader) -> tuple[list, list[str], int | None, list]:
         order: list[int] = []  # each result's position in this process's loader order
         start = 0
         for batch in loader:
@@ -229,12 +235,15 @@ class _Scorer:
         perm = sorted(range(len(order)), key=order.__getitem__)
         self.metric.results[:] = [self.metric.results[i] for i in perm]
         self.files[:] = [self.files[i] for i in perm]
-        return self.metric.results, self.files, self.seg.window_batch
+        self.read[:] = [self.read[i] for i in perm]
+        return self.metric.results, self.files, self.seg.window_batch, self.read
 
     def _one(self, s) -> None:  # noqa: ANN001
         gt = s.gt_sem_seg.data.cpu().numpy()[0]
         check_label_map(gt, s.metainfo["ori_shape"][:2], self.n_cls, s.metainfo["seg_map_path"])
         self.files.append(os.path.relpath(s.metainfo["img_path"], self.ds_root))
+        m = s.metainfo  # the sha256 of the bytes the pipeline decoded (segmentation/loading.py)
+        self.read.append(((m["img_path"], m["img_sha256"]), (m["seg_map_path"], m["seg_map_sha256"])))
         if self.tmp_pred is not None:
             stem = Path(s.metainfo["img_path"]).name.rsplit(".", 1)[0]
             pred = s.pred_sem_seg.data.cpu().numpy()[0].astype(np.uint8)

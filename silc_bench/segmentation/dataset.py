@@ -47,6 +47,7 @@ def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: l
     from mmseg.registry import DATASETS
 
     from silc_bench.data.generated import resolve_root
+    from silc_bench.segmentation import loading
 
     data, data_root = resolve_root(data, data_root)
     unknown = set(data) - _DATA_KEYS
@@ -65,11 +66,11 @@ def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: l
         data_prefix=prefix,
         reduce_zero_label=bool(data.get("reduce_zero_label", False)),
         test_mode=True,
-        pipeline=[
-            dict(type="LoadImageFromFile"),
+        pipeline=[  # mmseg's loaders, hashing the bytes they decode (segmentation/loading.py)
+            loading.HashedLoadImageFromFile(),
             dict(type="Resize", scale=(2048, int(resize)), keep_ratio=True),
-            dict(type="LoadAnnotations"),
-            dict(type="PackSegInputs"),
+            loading.HashedLoadAnnotations(),
+            loading.pack_with_digests(),
         ],
     )
     for key in ("img_suffix", "seg_map_suffix"):
@@ -102,9 +103,13 @@ def build_dataset(data: dict[str, Any], data_root: Path, resize: int, classes: l
     return ds
 
 
-def seg_fingerprint(ds: Any, data: dict[str, Any], classes: list[str]) -> str:
+def seg_fingerprint(
+    ds: Any, data: dict[str, Any], classes: list[str], digests: list[str] | None = None
+) -> str:
     """Content fingerprint of an mmseg dataset: every image and label map, hashed whole and
-    in the dataset's order, plus the data config and the class list."""
+    in the dataset's order, plus the data config and the class list. `digests`, if given,
+    receives each file's sha256 (image, label map, next image, ...): what the loop checks
+    the bytes it decoded against."""
     from silc_bench.core.hashing import files_fingerprint, hash_obj
 
     root = Path(ds.data_root)
@@ -112,7 +117,7 @@ def seg_fingerprint(ds: Any, data: dict[str, Any], classes: list[str]) -> str:
     files = [Path(p) for info in infos for p in (info["img_path"], info["seg_map_path"])]
     # files_fingerprint names files relative to a root; mmseg may list files outside it
     rel_root = Path(os.path.commonpath([root, *files])) if files else root
-    return "sha256:" + hash_obj([files_fingerprint(rel_root, files), data, classes])
+    return "sha256:" + hash_obj([files_fingerprint(rel_root, files, digests=digests), data, classes])
 
 
 def check_label_map(label: np.ndarray, image_hw: tuple[int, int], num_classes: int, path: str) -> None:
