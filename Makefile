@@ -38,7 +38,7 @@ demo: install
 
 test: $(TSTAMP)
 	$(BIN)/ruff check silc_bench tests
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=15
 
 # Benchmarks write reports/perf.md (ratios against the peer, run side by side).
 bench: install
