@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.test-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-all lint bench clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ demo: install
 	$(BIN)/silc-bench demo
 
 test: $(TSTAMP)
+	$(BIN)/ruff check silc_bench tests
+	$(BIN)/python -m pytest tests -m "not slow" --durations=15
+
+# Everything, the `slow` tests too (real-size B/16 conversion, the GPU script's dry run).
+test-all: $(TSTAMP)
 	$(BIN)/ruff check silc_bench tests
 	$(BIN)/python -m pytest tests --durations=15
 

@@ -27,6 +27,7 @@ def b16(tmp_path_factory):
     return save(make_tree(seed=11, scanned=True, **B16), folder / "siglip_b16.npz")
 
 
+@pytest.mark.slow  # about 150 s on 2 cores: `make test-all`
 def test_b16_converts_verifies_and_equals_open_clips_loader(b16, tmp_path, capsys, sp_model):
     import open_clip
     from open_clip.convert import load_big_vision_weights

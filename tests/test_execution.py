@@ -79,6 +79,7 @@ def test_the_gpu_check_refuses_to_run_without_a_gpu():
     assert not (REPO_ROOT / "reports" / "perf-gpu.md.tmp").exists()
 
 
+@pytest.mark.slow  # about 85 s on 2 cores (six processes, each importing torch): `make test-all`
 def test_the_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     """`gpu.sh --dry-run`: every step of the prepared GPU check, on the CPU with a tiny model,
     so a broken script shows here and not after the GPU time is spent. The file it writes

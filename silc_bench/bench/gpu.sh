@@ -23,7 +23,7 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu
   # tiny model, tiny inputs, one repeat: the same code paths, a minute on two cores
   SLIDE=(--arch ViT-Tiny-P8 --images 1 --height 64 --width 96 --crop 32 --stride 16 --classes 5 --repeats 1 --label "dry run")
-  VSCB=(--arch ViT-Tiny-P8 --repeats 1 --warmup 0 --label "dry run")
+  VSCB=(--arch ViT-Tiny-P8 --repeats 1 --warmup 0 --prompts shapes --label "dry run")
   GPU=(--dry-run)
   TITLE="# Performance on a GPU: DRY RUN on the CPU (checks the script, measures nothing)"
 else
