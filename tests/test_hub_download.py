@@ -108,3 +108,34 @@ def test_a_malformed_hub_name_is_one_line_even_offline(name, data_root, tmp_path
     assert _run(name, tmp_path / "o", data_root) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ORG/NAME" in err and "Traceback" not in err
+
+
+def test_an_open_clip_pretrained_tag_downloads_through_the_hub_on_first_use(
+    hub, data_root, tmp_path, monkeypatch, capsys
+):
+    """`open_clip:ARCH/TAG` resolves the tag in open_clip's own pretrained table and fetches
+    its `hf_hub` repository with the real client: once, then from the cache, and offline from
+    the warm cache. (A stand-in tag points at the loopback Hub's tiny repository: a real one
+    names a repository of hundreds of MB.)"""
+    import open_clip
+
+    real_list, real_cfg = open_clip.list_pretrained, open_clip.get_pretrained_cfg
+    monkeypatch.setattr(open_clip, "list_pretrained", lambda: [*real_list(), ("ViT-Tiny-P8", "hubtest")])
+    monkeypatch.setattr(
+        open_clip,
+        "get_pretrained_cfg",
+        lambda a, t: (
+            {"hf_hub": "org/tiny/", "mean": (0.5,) * 3, "std": (0.5,) * 3}
+            if (a, t) == ("ViT-Tiny-P8", "hubtest")
+            else real_cfg(a, t)
+        ),
+    )
+    name = "open_clip:ViT-Tiny-P8/hubtest"
+    assert _run(name, tmp_path / "a", data_root) == 0, capsys.readouterr().err
+    assert hub.gets["open_clip_model.safetensors"] == 1
+    source = _result(tmp_path / "a")["env"]["model"]["source"]
+    assert source["form"] == "open_clip-tag" and source["repo"] == "org/tiny" and source["revision"] == COMMIT
+    assert _run(name, tmp_path / "b", data_root) == 0 and hub.gets["open_clip_model.safetensors"] == 1
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _run(name, tmp_path / "c", data_root, "--force") == 0
+    assert _result(tmp_path / "a")["metrics"] == _result(tmp_path / "c")["metrics"]
