@@ -167,6 +167,18 @@ def test_ranks_follow_rank_0_on_reusing_a_stored_result(tmp_path):
     assert "skipped" not in third.stderr and res.is_file()
 
 
+def _per_rank(script: Path, model: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, list, Path]:
+    """2 ranks of `script` (which adds its per-rank arguments) running zs-cls on shapes-cls:
+    (the process, its `silc-bench: error` lines, the cache folder it used)."""
+    cache = tmp_path / "cache"
+    args = run_args("zs-cls", model, "shapes-cls", tmp_path / "r", tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SILC_BENCH_DIST_TIMEOUT": "60",
+           "SILC_BENCH_CACHE": str(cache)}  # fmt: skip
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = subprocess.run([*launch, str(script), *args], capture_output=True, text=True, timeout=240, env=env)
+    return proc, [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")], cache
+
+
 @pytest.mark.parametrize("differ", ["weights", "limit"])
 def test_ranks_that_are_not_running_the_same_evaluation_stop_before_any_work(differ, tmp_path):
     """Node-local weight files of one name but other bytes (or a per-rank --limit) must not
@@ -191,13 +203,7 @@ def test_ranks_that_are_not_running_the_same_evaluation_stop_before_any_work(dif
         "from silc_bench.cli import main\n"
         "sys.exit(main(sys.argv[1:] + extra))\n"
     )
-    cache = tmp_path / "cache"
-    args = run_args("zs-cls", "open_clip:ShapesTiny-P8", "shapes-cls", tmp_path / "r", tmp_path / "data")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SILC_BENCH_DIST_TIMEOUT": "60",
-           "SILC_BENCH_CACHE": str(cache)}  # fmt: skip
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    proc = subprocess.run([*launch, str(script), *args], capture_output=True, text=True, timeout=240, env=env)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")]
+    proc, lines, cache = _per_rank(script, "open_clip:ShapesTiny-P8", tmp_path)
     assert len(lines) == 1 and "not running the same evaluation" in lines[0], proc.stderr[-3000:]
     assert ("weights_sha256" in lines[0]) if differ == "weights" else ("limit" in lines[0])
     assert "exitcode  : 2" in proc.stderr
@@ -215,13 +221,7 @@ def test_ranks_with_different_batch_sizes_never_mix_their_blocks(tmp_path):
         "bs = '1' if os.environ['RANK'] == '0' else '64'\n"
         "sys.exit(main(sys.argv[1:] + ['--batch-size', bs, '--limit', '10']))\n"
     )
-    cache = tmp_path / "cache"
-    args = run_args("zs-cls", "clip-tiny", "shapes-cls", tmp_path / "r", tmp_path / "data")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SILC_BENCH_DIST_TIMEOUT": "60",
-           "SILC_BENCH_CACHE": str(cache)}  # fmt: skip
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    proc = subprocess.run([*launch, str(script), *args], capture_output=True, text=True, timeout=240, env=env)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")]
+    proc, lines, cache = _per_rank(script, "clip-tiny", tmp_path)
     assert len(lines) == 1 and "split the work differently" in lines[0], proc.stderr[-3000:]
     assert "--batch-size" in lines[0] and "exitcode  : 2" in proc.stderr
     assert not (tmp_path / "r").exists() and not list((cache / "features").rglob("image/*.safetensors"))
