@@ -1,5 +1,5 @@
 """`python -m silc_bench` is the same as the `silc-bench` command."""
 
-from silc_bench.cli import main
+from silc_bench.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -1,5 +1,5 @@
 """The `silc-bench` command line: one module per subcommand, assembled in `main`."""
 
-from silc_bench.cli.main import main
+from silc_bench.cli.main import entry, main
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]

@@ -70,6 +70,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def entry() -> None:
+    """The console script: `main`, then under torchrun an exit that skips interpreter
+    teardown (see `dist.leave`), so torchrun reports this rank's real exit code."""
+    code = main()
+    from silc_bench.core import dist
+
+    dist.leave(code)
+    raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)

@@ -122,10 +122,16 @@ def run(a: argparse.Namespace) -> int:
         a.device = f"cuda:{world.local_rank}"  # one GPU per rank
     if not world.main:
         a.quiet = True
+    agreed = True  # every rank gets here together unless one of them failed
     try:
         return _run(a)
+    except UserError:
+        raise  # raised on every rank (errors are agreed before work starts)
+    except BaseException:
+        agreed = False
+        raise
     finally:
-        dist.shutdown()
+        dist.shutdown(sync=agreed)
 
 
 def _run(a: argparse.Namespace) -> int:

@@ -124,12 +124,39 @@ def init(device: str) -> World:
     return _WORLD
 
 
-def shutdown() -> None:
-    """Leave the process group; `current()` keeps this rank's identity for the last message."""
+def shutdown(sync: bool = True) -> None:
+    """Leave the process group; `current()` keeps this rank's identity for the last message.
+
+    With `sync` (every rank reached the same point: success, or an error they agreed on)
+    the ranks meet at a barrier first, so none tears down its gloo connections while a peer
+    is still inside a collective; that race ended a rank with SIGABRT ("connection closed
+    by peer") instead of its exit code. Without it (a rank failed) nobody waits."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if sync:
+        try:
+            dist.barrier()
+        except Exception:  # a peer already left: tearing down is all that is left to do
+            pass
+    dist.destroy_process_group()
+
+
+def leave(code: int) -> None:
+    """End a torchrun rank with `code` and nothing after it: C++ destructors of the
+    distributed runtime at interpreter exit can abort the process (SIGABRT), which torchrun
+    would report in place of the exit code. Outside torchrun this returns."""
+    import sys
+
+    if not launched() or "torch.distributed" not in sys.modules:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe: nothing more can be said on it
+            pass
+    os._exit(code)
 
 
 def shard(n: int, world: World | None = None, align: int = 1) -> range:

@@ -37,9 +37,9 @@ def setup(device: str) -> Dist:
     return Dist(world.rank, world.size, dev)
 
 
-def teardown(d: Dist) -> None:
+def teardown(d: Dist, sync: bool = True) -> None:
     if d.world > 1:
-        dist.shutdown()
+        dist.shutdown(sync)
 
 
 def barrier(d: Dist) -> None:

@@ -141,10 +141,14 @@ def train(
         extends = check_same_config(ckpt, config, opts.resume)
     pairs = open_pairs(cfg)
     d = distributed.setup(cfg.device)
+    agreed = True  # a failing rank must not wait at the teardown barrier for its peers
     try:
         return _run(cfg, config, opts, ckpt, extends, pairs, d)
+    except BaseException:
+        agreed = False
+        raise
     finally:
-        distributed.teardown(d)
+        distributed.teardown(d, sync=agreed)
 
 
 def _cpu_threads(cfg: TrainConfig, d: distributed.Dist) -> None:
