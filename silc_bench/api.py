@@ -96,9 +96,21 @@ class LazyModel:
         return self._identity
 
     def get(self) -> VLModel:
+        """The model; with the cache on, one whose towers are built only if a feature is
+        not cached (models/deferred.py), so a fully cached run never builds it."""
         if self._model is None:
+            from silc_bench.models.deferred import FactsMemo, load_or_defer
+
             device = dist.resolve_device(self._opts.device)
-            self._model = load_model(self._ref, device, self._opts.precision)
+            precision = self._opts.precision
+            self._model = load_or_defer(
+                self.ref,
+                self.identity(),
+                precision,
+                device,
+                lambda: load_model(self._ref, device, precision),
+                FactsMemo() if self._opts.cache else None,
+            )
             apply_execution(self._model, execution_of(self._opts))
         return self._model
 

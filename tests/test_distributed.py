@@ -13,10 +13,14 @@ import pytest
 from silc_bench.cli import main
 from tests.fixtures import run_args
 
+# Each torchrun launch costs 10-35 s on 2 cores (every rank imports torch): `make test`
+# (CI) keeps one launch per family (image features, sliding windows, a refusal, an error on
+# one rank), and the `slow` marker leaves the rest to `make test-all`.
+SLOW = pytest.mark.slow
 TASKS = [  # (task, model, dataset)
     ("zs-cls", "silc-tiny", "shapes-cls"),
-    ("fs-cls", "silc-tiny", "shapes-cls"),
-    ("retrieval", "silc-tiny", "shapes-retrieval"),
+    pytest.param("fs-cls", "silc-tiny", "shapes-cls", marks=SLOW),
+    pytest.param("retrieval", "silc-tiny", "shapes-retrieval", marks=SLOW),
     ("zs-seg", "pacl-tiny", "shapes-seg"),
 ]
 
@@ -58,6 +62,7 @@ def test_two_ranks_equal_one_process(task, model, dataset, tmp_path, capsys):
     assert proc.stdout.count("| model") == 1  # one table, from rank 0
 
 
+@SLOW
 def test_more_ranks_than_samples_and_the_cache_on_rank_0(tmp_path, capsys):
     args = run_args("zs-cls", "silc-tiny", "shapes-cls", tmp_path / "r", tmp_path / "data", "--limit", "2")
     cache = tmp_path / "cache"
@@ -128,6 +133,7 @@ def test_execution_records_of_all_ranks_are_merged():
     assert ExecutionRecord.merge([ExecutionRecord(), ExecutionRecord()]).as_dict() == {}
 
 
+@SLOW
 def test_ranks_follow_rank_0_on_reusing_a_stored_result(tmp_path):
     """Each rank reads its own `--out` (node-local folders): rank 0 holds the result, rank 1
     does not. Every rank must skip with rank 0, not split into one that skips and one that
@@ -138,8 +144,8 @@ def test_ranks_follow_rank_0_on_reusing_a_stored_result(tmp_path):
         f"node = os.path.join({str(tmp_path)!r}, 'node' + os.environ['RANK'])\n"
         "os.makedirs(node, exist_ok=True)\n"
         "os.chdir(node)\n"
-        "from silc_bench.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
+        "from silc_bench.cli import entry\n"
+        "entry(sys.argv[1:])\n"
     )
     args = run_args(
         "zs-cls", "silc-tiny", "shapes-cls", Path("r"), tmp_path / "data", "--limit", "6", "--no-cache"
@@ -179,7 +185,7 @@ def _per_rank(script: Path, model: str, tmp_path: Path) -> tuple[subprocess.Comp
     return proc, [ln for ln in proc.stderr.splitlines() if ln.startswith("silc-bench: error")], cache
 
 
-@pytest.mark.parametrize("differ", ["weights", "limit"])
+@pytest.mark.parametrize("differ", ["weights", pytest.param("limit", marks=SLOW)])
 def test_ranks_that_are_not_running_the_same_evaluation_stop_before_any_work(differ, tmp_path):
     """Node-local weight files of one name but other bytes (or a per-rank --limit) must not
     be mixed into one number, nor cached: every rank stops with exit 2, naming the part."""
@@ -200,8 +206,8 @@ def test_ranks_that_are_not_running_the_same_evaluation_stop_before_any_work(dif
         "extra = ['--weights', w if differ == 'weights' else os.path.join("
         f"{str(tmp_path)!r}, 'node0.safetensors')]\n"
         "extra += ['--limit', str(4 + 2 * rank if differ == 'limit' else 4)]\n"
-        "from silc_bench.cli import main\n"
-        "sys.exit(main(sys.argv[1:] + extra))\n"
+        "from silc_bench.cli import entry\n"
+        "entry(sys.argv[1:] + extra)\n"
     )
     proc, lines, cache = _per_rank(script, "open_clip:ShapesTiny-P8", tmp_path)
     assert len(lines) == 1 and "not running the same evaluation" in lines[0], proc.stderr[-3000:]
@@ -210,6 +216,7 @@ def test_ranks_that_are_not_running_the_same_evaluation_stop_before_any_work(dif
     assert not (tmp_path / "r").exists() and not list((cache / "features").rglob("*.safetensors"))
 
 
+@SLOW
 def test_ranks_with_different_batch_sizes_never_mix_their_blocks(tmp_path):
     """Each rank cuts its block by its own --batch-size: 1 and 64 on 10 images once gave
     rank 0 rows 0..5 and rank 1 rows 0..10, concatenated into a wrong number (exit 0,
@@ -217,9 +224,9 @@ def test_ranks_with_different_batch_sizes_never_mix_their_blocks(tmp_path):
     script = tmp_path / "per_rank.py"
     script.write_text(
         "import os, sys\n"
-        "from silc_bench.cli import main\n"
+        "from silc_bench.cli import entry\n"
         "bs = '1' if os.environ['RANK'] == '0' else '64'\n"
-        "sys.exit(main(sys.argv[1:] + ['--batch-size', bs, '--limit', '10']))\n"
+        "entry(sys.argv[1:] + ['--batch-size', bs, '--limit', '10'])\n"
     )
     proc, lines, cache = _per_rank(script, "clip-tiny", tmp_path)
     assert len(lines) == 1 and "split the work differently" in lines[0], proc.stderr[-3000:]

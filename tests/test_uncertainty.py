@@ -298,6 +298,7 @@ def test_bad_tolerance_se_is_one_line_exit_2(extra, words, tmp_path, capsys):
     _one_line(capsys, _exit_code(["check", str(tmp_path), *extra]), *words)
 
 
+@pytest.mark.slow  # a torchrun launch (about 13 s on 2 cores): `make test-all`
 def test_two_ranks_draw_the_interval_of_one_process(tmp_path, capsys):
     """Under torchrun every rank bootstraps IoUMetric's gathered per-image areas, in dataset
     order: the interval is one process's, resample for resample."""

@@ -52,6 +52,11 @@ def run(a: argparse.Namespace) -> int:
         with contextlib.suppress(FileNotFoundError):  # cleared by another process meanwhile
             e["path"].unlink()
     print(f"silc-bench cache: removed {len(found)} entries ({total:.1f} MB) from {where}", file=sys.stderr)
+    from silc_bench.models.deferred import FactsMemo
+
+    memos = FactsMemo().clear(model.checkpoint_sha256 if a.model else None)
+    if memos:  # the remembered model facts (models/deferred.py): rebuilt by the next run
+        print(f"silc-bench cache: removed {memos} remembered model facts", file=sys.stderr)
     generated = cache_root() / "datasets"
     ours = sorted(generated.glob("shapesworld-v*-seed*")) if generated.is_dir() else []
     if a.datasets and not a.model:

@@ -70,10 +70,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def entry() -> None:
+def entry(argv: list[str] | None = None) -> None:
     """The console script: `main`, then under torchrun an exit that skips interpreter
     teardown (see `dist.leave`), so torchrun reports this rank's real exit code."""
-    code = main()
+    code = main(argv)
     from silc_bench.core import dist
 
     dist.leave(code)

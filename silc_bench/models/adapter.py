@@ -23,6 +23,30 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
+class Towers:
+    """The built parts of a model: the module, its backend and its tokenizer. Either given,
+    or made by `build` on first use (models/deferred.py: a run whose every feature is cached
+    never needs them). Shared by the copies `dataclasses.replace` makes of a VLModel, so a
+    copy with another preprocessing never builds the model a second time."""
+
+    module: Any = None
+    backend: Any = None
+    tokenizer: Any = None
+    build: Callable[[], Towers] | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.build is None
+
+    def ready(self) -> Towers:
+        if self.build is not None:
+            made = self.build()
+            self.module, self.backend, self.tokenizer = made.module, made.backend, made.tokenizer
+            self.build = None
+        return self
+
+
+@dataclass
 class VLModel:
     """A loaded two-tower model plus everything needed to evaluate it reproducibly."""
 
@@ -30,9 +54,7 @@ class VLModel:
     name: str  # registry name or open_clip:ARCH
     variant: str | None
     checkpoint_sha256: str
-    module: torch.nn.Module  # an open_clip CLIP / CustomTextCLIP, eval mode
-    backend: VLBackend  # the towers' protocol: image features, dense features, window encoder
-    tokenizer: Callable[[list[str]], torch.Tensor]
+    towers: Towers  # module, backend, tokenizer (below), built now or on first use
     preprocess: Preprocess
     dense_mode: str
     device: torch.device
@@ -42,6 +64,21 @@ class VLModel:
     execution: ExecutionRecord = field(default_factory=ExecutionRecord)  # how it ran, for the result
     execution_options: Any = None  # models.execution.Execution, when set
     text_encoding: str = "trimmed"  # asked for: trimmed where the tower allows it (text_encoding.py), or full
+    text_trimmable: bool = False  # the text tower allows trimming (text_encoding.trimmable), known unbuilt
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """An open_clip CLIP / CustomTextCLIP, eval mode."""
+        return self.towers.ready().module
+
+    @property
+    def backend(self) -> VLBackend:
+        """The towers' protocol: image features, dense features, window encoder."""
+        return self.towers.ready().backend
+
+    @property
+    def tokenizer(self) -> Callable[[list[str]], torch.Tensor]:
+        return self.towers.ready().tokenizer
 
     def autocast(self) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[self.precision]
@@ -55,9 +92,7 @@ class VLModel:
     @property
     def text_encoding_used(self) -> str:
         """`trimmed` only where it was asked for and the tower provably allows it."""
-        from silc_bench.models.text_encoding import trimmable
-
-        return "trimmed" if self.text_encoding == "trimmed" and trimmable(self.module) else "full"
+        return "trimmed" if self.text_encoding == "trimmed" and self.text_trimmable else "full"
 
     @torch.no_grad()
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import open_clip
-
 from silc_bench.config import ModelSpec
 from silc_bench.core.errors import UserError, did_you_mean, first_line
 from silc_bench.core.paths import hub_cache, open_clip_cache
@@ -80,6 +78,8 @@ def hub_ref(text: str) -> tuple[ModelSpec, Path, dict[str, Any]] | None:
         spec, weights = local_dir_spec(text, config.parent)
         return spec, weights, source
     if text.startswith("open_clip:") and "/" in text:
+        import open_clip  # its pretrained registry; imported only for a tag
+
         arch, _, tag = text.split(":", 1)[1].partition("/")
         pairs = [f"{a}/{t}" for a, t in open_clip.list_pretrained()]
         if f"{arch}/{tag}" not in pairs:

@@ -12,9 +12,7 @@ normalise), so that palette and greyscale images come out the same as there.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
-
-from torchvision import transforms as T
+from typing import TYPE_CHECKING, Any
 
 from silc_bench.core.errors import UserError
 
@@ -24,11 +22,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("shortest", "squash", "squash_crop")
 SQUASH_CROP_RATIO = 0.875  # big_vision's `_square875` and few-shot `resize(256)|central_crop(224)`
-_INTERP = {
-    "bicubic": T.InterpolationMode.BICUBIC,
-    "bilinear": T.InterpolationMode.BILINEAR,
-    "nearest": T.InterpolationMode.NEAREST,
-}
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")  # torchvision's InterpolationMode, by name
+if TYPE_CHECKING:
+    from torchvision.transforms import Compose
 
 
 @dataclass(frozen=True)
@@ -49,8 +45,8 @@ class Preprocess:
         if p.resize not in RESIZE_MODES:
             modes = ", ".join(RESIZE_MODES)
             raise UserError(f"{where}: preprocess.resize must be one of {modes}, not {p.resize!r}")
-        if p.interpolation not in _INTERP:
-            raise UserError(f"{where}: preprocess.interpolation must be one of {sorted(_INTERP)}")
+        if p.interpolation not in INTERPOLATIONS:
+            raise UserError(f"{where}: preprocess.interpolation must be one of {sorted(INTERPOLATIONS)}")
         return p
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,8 +54,12 @@ class Preprocess:
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
-    def transform(self) -> T.Compose:
-        interp = _INTERP[self.interpolation]
+    def transform(self) -> Compose:
+        # torchvision is imported here, not at the top: it costs seconds (its ops import
+        # torch._dynamo), and a run whose every feature is cached never transforms an image.
+        from torchvision import transforms as T
+
+        interp = T.InterpolationMode(self.interpolation)
         if self.resize == "shortest":
             geo = [T.Resize(self.size, interpolation=interp), T.CenterCrop(self.size)]
         elif self.resize == "squash_crop":

@@ -13,18 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import open_clip
 import torch
 
 from silc_bench.config import ModelSpec, load_models
 from silc_bench.core.errors import UserError, did_you_mean
 from silc_bench.core.hashing import file_sha256, hash_obj
 from silc_bench.core.paths import weights_dir
-from silc_bench.models.adapter import PRECISIONS, VLModel
+from silc_bench.models.adapter import PRECISIONS, Towers, VLModel
 from silc_bench.models.arch import open_clip_config, open_clip_names, register_configs
 from silc_bench.models.backends import backend_class, backend_for
 from silc_bench.models.converted import check_text_fit, spec_from_converted, with_converted_metadata
 from silc_bench.models.preprocess import Preprocess
+from silc_bench.models.text_encoding import trimmable
 from silc_bench.models.weight_paths import resolve_path as _resolve_path
 from silc_bench.models.weight_paths import weight_files as _weight_files
 from silc_bench.models.weights import SUFFIXES, load_into, read_state_dict, select_variant
@@ -244,15 +244,14 @@ def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> V
         name=spec.name,
         variant=ref.variant,
         checkpoint_sha256=sha,
-        module=module,
-        backend=backend,
-        tokenizer=tokenizer,
+        towers=Towers(module, backend, tokenizer),
         preprocess=preprocess,
         dense_mode=spec.dense_mode,
         device=torch.device(device),
         precision=precision,
         info=info,
         identity=model_identity(ref),
+        text_trimmable=trimmable(module),
     )
 
 
@@ -361,6 +360,8 @@ def make_tokenizer(spec: ModelSpec, arch_name: str | None):  # noqa: ANN202
     context_length = cfg.pop("context_length", None)
     if cfg:
         raise UserError(f"model {spec.name!r}: unknown tokenizer key(s) {sorted(cfg)}")
+    import open_clip
+
     if arch_name is not None:
         register_configs()
         tok = open_clip.get_tokenizer(arch_name, context_length=context_length)

@@ -192,14 +192,13 @@ def git_commit() -> str | None:
 
 def environment(device: str) -> dict[str, Any]:
     import numpy
-    import open_clip
     import torch
 
     env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "open_clip": open_clip.__version__,
+        "open_clip": _versions("open_clip_torch").get("open_clip_torch"),  # not imported for it: seconds
         "numpy": numpy.__version__,
         **_versions("torchvision", "mmseg", "mmengine", "mmcv"),  # zs-seg parity is pinned to mmseg 1.2.2
         "device": device,
