@@ -28,7 +28,7 @@ from silc_bench.metrics.uncertainty import BOOTSTRAP_SEED, resamples_problem
 from silc_bench.models import VLModel, load_model, parse_model_ref
 from silc_bench.models.execution import Execution, ExecutionRecord
 from silc_bench.models.execution import apply as apply_execution
-from silc_bench.models.resolve import model_identity
+from silc_bench.models.resolve import model_identity, model_location
 from silc_bench.models.text_encoding import MODES as TEXT_ENCODINGS
 from silc_bench.results.key import (
     ResultKey,
@@ -106,6 +106,7 @@ class LazyModel:
             self._model = load_or_defer(
                 self.ref,
                 self.identity(),
+                lambda: model_location(self._ref),
                 precision,
                 device,
                 lambda: load_model(self._ref, device, precision),

@@ -132,3 +132,26 @@ def test_the_architecture_names_read_from_disk_are_open_clips():
 
     register_configs()
     assert open_clip_names() == open_clip.list_models()
+
+
+def test_two_copies_of_one_checkpoint_keep_their_own_facts(tmp_path, monkeypatch, capsys):
+    """The same bytes at two paths are one identity (the numbers are shared) but the result
+    records the file it read: the second copy's run must not take the first's facts."""
+    import shutil
+
+    from silc_bench.core.paths import PACKAGE_DIR
+
+    cache = tmp_path / "cache"
+    copies = [tmp_path / name / "w.safetensors" for name in ("a", "b")]
+    for c in copies:
+        c.parent.mkdir()
+        shutil.copy(PACKAGE_DIR / "weights" / "clip-tiny.safetensors", c)
+    files = []
+    for i, w in enumerate(copies):
+        out = tmp_path / f"out{i}"
+        args = run_args("zs-cls", "open_clip:ShapesTiny-P8", "shapes-cls", out, tmp_path / "data")
+        code, err = _main([*args, "--weights", str(w), "--limit", "8"], cache, monkeypatch, capsys)
+        assert code == 0, err
+        files.append(_result(out)["env"]["model"]["weights"]["files"])
+    assert files == [[str(copies[0])], [str(copies[1])]]
+    assert len(list((cache / "models").glob("*.json"))) == 2

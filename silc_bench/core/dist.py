@@ -18,6 +18,7 @@ default 1800), and torchrun stops the rest when a worker exits.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +30,7 @@ from silc_bench.core.errors import UserError
 
 T = TypeVar("T")
 TIMEOUT_ENV = "SILC_BENCH_DIST_TIMEOUT"
+LEAVE_GRACE_S = 3.0  # a failing non-zero rank waits this long for rank 0 to print (leave)
 
 
 class DistributedFailure(RuntimeError):
@@ -151,6 +153,10 @@ def leave(code: int) -> None:
 
     if not launched() or "torch.distributed" not in sys.modules:
         return
+    if code != 0 and launch_rank() != 0:
+        # Rank 0 alone prints an error all ranks share: had this rank left at once, torchrun
+        # could stop rank 0 (SIGTERM) before its one line was written.
+        time.sleep(LEAVE_GRACE_S)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

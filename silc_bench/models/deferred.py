@@ -7,7 +7,7 @@ imports (open_clip, timm, torchvision: seconds on a CPU) and reading its weights
 
 So the facts are remembered in the cache folder, keyed by everything that decides them:
 the model's identity (every weight file's sha256, the registry settings, the seed of a
-random init), the precision, the versions of torch, open_clip and timm, and the source of
+random init), where its files are, the precision, the versions of torch, open_clip and timm, and the source of
 silc-bench's model code and shipped architecture configs. A memo is written only from a
 model that was built, and is checked on every read (its key and a sha256 of its facts).
 A deferred model serves the facts and builds its towers on first use; the built model's
@@ -71,10 +71,11 @@ def _code_sha256() -> str:
     return hash_obj({str(p.relative_to(p.parents[1])): p.read_bytes().hex() for p in files})
 
 
-def memo_key(identity: dict[str, Any], precision: str) -> dict[str, Any]:
+def memo_key(identity: dict[str, Any], precision: str, location: dict[str, Any]) -> dict[str, Any]:
     return {
         "facts_version": FACTS_VERSION,
         "identity": identity,
+        "location": location,  # the files' paths are facts too (results record them)
         "precision": precision,
         "libraries": _versions(),
         "code_sha256": _code_sha256(),
@@ -142,6 +143,7 @@ class FactsMemo:
 def load_or_defer(
     ref: str,
     identity: dict[str, Any],
+    location: Callable[[], dict[str, Any]],
     precision: str,
     device: str,
     build: Callable[[], VLModel],
@@ -151,7 +153,7 @@ def load_or_defer(
     towers `build` makes on first use. `memo=None` (the cache is off): always built."""
     if memo is None:
         return build()
-    key = memo_key(identity, precision)
+    key = memo_key(identity, precision, location())
     facts = memo.read(key)
     if facts is None:
         model = build()

@@ -206,6 +206,16 @@ def model_identity(ref: ModelRef) -> dict[str, Any]:
     return ident
 
 
+def model_location(ref: ModelRef) -> dict[str, Any]:
+    """Where the model's files are on this machine. Not part of its identity (the same bytes
+    anywhere give the same numbers), but recorded with its results (`env.model`): the
+    remembered facts (models/deferred.py) are kept per location, so two installs or two
+    copies of one file never read each other's."""
+    ref = _effective(ref)
+    files = [str(p) for p, _ in _checked_files(ref)]
+    return {"files": files, "source": ref.source, "weights_dir": str(weights_dir())}
+
+
 def load_model(ref: ModelRef, device: str = "cpu", precision: str = "fp32") -> VLModel:
     ref = _effective(ref)
     spec = ref.spec
