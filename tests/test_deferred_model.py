@@ -77,6 +77,16 @@ def test_a_forced_rerun_with_every_feature_cached_builds_no_model(data_root, tmp
     assert code == 0, err
     _same_numbers(r1, _result(out))
     json.loads(memo.read_text())
+    # Another key's memo (consistent in itself) under this key's name is not served either.
+    entry = json.loads(memo.read_text())
+    entry["key"]["precision"], entry["facts"]["checkpoint_sha256"] = "bf16", "0" * 64
+    entry["sha256"] = hash_obj(entry["facts"])
+    memo.write_text(canonical_json(entry))
+    code, err = _main([*args, "--force"], cache, monkeypatch, capsys)
+    assert code == 0, err
+    r3 = _result(out)
+    _same_numbers(r1, r3)
+    assert json.loads(memo.read_text())["key"]["precision"] == "fp32"  # rebuilt, remembered again
 
 
 def _edit_memo(cache: Path, edit) -> None:  # noqa: ANN001

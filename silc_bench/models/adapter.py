@@ -34,10 +34,6 @@ class Towers:
     tokenizer: Any = None
     build: Callable[[], Towers] | None = None
 
-    @property
-    def built(self) -> bool:
-        return self.build is None
-
     def ready(self) -> Towers:
         if self.build is not None:
             made = self.build()
@@ -48,7 +44,8 @@ class Towers:
 
 @dataclass
 class VLModel:
-    """A loaded two-tower model plus everything needed to evaluate it reproducibly."""
+    """A two-tower model plus everything needed to evaluate it reproducibly (its towers are
+    built already, or on first use: `Towers`)."""
 
     ref: str  # --model as typed
     name: str  # registry name or open_clip:ARCH

@@ -42,12 +42,16 @@ def register_configs() -> None:
         _CONFIGS_ADDED = True
 
 
-@functools.cache
 def open_clip_names() -> list[str]:
     """open_clip's architecture names, ours included, read from the config files without
     importing open_clip: a name is a `model_configs/*.json` of open_clip's package or ours
     that has `embed_dim`, `vision_cfg` and `text_cfg` (the rule of open_clip's own registry
     scan; tests/test_deferred_model.py holds the two lists equal)."""
+    return list(_names_on_disk())  # a copy: the cached tuple stays as read
+
+
+@functools.cache
+def _names_on_disk() -> tuple[str, ...]:
     spec = importlib.util.find_spec("open_clip")
     folders = [Path(p) / "model_configs" for p in (spec.submodule_search_locations or [])] if spec else []
     names = set()
@@ -58,7 +62,7 @@ def open_clip_names() -> list[str]:
             continue  # open_clip would fail on it at import; it names no architecture here
         if isinstance(cfg, dict) and all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
             names.add(path.stem)
-    return sorted(names, key=_natural_key)
+    return tuple(sorted(names, key=_natural_key))
 
 
 def _natural_key(name: str) -> list:

@@ -7,8 +7,9 @@ imports (open_clip, timm, torchvision: seconds on a CPU) and reading its weights
 
 So the facts are remembered in the cache folder, keyed by everything that decides them:
 the model's identity (every weight file's sha256, the registry settings, the seed of a
-random init), where its files are, the precision, the versions of torch, open_clip and timm, and the source of
-silc-bench's model code and shipped architecture configs. A memo is written only from a
+random init), where its files are, the precision, the versions of the libraries that
+build it (_LIBRARIES), and the source of silc-bench's model code and shipped
+architecture configs. A memo is written only from a
 model that was built, and is checked on every read (its key and a sha256 of its facts).
 A deferred model serves the facts and builds its towers on first use; the built model's
 facts must equal the memo's, or the memo is deleted and the run stops ("run again")
@@ -18,6 +19,8 @@ before any number is written: a stale memo can cost a run, never a wrong result.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -53,6 +56,7 @@ def facts_of(model: VLModel) -> dict[str, Any]:
     return json.loads(canonical_json(facts))  # as a memo holds them: lists, strings
 
 
+@functools.cache  # neither changes while a process runs
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in _LIBRARIES:
@@ -63,12 +67,18 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+@functools.cache
 def _code_sha256() -> str:
     """The model-building code and the shipped architecture configs: a change to either may
     change a fact, so it starts new memos."""
     files = sorted([*(_PACKAGE / "models").rglob("*.py"), *(_PACKAGE / "config").rglob("*.py")])
     files += sorted((ASSETS / "model_configs").glob("*.json"))
-    return hash_obj({str(p.relative_to(p.parents[1])): p.read_bytes().hex() for p in files})
+    h = hashlib.sha256()
+    for p in files:
+        data = p.read_bytes()
+        h.update(f"{p.relative_to(p.parents[1])}|{len(data)}|".encode())
+        h.update(data)
+    return h.hexdigest()
 
 
 def memo_key(identity: dict[str, Any], precision: str, location: dict[str, Any]) -> dict[str, Any]:
@@ -162,14 +172,15 @@ def load_or_defer(
 
     def towers() -> Towers:
         model = build()
-        if facts_of(model) != facts:
+        built = facts_of(model)
+        if built != facts:
             memo.forget(key)
-            changed = sorted(k for k in facts if facts_of(model).get(k) != facts.get(k))
+            changed = sorted(k for k in {*facts, *built} if built.get(k) != facts.get(k))
             raise UserError(
                 f"model {ref}: the facts remembered for it ({', '.join(changed)}) are not those of "
                 f"the model built now; the memo is deleted, nothing was written: run again"
             )
-        return model.towers.ready()
+        return model.towers
 
     return VLModel(
         ref=ref,
