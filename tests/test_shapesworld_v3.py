@@ -34,7 +34,7 @@ from silc_bench.train.data import (
     read_manifest,
 )
 
-V3_CONFIG = REPO_ROOT / "configs" / "train" / "clip-tiny-v3.yaml"
+V3_CONFIG = REPO_ROOT / "configs" / "train" / "clip-tiny.yaml"  # the shipped recipe trains on v3
 # MANIFEST.json of the small v2 worlds, measured before v3 existed: the evaluation sets
 # (seed 0) and the validation world (seed 1) must stay byte for byte what they were.
 SMALL = Sizes(train_scenes=6, cls_per_class=(1, 1), retrieval_scenes=4, seg_scenes=3)
@@ -129,13 +129,17 @@ def test_micro_batches_resume_at_the_same_batch(world):
     assert [pairs[i].group for i in batches[0]][::2] == [pairs[i].group for i in batches[0]][1::2]
 
 
-def test_the_v3_config_loads_and_v2_configs_keep_plain_batches():
+def test_the_shipped_tiny_recipe_trains_on_v3_groups_and_plain_data_keeps_plain_batches():
     cfg = load_config(V3_CONFIG)
-    assert (cfg.data.world_version, cfg.data.hard_negative_group) == (3, 4)
-    assert group_sampling(cfg.data) == GroupSampling(size=4, single_object_batches=0)
-    clip = load_config(REPO_ROOT / "configs" / "train" / "clip-tiny.yaml")
-    assert group_sampling(clip.data) is None and clip.data == DataConfig(manifest=clip.data.manifest)
-    assert cfg.optim == clip.optim and cfg.model == clip.model and cfg.objective == clip.objective
+    d = cfg.data
+    assert (d.world_version, d.hard_negative_group, d.curriculum_steps) == (3, 4, 700)
+    assert group_sampling(d) == GroupSampling(size=4, single_object_batches=700)
+    assert group_sampling(d, grad_accum=2) == GroupSampling(size=4, single_object_batches=1400)
+    silc = load_config(REPO_ROOT / "configs" / "train" / "silc-tiny.yaml")
+    # SILC and CLIP differ only in distillation: same data, budget, model and seed
+    assert (silc.data, silc.optim, silc.model, silc.seed) == (d, cfg.optim, cfg.model, cfg.seed)
+    assert silc.objective.distill and not cfg.objective.distill
+    assert group_sampling(DataConfig(manifest=d.manifest)) is None
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from silc_bench.core.paths import REPO_ROOT
 from silc_bench.results.key import option_tags
 from silc_bench.results.schema import Result
 from silc_bench.results.tables.build import COLUMNS, newest_registry_runs
+from silc_bench.results.tables.seeds import Summary, difference_cell, summarise, verdict
 from silc_bench.segmentation.references import dataset_references
 
 TASKS = (
@@ -30,11 +31,24 @@ SEG_SETS = ("shapes-seg", "shapes-seg-shape")
 MODELS = ("silc-tiny", "silc-tiny:student", "clip-tiny", "pacl-tiny")
 RESULTS_DIR = REPO_ROOT / "reports" / "shapes-results"
 FINDINGS = REPO_ROOT / "reports" / "shapes_findings.md"
+SEEDS = (0, 1, 2)  # seed 0 is the shipped model; `bench.shapes --seed-runs` measures the others
+SEED_FAMILIES = ("silc-tiny", "silc-tiny:student", "clip-tiny")
+# (a, b, "a ahead", "b ahead"): the pairs the SILC paper makes claims about
+COMPARISONS = (
+    ("silc-tiny", "clip-tiny", "SILC ahead", "CLIP ahead"),
+    ("silc-tiny", "silc-tiny:student", "teacher ahead", "student ahead"),
+)
 COMMAND = "silc-bench table shapes --results reports/shapes-results --out reports/shapes.md"
 
 
 def _col(task: str, ds: str, metric: str) -> str:
     return f"{task}/{ds}/{metric}" if task == "zs-seg" else f"{task}/{metric}"
+
+
+def seed_ref(family: str, seed: int) -> str:
+    """The model name a seed's results carry: the shipped name for seed 0, NAME-seedK else."""
+    base, sep, variant = family.partition(":")
+    return f"{base if seed == 0 else f'{base}-seed{seed}'}{sep}{variant}"
 
 
 def _index(results: list[tuple[Path, Result]], left_out: list[str] | None = None) -> dict[tuple, tuple]:
@@ -131,12 +145,101 @@ def markdown(
             if any(vals):
                 cells = ["–" if v is None else f"{v[1].metrics['mIoU']:.1f}" for v in vals]
                 lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += _seed_section(idx)
     if left_out:
         lines += ["", "Left out:", "", *(f"- {w}" for w in left_out)]
     lines.append("")
     if findings is not None and Path(findings).is_file():
         lines += [Path(findings).read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def _seed_summaries(idx: dict[tuple, tuple]) -> dict[tuple[str, str], Summary | None]:
+    """(family, column) → the summary over the seeds measured."""
+    out = {}
+    for family in SEED_FAMILIES:
+        for task, ds, metric in TASKS:
+            vals = []
+            for seed in SEEDS:
+                _, r = idx.get((seed_ref(family, seed), task, ds, ()), (None, None))
+                vals.append(None if r is None else r.metrics.get(metric))
+            out[(family, _col(task, ds, metric))] = summarise(vals)
+    return out
+
+
+def _seed_section(idx: dict[tuple, tuple]) -> list[str]:
+    """Mean ± std over the seeds, the verdict per pair, and the paper's claims checked."""
+    if not any(seed_ref(f, s) == r[0] for f in SEED_FAMILIES for s in SEEDS[1:] for r in idx):
+        return []
+    cols = [_col(*t) for t in TASKS]
+    summ = _seed_summaries(idx)
+    lines = [
+        "",
+        f"### Over {len(SEEDS)} training seeds (mean ± sample std; seed 0 is the shipped model)",
+        "",
+        "| model | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for family in SEED_FAMILIES:
+        cells = [summ[(family, c)].cell() if summ[(family, c)] else "–" for c in cols]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "A recipe is ahead of another on a metric only where the difference of the means exceeds "
+        "twice the pooled standard deviation (2σ); otherwise there is no difference at this scale.",
+        "",
+        "| comparison | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for a, b, a_up, b_up in COMPARISONS:
+        cells = [difference_cell(summ[(a, c)], summ[(b, c)], a_up, b_up) for c in cols]
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    lines += ["", "The SILC paper's claims, tested on these seeds:", ""]
+    lines += _claims(summ)
+    return lines
+
+
+def _claims(summ: dict[tuple[str, str], Summary | None]) -> list[str]:
+    seg = [_col(*t) for t in TASKS if t[0] == "zs-seg"]
+    cls = [_col(*t) for t in TASKS if t[0] in ("zs-cls", "fs-cls")]
+
+    def verdicts(a: str, b: str, a_up: str, b_up: str, cols: list[str]) -> list[tuple[str, str]]:
+        return [(c, verdict(summ[(a, c)], summ[(b, c)], a_up, b_up)) for c in cols]
+
+    def ahead(vs: list[tuple[str, str]], word: str) -> str:
+        got = [c for c, v in vs if v == word]
+        return ", ".join(got) if got else "none"
+
+    def outcome(vs: list[tuple[str, str]], up: str, down: str) -> str:
+        """holds (every metric in favour), does not hold (any against), else what it holds on."""
+        if any(v == down for _, v in vs):
+            return f"does not hold ({down} on {ahead(vs, down)})"
+        if all(v == up for _, v in vs):
+            return f"holds ({up} on every one)"
+        if any(v == up for _, v in vs):
+            return f"holds on {ahead(vs, up)} only; no difference at this scale on the rest"
+        return "not shown: no difference at this scale"
+
+    out = []
+    v = verdicts("silc-tiny", "clip-tiny", "SILC ahead", "CLIP ahead", seg)
+    out.append(
+        "- **Distillation gives better dense features** (SILC teacher vs CLIP, zs-seg mIoU): "
+        + outcome(v, "SILC ahead", "CLIP ahead")
+        + "."
+    )
+    v = verdicts("silc-tiny", "silc-tiny:student", "teacher ahead", "student ahead", seg)
+    out.append(
+        "- **The EMA teacher is ahead of its student on segmentation**: "
+        + outcome(v, "teacher ahead", "student ahead")
+        + "."
+    )
+    v = verdicts("silc-tiny", "clip-tiny", "SILC ahead", "CLIP ahead", cls)
+    against = [c for c, x in v if x == "CLIP ahead"]
+    out.append(
+        "- **Classification is no worse with distillation** (SILC teacher vs CLIP, zs-cls and "
+        "10-shot): " + (f"does not hold (CLIP ahead on {', '.join(against)})" if against else "holds") + "."
+    )
+    return out
 
 
 def csv_text(results: list[tuple[Path, Result]]) -> str:

@@ -1,0 +1,105 @@
+"""Seed summaries and the 2σ verdict rule behind reports/shapes.md's 3-seed table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from silc_bench.config import task_default_profile
+from silc_bench.results.audit import _task_version
+from silc_bench.results.schema import Result, read_result, write_result
+from silc_bench.results.tables.seeds import NO_DIFFERENCE, difference_cell, pooled_std, summarise, verdict
+from silc_bench.results.tables.shapes import TASKS, markdown, seed_ref
+from tests import fixtures
+
+
+def test_the_spread_is_the_sample_std_and_missing_seeds_are_not_zeros():
+    s = summarise([10.0, None, 14.0])
+    assert s.values == (10.0, 14.0) and s.mean == 12.0
+    assert s.std == pytest.approx(math.sqrt(8.0))  # n - 1: the population std would be 2
+    assert summarise([None, None]) is None
+    assert summarise([5.0]).cell() == "5.0 (1 seed)"
+
+
+def test_pooled_std_weights_each_recipe_by_its_degrees_of_freedom():
+    a, b = summarise([1.0, 2.0, 3.0]), summarise([10.0, 14.0])  # variances 1 and 8
+    assert pooled_std(a, b) == pytest.approx(math.sqrt((2 * 1 + 1 * 8) / 3))
+
+
+def test_a_verdict_needs_more_than_twice_the_pooled_std():
+    a, b = summarise([20.0, 21.0, 22.0]), summarise([15.0, 16.0, 17.0])  # diff 5, 2σ = 2
+    assert verdict(a, b, "A ahead", "B ahead") == "A ahead"
+    assert verdict(b, a, "B ahead", "A ahead") == "A ahead"
+    close = summarise([16.0, 17.5, 19.0])  # diff 1.5 against 2σ ≈ 2.5
+    assert verdict(close, b, "A ahead", "B ahead") == NO_DIFFERENCE
+    assert difference_cell(a, b, "A ahead", "B ahead") == "+5.0 (2σ 2.0): A ahead"
+    assert verdict(a, None, "A ahead", "B ahead") == "–"
+    # a single seed on each side has no spread to compare against
+    assert verdict(summarise([30.0]), summarise([10.0]), "A", "B").startswith(NO_DIFFERENCE)
+
+
+def _write(out: Path, model: str, task: str, ds: str, metrics: dict) -> None:
+    path = out / model.replace(":", "@") / task / f"{ds}.json"
+    if path.is_file():  # two metrics of one result (retrieval)
+        metrics = {**read_result(path).metrics, **metrics}
+    r = Result(
+        model=model,
+        variant="teacher" if model.startswith("silc") and ":" not in model else None,
+        checkpoint_sha256=fixtures.registry_sha(model),
+        run_key=fixtures.MINIMAL_RUN_KEY,
+        task=task,
+        task_version=_task_version(task) or 1,
+        dataset=ds,
+        dataset_fingerprint="f",
+        protocol={"num_classes": 36} if task != "zs-seg" else {},
+        metrics=metrics,
+        precision="fp32",
+        profile=task_default_profile(task),
+        created="2026-01-01T00:00:00+00:00",
+    )
+    if ":" in model:
+        r.variant = model.partition(":")[2]
+    write_result(path, r)
+
+
+def _seed_results(out: Path, silc_seg: list[float], clip_seg: list[float]) -> None:
+    for family, seg in (("silc-tiny", silc_seg), ("silc-tiny:student", silc_seg), ("clip-tiny", clip_seg)):
+        for seed, v in enumerate(seg):
+            for task, ds, metric in TASKS:
+                value = v if task == "zs-seg" else 30.0 + seed
+                _write(out, seed_ref(family, seed), task, ds, {metric: value})
+
+
+def test_the_report_states_the_verdicts_and_the_claims_from_the_numbers(tmp_path):
+    res = tmp_path / "r"
+    _seed_results(res, silc_seg=[30.0, 31.0, 32.0], clip_seg=[20.0, 21.0, 22.0])
+    results = [(p, read_result(p)) for p in res.rglob("*.json")]
+    md = markdown(results, findings=None, results_dir=res)
+    assert "### Over 3 training seeds" in md
+    assert "| clip-tiny | 31.0 ± 1.0 | 31.0 ± 1.0 |" in md and "| 21.0 ± 1.0 | 21.0 ± 1.0 |" in md
+    silc_vs_clip = next(line for line in md.splitlines() if line.startswith("| silc-tiny − clip-tiny"))
+    assert silc_vs_clip.count("+10.0 (2σ 2.0): SILC ahead") == 2
+    assert silc_vs_clip.count(f"+0.0 (2σ 2.0): {NO_DIFFERENCE}") == 4
+    assert "(SILC teacher vs CLIP, zs-seg mIoU): holds (SILC ahead on every one)." in md
+    assert "**The EMA teacher is ahead of its student on segmentation**: not shown: no difference" in md
+    assert "**Classification is no worse with distillation**" in md and "10-shot): holds." in md
+
+
+def test_claims_flip_when_clip_is_ahead(tmp_path):
+    res = tmp_path / "r"
+    _seed_results(res, silc_seg=[10.0, 11.0, 12.0], clip_seg=[20.0, 21.0, 22.0])
+    results = [(p, read_result(p)) for p in res.rglob("*.json")]
+    md = markdown(results, findings=None, results_dir=res)
+    assert (
+        "zs-seg mIoU): does not hold (CLIP ahead on zs-seg/shapes-seg/mIoU, zs-seg/shapes-seg-shape/mIoU)"
+        in md
+    )
+
+
+def test_no_seed_section_without_other_seeds(tmp_path):
+    res = tmp_path / "r"
+    _write(res, "clip-tiny", "zs-cls", "shapes-cls", {"top1": 20.0})
+    results = [(p, read_result(p)) for p in res.rglob("*.json")]
+    assert "training seeds" not in markdown(results, findings=None, results_dir=res)
