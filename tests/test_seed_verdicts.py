@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from silc_bench.config import task_default_profile
+from silc_bench.core.paths import REPO_ROOT
 from silc_bench.results.audit import _task_version
 from silc_bench.results.schema import Result, read_result, write_result
 from silc_bench.results.tables.seeds import NO_DIFFERENCE, difference_cell, pooled_std, summarise, verdict
@@ -103,3 +104,31 @@ def test_no_seed_section_without_other_seeds(tmp_path):
     _write(res, "clip-tiny", "zs-cls", "shapes-cls", {"top1": 20.0})
     results = [(p, read_result(p)) for p in res.rglob("*.json")]
     assert "training seeds" not in markdown(results, findings=None, results_dir=res)
+
+
+def test_bench_registers_each_seed_with_its_family_dense_mode(tmp_path, monkeypatch):
+    import yaml
+
+    from silc_bench.bench.shapes import register_seeds
+    from silc_bench.config import load_models
+
+    monkeypatch.setenv("SILC_BENCH_CHECKPOINTS", "")
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit, match="no exported model .*silc-tiny-seed1.yaml"):
+        register_seeds(runs)
+    shipped = load_models()
+    registry = yaml.safe_load((REPO_ROOT / "checkpoints.yaml").read_text())["models"]
+    for base in ("silc-tiny", "clip-tiny"):
+        for seed in (1, 2):
+            name = f"{base}-seed{seed}"
+            entry = {k: v for k, v in registry[base].items() if k != "dense_mode"}
+            (runs / name / "export").mkdir(parents=True)
+            (runs / name / "export" / f"{name}.yaml").write_text(yaml.safe_dump({"models": {name: entry}}))
+    refs = register_seeds(runs)
+    assert refs == [
+        "silc-tiny-seed1", "silc-tiny-seed2", "silc-tiny-seed1:student", "silc-tiny-seed2:student",
+        "clip-tiny-seed1", "clip-tiny-seed2",
+    ]  # fmt: skip
+    models = load_models()
+    assert models["clip-tiny-seed2"].dense_mode == shipped["clip-tiny"].dense_mode
+    assert models["silc-tiny-seed1"].dense_mode == shipped["silc-tiny"].dense_mode
