@@ -135,10 +135,7 @@ def test_the_shipped_tiny_recipe_trains_on_v3_groups_and_plain_data_keeps_plain_
     assert (d.world_version, d.hard_negative_group, d.curriculum_steps) == (3, 4, 700)
     assert group_sampling(d) == GroupSampling(size=4, single_object_batches=700)
     assert group_sampling(d, grad_accum=2) == GroupSampling(size=4, single_object_batches=1400)
-    silc = load_config(REPO_ROOT / "configs" / "train" / "silc-tiny.yaml")
-    # SILC and CLIP differ only in distillation: same data, budget, model and seed
-    assert (silc.data, silc.optim, silc.model, silc.seed) == (d, cfg.optim, cfg.model, cfg.seed)
-    assert silc.objective.distill and not cfg.objective.distill
+    assert cfg.optim.steps == 1000  # silc-tiny shares it (test_train_configs.py)
     assert group_sampling(DataConfig(manifest=d.manifest)) is None
 
 

@@ -180,4 +180,4 @@ def test_wheel_contents_and_a_run_from_another_folder(whl, tmp_path):
     table = cli("table", "1", "--paper", "--results", "none")
     assert table.returncode == 0 and "76.2" in table.stdout, table.stderr
     demo = cli("demo", "--quiet", "--out", str(elsewhere / "results"))
-    assert demo.returncode == 0 and "16.39" in demo.stdout, demo.stderr
+    assert demo.returncode == 0 and "21.94" in demo.stdout, demo.stderr
