@@ -172,7 +172,7 @@ CLIP_TINY = fixtures.registry_sha("clip-tiny")
         ({"run_key": {"model": {"weights_sha256": [CLIP_TINY, "2" * 64]}}}, "--weights"),
         ({"run_key": {"model": {}, "dataset_fingerprint": "g"}}, "dataset_fingerprint"),
         ({"run_key": {"model": {"spec": {"preprocess": {"size": 96}}}}}, "changed since this run (preproc"),
-        ({"run_key": {"model": {"spec": {"dense_mode": "sclip"}}}}, "changed since this run (dense_mode)"),
+        ({"run_key": {"model": {"spec": {"dense_mode": "naclip"}}}}, "changed since this run (dense_mode)"),
         ({"run_key": {"model": {"random_init_seed": 3}}}, "random_init_seed 3"),
         ({"env": {"source": "imported"}, "checkpoint_sha256": "3" * 64}, "is not the registry entry's"),
     ],
