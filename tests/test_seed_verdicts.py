@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
 import pytest
 
-from silc_bench.config import task_default_profile
+from silc_bench.config import load_models, task_default_profile
 from silc_bench.core.paths import REPO_ROOT
 from silc_bench.results.audit import _task_version
 from silc_bench.results.schema import Result, read_result, write_result
-from silc_bench.results.tables.seeds import NO_DIFFERENCE, difference_cell, pooled_std, summarise, verdict
+from silc_bench.results.tables.seeds import (
+    NO_DIFFERENCE,
+    NO_VERDICT,
+    difference_cell,
+    pooled_std,
+    summarise,
+    verdict,
+)
 from silc_bench.results.tables.shapes import TASKS, markdown, seed_ref
 from tests import fixtures
 
@@ -37,19 +45,30 @@ def test_a_verdict_needs_more_than_twice_the_pooled_std():
     assert verdict(close, b, "A ahead", "B ahead") == NO_DIFFERENCE
     assert difference_cell(a, b, "A ahead", "B ahead") == "+5.0 (2σ 2.0): A ahead"
     assert verdict(a, None, "A ahead", "B ahead") == "–"
-    # a single seed on each side has no spread to compare against
-    assert verdict(summarise([30.0]), summarise([10.0]), "A", "B").startswith(NO_DIFFERENCE)
+    # a single seed has no spread of its own: neither two of them, nor one against three
+    assert verdict(summarise([30.0]), summarise([10.0]), "A", "B") == NO_VERDICT
+    assert verdict(summarise([30.0]), summarise([10.0, 10.5, 11.0]), "A", "B") == NO_VERDICT
 
 
-def _write(out: Path, model: str, task: str, ds: str, metrics: dict) -> None:
+def _sha(model: str) -> str:
+    """The registry's pin for a shipped model; one made-up checkpoint per seed model."""
+    base = model.partition(":")[0]
+    return fixtures.registry_sha(base) if "-seed" not in base else hashlib.sha256(base.encode()).hexdigest()
+
+
+def _write(out: Path, model: str, task: str, ds: str, metrics: dict, **kw) -> None:
     path = out / model.replace(":", "@") / task / f"{ds}.json"
     if path.is_file():  # two metrics of one result (retrieval)
         metrics = {**read_result(path).metrics, **metrics}
     r = Result(
         model=model,
         variant="teacher" if model.startswith("silc") and ":" not in model else None,
-        checkpoint_sha256=fixtures.registry_sha(model),
-        run_key=fixtures.MINIMAL_RUN_KEY,
+        checkpoint_sha256=kw.get("sha", _sha(model)),
+        run_key={
+            "model": {
+                "spec": {"dense_mode": load_models()[model.partition(":")[0].split("-seed")[0]].dense_mode}
+            }
+        },
         task=task,
         task_version=_task_version(task) or 1,
         dataset=ds,
@@ -115,6 +134,42 @@ def test_a_claim_against_on_one_metric_still_names_the_metric_in_favour(tmp_path
         "zs-seg mIoU): does not hold (CLIP ahead on zs-seg/shapes-seg/mIoU; "
         "SILC ahead on zs-seg/shapes-seg-shape/mIoU)." in md
     )
+
+
+def test_a_seed_that_is_not_one_distinct_checkpoint_stays_out_of_the_means(tmp_path):
+    """A seed model is no registry entry, so nothing pins its results to a checkpoint: a copy
+    of seed 0 filed as seed 1, or a seed whose tasks come from two different runs, would
+    change the spread without saying so."""
+    res = tmp_path / "r"
+    _seed_results(res, silc_seg=[30.0, 31.0, 32.0], clip_seg=[20.0, 21.0, 22.0])
+    twin = fixtures.registry_sha("clip-tiny")  # seed 1 of clip-tiny is really seed 0's file
+    for task, ds, metric in TASKS:
+        _write(res, "clip-tiny-seed1", task, ds, {metric: 20.0 if task == "zs-seg" else 30.0}, sha=twin)
+    _write(res, "silc-tiny-seed2", "zs-cls", "shapes-cls", {"top1": 99.0}, sha="f" * 64)  # another run
+    results = [(p, read_result(p)) for p in res.rglob("*.json")]
+    md = markdown(results, findings=None, results_dir=res)
+    assert "seed model clip-tiny-seed1 from the seeds table (the same checkpoint as clip-tiny)" in md
+    assert "seed model clip-tiny from" not in md  # seed 0 is pinned by the registry: it stays
+    assert (
+        "seed model silc-tiny-seed2 from the seeds table (its results come from 2 different checkpoints)"
+        in md
+    )
+    row = next(line for line in md.splitlines() if line.startswith("| clip-tiny | ") and "±" in line)
+    assert "| 21.0 ± 1.4 |" in row  # seeds 0 and 2 only: 20 and 22
+    row = next(line for line in md.splitlines() if line.startswith("| silc-tiny | ") and "±" in line)
+    assert "99" not in row and "30.5 ± 0.7" in row  # seeds 0 and 1 only
+
+
+def test_a_seed_run_in_another_dense_mode_stays_out(tmp_path):
+    res = tmp_path / "r"
+    _seed_results(res, silc_seg=[30.0, 31.0, 32.0], clip_seg=[20.0, 21.0, 22.0])
+    path = res / "clip-tiny-seed2" / "zs-seg" / "shapes-seg.json"
+    r = read_result(path)
+    r.run_key = {"model": {"spec": {"dense_mode": "no-such-mode"}}}
+    write_result(path, r)
+    results = [(p, read_result(p)) for p in res.rglob("*.json")]
+    md = markdown(results, findings=None, results_dir=res)
+    assert "seed model clip-tiny-seed2 from the seeds table (dense mode no-such-mode, not clip-tiny's" in md
 
 
 def test_no_seed_section_without_other_seeds(tmp_path):

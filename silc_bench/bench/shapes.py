@@ -45,18 +45,22 @@ def register_seeds(runs: Path) -> list[str]:
     from silc_bench.config import load_models
 
     shipped = load_models()
-    entries, refs = {}, []
-    for family in SEED_FAMILIES:
-        base = family.partition(":")[0]
+    entries = {}
+    for base in dict.fromkeys(f.partition(":")[0] for f in SEED_FAMILIES):
         for seed in SEEDS[1:]:
             name = seed_ref(base, seed)
             f = runs / name / "export" / f"{name}.yaml"
             if not f.is_file():
                 raise SystemExit(f"bench.shapes: no exported model {f} (train seed {seed} of {base} first)")
-            entry = yaml.safe_load(f.read_text())["models"][name]
+            try:
+                entry = dict(yaml.safe_load(f.read_text())["models"][name])
+            except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+                raise SystemExit(
+                    f"bench.shapes: {f} is not the entry `silc-bench train` writes ({e!r:.80})"
+                ) from None
             entry["dense_mode"] = shipped[base].dense_mode
             entries[name] = entry
-            refs.append(seed_ref(family, seed))
+    refs = [seed_ref(family, seed) for family in SEED_FAMILIES for seed in SEEDS[1:]]
     reg = Path(tempfile.mkdtemp(prefix="silc-bench-seeds-")) / "seeds.yaml"
     reg.write_text(yaml.safe_dump({"models": entries}, sort_keys=False))
     os.environ["SILC_BENCH_CHECKPOINTS"] = os.pathsep.join(

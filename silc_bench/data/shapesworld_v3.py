@@ -1,8 +1,8 @@
 """ShapesWorld v3 training world: scenes in groups where colour cannot tell the pairs apart.
 
 In a batch of v2 training pairs the colours (and the texture) already pick almost every
-caption out of the batch, so the contrastive loss is nearly solved without shape and the
-tiny models learn colour only (reports/shapes.md). v3 writes the training scenes in
+caption out of the batch, so the contrastive loss is nearly solved without shape and
+models trained on it learn colour only (reports/shapes_v3_experiment.md). v3 writes the training scenes in
 groups of GROUP_SCENES: every scene of a group has the same number of objects, the same
 colours in the same order, the same background (base colour, texture, period, contrast;
 only the noise differs) and a different set of shapes. A batch built from whole groups

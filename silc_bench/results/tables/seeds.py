@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 NO_DIFFERENCE = "no difference at this scale"
+NO_VERDICT = "no verdict (fewer than 2 seeds on a side)"
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,13 @@ def pooled_std(a: Summary, b: Summary) -> float:
 def verdict(a: Summary | None, b: Summary | None, a_ahead: str, b_ahead: str) -> str:
     """`a_ahead` or `b_ahead` where |mean(a) − mean(b)| > 2 × pooled std, else no difference.
 
-    Two single seeds have no spread to compare against, so they never get a verdict."""
+    Each side needs 2 seeds or more: a single seed says nothing about its own recipe's
+    spread, and the other side's spread alone is not a bar for it."""
     if a is None or b is None:
         return "–"
+    if min(a.n, b.n) < 2:
+        return NO_VERDICT
     s = pooled_std(a, b)
-    if math.isnan(s):
-        return f"{NO_DIFFERENCE} (one seed each)"
     diff = a.mean - b.mean
     if abs(diff) > 2 * s:
         return a_ahead if diff > 0 else b_ahead

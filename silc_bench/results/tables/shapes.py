@@ -3,7 +3,9 @@
 One builder for the table that `python -m silc_bench.bench.shapes` prints after running
 the models and that `table shapes --results DIR` rebuilds from committed result files:
 the headline metric of every ShapesWorld task per model, chance, the segmentation
-reference points, and the dense-mode scan on the validation world (`shapes-seg-val`).
+reference points, the dense-mode scan on the validation world (`shapes-seg-val`), and,
+where other training seeds were measured, their mean ± std with a verdict per pair
+(results/tables/seeds.py).
 """
 
 from __future__ import annotations
@@ -63,8 +65,9 @@ def _index(results: list[tuple[Path, Result]], left_out: list[str] | None = None
 def frame(results: list[tuple[Path, Result]]) -> pd.DataFrame:
     idx = _index(results)
     rows = []
+    present = _models_in(idx)
     seeds = [seed_ref(f, s) for f in SEED_FAMILIES for s in SEEDS[1:]]
-    for model in [*MODELS, *(m for m in seeds if any(k[0] == m for k in idx))]:
+    for model in [*MODELS, *(m for m in seeds if m in present)]:
         for task, ds, metric in TASKS:
             path, r = idx.get((model, task, ds, ()), (None, None))
             measured = None if r is None else r.metrics.get(metric)
@@ -147,7 +150,7 @@ def markdown(
             if any(vals):
                 cells = ["–" if v is None else f"{v[1].metrics['mIoU']:.1f}" for v in vals]
                 lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += _seed_section(idx)
+    lines += _seed_section(idx, left_out)
     if left_out:
         lines += ["", "Left out:", "", *(f"- {w}" for w in left_out)]
     lines.append("")
@@ -156,25 +159,75 @@ def markdown(
     return "\n".join(lines)
 
 
-def _seed_summaries(idx: dict[tuple, tuple]) -> dict[tuple[str, str], Summary | None]:
-    """(family, column) → the summary over the seeds measured."""
+def _untrusted_seeds(idx: dict[tuple, tuple], left_out: list[str]) -> set[str]:
+    """Seed models whose results cannot be told to be one distinct training run each.
+
+    The other seeds are not registry entries, so no pinned sha256 holds their results to
+    their checkpoint (seed 0's are held by `newest_registry_runs`). Within the table the
+    results must still say so: every result of a seed (each task, teacher and student) of
+    one checkpoint, no two seeds of a family of the same checkpoint (a copy would fake a
+    small spread), and the family's registered dense mode. A seed that fails is left out of
+    the means, and named with why."""
+    from silc_bench.config import load_models
+
+    models = load_models()
+    bad: dict[str, str] = {}
+    for base in dict.fromkeys(f.partition(":")[0] for f in SEED_FAMILIES):
+        shas: dict[str, set[str]] = {}
+        spec = models.get(base)
+        for seed in SEEDS:
+            name = seed_ref(base, seed)
+            got = [r for (m, *_), (_, r) in idx.items() if m.partition(":")[0] == name]
+            shas[name] = {r.checkpoint_sha256 for r in got}
+            modes = {
+                r.run_key.get("model", {}).get("spec", {}).get("dense_mode")
+                for r in got
+                if r.task == "zs-seg"
+            }
+            if len(shas[name]) > 1:
+                bad[name] = f"its results come from {len(shas[name])} different checkpoints"
+            elif seed and None in modes:
+                bad[name] = "a zs-seg result of it records no dense mode"
+            elif seed and spec is not None and modes - {spec.dense_mode}:
+                odd = ", ".join(sorted(modes - {spec.dense_mode}))
+                bad[name] = f"dense mode {odd}, not {base}'s {spec.dense_mode}"
+        for name, own in list(shas.items())[1:]:  # seed 0 is the registry's, pinned by its sha256
+            twins = [other for other, theirs in shas.items() if other != name and own and own == theirs]
+            if twins and name not in bad:
+                bad[name] = f"the same checkpoint as {', '.join(twins)}"
+    left_out += [f"seed model {name} from the seeds table ({why})" for name, why in bad.items()]
+    return set(bad)
+
+
+def _seed_summaries(idx: dict[tuple, tuple], skip: set[str]) -> dict[tuple[str, str], Summary | None]:
+    """(family, column) → the summary over the seeds measured (the `skip` models left out)."""
     out = {}
     for family in SEED_FAMILIES:
         for task, ds, metric in TASKS:
             vals = []
             for seed in SEEDS:
-                _, r = idx.get((seed_ref(family, seed), task, ds, ()), (None, None))
+                ref = seed_ref(family, seed)
+                _, r = (
+                    (None, None)
+                    if ref.partition(":")[0] in skip
+                    else idx.get((ref, task, ds, ()), (None, None))
+                )
                 vals.append(None if r is None else r.metrics.get(metric))
             out[(family, _col(task, ds, metric))] = summarise(vals)
     return out
 
 
-def _seed_section(idx: dict[tuple, tuple]) -> list[str]:
+def _models_in(idx: dict[tuple, tuple]) -> set[str]:
+    return {k[0] for k in idx}
+
+
+def _seed_section(idx: dict[tuple, tuple], left_out: list[str]) -> list[str]:
     """Mean ± std over the seeds, the verdict per pair, and the paper's claims checked."""
-    if not any(seed_ref(f, s) == r[0] for f in SEED_FAMILIES for s in SEEDS[1:] for r in idx):
+    present = _models_in(idx)
+    if not any(seed_ref(f, s) in present for f in SEED_FAMILIES for s in SEEDS[1:]):
         return []
     cols = [_col(*t) for t in TASKS]
-    summ = _seed_summaries(idx)
+    summ = _seed_summaries(idx, _untrusted_seeds(idx, left_out))
     lines = [
         "",
         f"### Over {len(SEEDS)} training seeds (mean ± sample std; seed 0 is the shipped model)",
